@@ -1,0 +1,301 @@
+"""Effective configuration: flag > environment > TOML file > default, with the origin of each value.
+
+`Config` is frozen and passed explicitly to every layer; nothing reads the environment later.
+This module stays import-light (no httpx/sqlalchemy) because `archiver --help` loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+PROVIDERS: dict[str, str] = {
+    # provider name -> default base URL, as given in the provider docs
+    "ccapi": "https://api.ccapi.ai/",
+    "mountsea": "https://api.mountsea.ai/",
+    "acedata": "https://api.acedata.cloud/",
+    "aimusicapi": "https://api.aimusicapi.ai/",
+}
+
+REDACTED = "<redacted>"
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    base_url: str
+    token: str | None = field(default=None, repr=False)
+    batch_size: int = 50
+    concurrency: int = 4
+    interval: float | None = None  # base poll interval; None = the source's documented one
+
+    def __repr__(self) -> str:  # never show the token, even by accident
+        token = REDACTED if self.token else None
+        return (
+            f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, token={token!r}, "
+            f"batch_size={self.batch_size}, concurrency={self.concurrency}, interval={self.interval})"
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    library: Path
+    db_url: str
+    providers: Mapping[str, ProviderSettings]
+    config_file: Path | None = None
+    path_template: str | None = None  # None = archiver.paths.DEFAULT_TEMPLATE
+    jobs: int = 4
+    max_file_size: int = GIB
+    id3_version: int = 3
+    lyrics_sidecar: bool = False
+    tag_artist: str | None = None
+    tag_album: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    retry_budget: int = 100
+    max_backoff: float = 3600.0
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def provider(self, name: str) -> ProviderSettings:
+        return self.providers[name]
+
+    def with_overrides(self, **changes: Any) -> "Config":
+        return replace(self, **changes)
+
+    @property
+    def db_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        if self.db_url.startswith(prefix) and self.db_url != "sqlite:///:memory:":
+            return Path(self.db_url[len(prefix):])
+        return None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, tokens replaced, with origins."""
+        out: dict[str, Any] = {}
+        for key, spec in TOP_KEYS.items():
+            out[key] = {"value": _plain(getattr(self, spec.attr)), "from": self.origins.get(key, "default")}
+        out["providers"] = {}
+        for name, prov in self.providers.items():
+            entry: dict[str, Any] = {}
+            for key in PROVIDER_KEYS:
+                value = getattr(prov, key)
+                if key == "token":
+                    value = REDACTED if value else None
+                entry[key] = {"value": _plain(value), "from": self.origins.get(f"providers.{name}.{key}", "default")}
+            out["providers"][name] = entry
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+@dataclass(frozen=True)
+class _Key:
+    attr: str
+    kind: type | tuple[type, ...]
+    env: str | None = None
+    convert: Callable[[Any], Any] | None = None
+    check: Callable[[Any], bool] | None = None
+    hint: str = ""
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+TOP_KEYS: dict[str, _Key] = {
+    "library": _Key("library", str, "ARCHIVER_LIBRARY", lambda v: Path(v).expanduser()),
+    "db": _Key("db_url", str, "ARCHIVER_DB"),
+    "path_template": _Key("path_template", str, "ARCHIVER_PATH_TEMPLATE"),
+    "jobs": _Key("jobs", int, "ARCHIVER_JOBS", check=_positive, hint="a positive integer"),
+    "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
+    "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),
+    "lyrics_sidecar": _Key("lyrics_sidecar", bool),
+    "artist": _Key("tag_artist", str),
+    "album": _Key("tag_album", str),
+    "connect_timeout": _Key("connect_timeout", (int, float), check=_positive, convert=float),
+    "read_timeout": _Key("read_timeout", (int, float), check=_positive, convert=float),
+    "retry_budget": _Key("retry_budget", int, check=lambda v: v >= 0, hint="an integer >= 0"),
+    "max_backoff": _Key("max_backoff", (int, float), check=_positive, convert=float),
+}
+
+PROVIDER_KEYS: dict[str, _Key] = {
+    "token": _Key("token", str),
+    "base_url": _Key("base_url", str, check=lambda v: v.startswith(("http://", "https://")), hint="an http(s) URL"),
+    "batch_size": _Key("batch_size", int, check=_positive, hint="a positive integer"),
+    "concurrency": _Key("concurrency", int, check=_positive, hint="a positive integer"),
+    "interval": _Key("interval", (int, float), check=_positive, convert=float),
+}
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("archiver")) / "config.toml"
+
+
+def default_library() -> Path:
+    from platformdirs import user_music_dir
+
+    return Path(user_music_dir()) / "archiver"
+
+
+def db_url_for(value: str, library: Path) -> str:
+    """An SQLAlchemy URL from `--db`: URLs pass through, anything else is a file path."""
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def _coerce(where: str, key: str, spec: _Key, value: Any) -> Any:
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{where}: {key} must be {spec.hint or names}, got {type(value).__name__} {value!r}")
+    if spec.check and not spec.check(value):
+        raise ConfigError(f"{where}: {key} must be {spec.hint or 'valid'}, got {value!r}")
+    return spec.convert(value) if spec.convert else value
+
+
+def _from_env(env: Mapping[str, str], name: str, key: str, spec: _Key) -> Any:
+    raw = env[name]
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    value: Any = raw
+    try:
+        if int in kinds and float not in kinds:
+            value = int(raw)
+        elif float in kinds:
+            value = float(raw)
+        elif bool in kinds:
+            value = raw.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"environment {name}: {key} must be {spec.hint or 'a number'}, got {raw!r}") from None
+    return _coerce(f"environment {name}", key, spec, value)
+
+
+def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: config file not found") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        parsed = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _warn_if_exposed(path, parsed)
+    return parsed
+
+
+def _warn_if_exposed(path: Path, parsed: Mapping[str, Any]) -> None:
+    """Tokens in a file others can read deserve a warning (like ssh does for keys)."""
+    if os.name != "posix":
+        return
+    has_token = any(isinstance(v, Mapping) and v.get("token") for v in (parsed.get("providers") or {}).values())
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if has_token and mode & (stat.S_IRGRP | stat.S_IROTH):
+        print(
+            f"warning: {path} holds API tokens and is readable by other users; run: chmod 600 {path}",
+            file=sys.stderr,
+        )
+
+
+def load_config(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective Config. `overrides` are command-line values (None = not given)."""
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    origins: dict[str, str] = {}
+
+    if config_file is not None:
+        path, explicit, origin = Path(config_file).expanduser(), True, "flag --config"
+    elif env.get("ARCHIVER_CONFIG"):
+        path, explicit, origin = Path(env["ARCHIVER_CONFIG"]).expanduser(), True, "environment ARCHIVER_CONFIG"
+    else:
+        path, explicit, origin = default_config_path(), False, "default"
+    data = _read_toml(path, explicit)
+    file_label = f"file {path}"
+    origins["config"] = origin
+
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "providers":
+            continue
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join([*TOP_KEYS, 'providers'])})")
+        values[key] = _coerce(f"{path}", key, TOP_KEYS[key], value)
+        origins[key] = file_label
+    for key, spec in TOP_KEYS.items():
+        if spec.env and env.get(spec.env):
+            values[key] = _from_env(env, spec.env, key, spec)
+            origins[key] = f"environment {spec.env}"
+        if key in overrides:
+            values[key] = _coerce("command line", key, spec, overrides[key])
+            origins[key] = "flag"
+
+    providers = _providers(path, data.get("providers", {}), env, origins, file_label)
+
+    library = values.pop("library", None) or default_library()
+    library = Path(library).expanduser()
+    db_value = values.pop("db", None)
+    db_url = db_url_for(db_value, library) if db_value else f"sqlite:///{library.resolve() / 'archiver.db'}"
+    if not db_value:
+        origins["db"] = "default (<library>/archiver.db)"
+    kwargs = {TOP_KEYS[k].attr: v for k, v in values.items()}
+    return Config(
+        library=library,
+        db_url=db_url,
+        providers=providers,
+        config_file=path if path.exists() else None,
+        origins=origins,
+        **kwargs,
+    )
+
+
+def _providers(
+    path: Path, table: Any, env: Mapping[str, str], origins: dict[str, str], file_label: str
+) -> dict[str, ProviderSettings]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: providers must be a table like [providers.ccapi]")
+    for name in table:
+        if name not in PROVIDERS:
+            raise ConfigError(f"{path}: unknown key 'providers.{name}' (known providers: {', '.join(PROVIDERS)})")
+    result: dict[str, ProviderSettings] = {}
+    for name, default_url in PROVIDERS.items():
+        section = table.get(name, {})
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{path}: providers.{name} must be a table")
+        fields: dict[str, Any] = {"base_url": default_url}
+        for key, value in section.items():
+            full = f"providers.{name}.{key}"
+            if key not in PROVIDER_KEYS:
+                raise ConfigError(f"{path}: unknown key {full!r} (known: {', '.join(PROVIDER_KEYS)})")
+            fields[key] = _coerce(str(path), full, PROVIDER_KEYS[key], value)
+            origins[full] = file_label
+        for key, spec in PROVIDER_KEYS.items():
+            env_name = f"ARCHIVER_{name.upper()}_{key.upper()}"
+            if env.get(env_name):
+                fields[key] = _from_env(env, env_name, f"providers.{name}.{key}", spec)
+                origins[f"providers.{name}.{key}"] = f"environment {env_name}"
+        result[name] = ProviderSettings(name=name, **{PROVIDER_KEYS[k].attr: v for k, v in fields.items()})
+    return result

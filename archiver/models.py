@@ -1,0 +1,144 @@
+"""The library database schema (SQLModel on SQLite).
+
+Times are stored as ISO 8601 UTC text (`2026-03-13T07:13:16.900000+00:00` sorts and reads well
+in sqlite3 and Datasette) and come back as aware UTC datetimes. The schema version lives in
+`PRAGMA user_version`; `store.migrate` moves an older library forward in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, ISO 8601 UTC text on disk, aware UTC datetimes out."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected datetime, got {type(value).__name__}")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _time(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("source", "task_id", name="uq_tasks_source_task"),
+        Index("ix_tasks_poll", "status", "next_poll_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    task_id: str
+    status: str = Field(default="pending")
+    provider_status: Optional[str] = None
+    progress: Optional[int] = None
+    error: Optional[str] = None
+    created_at: Optional[datetime] = _time()
+    finished_at: Optional[datetime] = _time()
+    provider_updated_at: Optional[datetime] = _time()
+    first_seen: Optional[datetime] = _time()
+    last_polled: Optional[datetime] = _time()
+    updated_at: Optional[datetime] = _time()
+    next_poll_at: Optional[datetime] = _time()
+    polls: int = 0
+    idle_polls: int = 0  # consecutive polls that changed nothing: drives the back-off
+    poll_errors: int = 0  # consecutive failed polls: also backs off, and ends unknown ids
+    raw_json: Optional[str] = Field(default=None, sa_column=Column(Text))
+
+
+class Clip(SQLModel, table=True):
+    __tablename__ = "clips"
+    __table_args__ = (UniqueConstraint("source", "clip_id", name="uq_clips_source_clip"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source: str
+    clip_id: str = Field(index=True)
+    task_pk: int = Field(sa_column=Column(Integer, ForeignKey("tasks.id", ondelete="CASCADE"), index=True))
+    title: Optional[str] = None
+    tags: Optional[str] = None
+    negative_tags: Optional[str] = None
+    lyrics: Optional[str] = Field(default=None, sa_column=Column(Text))
+    duration: Optional[float] = None
+    model: Optional[str] = None
+    seed: Optional[str] = None
+    state: Optional[str] = None
+    created_at: Optional[datetime] = _time(index=True)
+    audio_url: Optional[str] = None
+    image_url: Optional[str] = None
+    video_url: Optional[str] = None
+    first_seen: Optional[datetime] = _time()
+    updated_at: Optional[datetime] = _time()
+    raw_json: Optional[str] = Field(default=None, sa_column=Column(Text))
+
+
+class Asset(SQLModel, table=True):
+    """A downloadable file of a clip. `path` is set only once the file is complete in place."""
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("clip_pk", "kind", name="uq_assets_clip_kind"),
+        Index("ix_assets_state", "state"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    clip_pk: int = Field(sa_column=Column(Integer, ForeignKey("clips.id", ondelete="CASCADE"), index=True))
+    kind: str  # audio | image | video
+    url: Optional[str] = None
+    path: Optional[str] = Field(default=None, index=True)  # relative to the library root, POSIX
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    state: str = "pending"  # pending | downloaded | failed
+    attempts: int = 0
+    last_error: Optional[str] = None
+    warning: Optional[str] = None
+    tagged: bool = False
+    created_at: Optional[datetime] = _time()
+    updated_at: Optional[datetime] = _time()
+    downloaded_at: Optional[datetime] = _time()
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_runs"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    started_at: Optional[datetime] = _time()
+    finished_at: Optional[datetime] = _time()
+    exit_code: Optional[int] = None
+    tasks_polled: int = 0
+    newly_succeeded: int = 0
+    failed: int = 0
+    clips_added: int = 0
+    requests: int = 0
+    errors: int = 0
+    files_downloaded: int = 0
+    bytes_downloaded: int = 0
+    error_text: Optional[str] = Field(default=None, sa_column=Column(Text))
+
+
+ASSET_KINDS = ("audio", "image", "video")

@@ -1,0 +1,82 @@
+"""AIMusicAPI: `GET /api/v1/producer/task/{task_id}` -> `{"code": 200, "data": [clips], "message"}`.
+
+The body carries no task id, so the caller must supply it; the task status is derived from the
+clip states. `code` other than 200 is an error (404 "记录不存在": the record does not exist).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+from ..errors import PayloadError, ProviderError, TaskIdRequired, TaskNotFound
+from ..records import Status, TaskRecord, clip_from, progress, text
+from .acedata import FAILED_STATES, status_from_clips
+from .base import BaseSource, Request, error_message
+
+
+class Aimusicapi(BaseSource):
+    name: ClassVar[str] = "aimusicapi"
+    provider: ClassVar[str] = "aimusicapi"
+    batch: ClassVar[bool] = False
+    interval: ClassVar[float] = 10.0
+
+    def request_for(self, ids: Sequence[str]) -> Request:
+        (task_id,) = ids
+        return Request("GET", f"api/v1/producer/task/{task_id}")
+
+    def detect(self, payload: Any) -> bool:
+        return (
+            isinstance(payload, Mapping)
+            and isinstance(payload.get("code"), int)
+            and not isinstance(payload.get("code"), bool)
+            and (isinstance(payload.get("data"), list) or payload.get("data") is None)
+        )
+
+    def normalize(self, payload: Any, *, task_id: str | None = None) -> list[TaskRecord]:
+        body = self._require_mapping(payload)
+        code = body.get("code")
+        if code != 200:
+            message = error_message(body) or "no message"
+            if code == 404 and task_id:
+                raise TaskNotFound(self.name, task_id, message)
+            if code is None:
+                raise PayloadError(self.name, "body has no 'code'")
+            raise ProviderError(self.name, f"code {code}: {message}")
+        if task_id is None:
+            raise TaskIdRequired(self.name, "this body carries no task id; pass --task-id ID")
+        data = body.get("data")
+        if data is None:
+            data = []
+        if not isinstance(data, list):
+            raise PayloadError(self.name, "'data' is not a list of clips")
+        objs = [c for c in data if isinstance(c, Mapping)]
+        clips = tuple(c for c in (clip_from(o) for o in objs) if c is not None)
+        states = [c.state for c in clips]
+        status = status_from_clips(states)
+        error = None
+        if status is Status.FAILED:
+            error = "; ".join(
+                text(o.get("error_message") or o.get("error")) or f"clip {o.get('clip_id')} failed"
+                for o in objs
+                if (text(o.get("state")) or "").lower() in FAILED_STATES
+            )
+        known = [p for p in (progress(o.get("progress")) for o in objs) if p is not None]
+        return [
+            TaskRecord(
+                source=self.name,
+                task_id=task_id,
+                status=status,
+                provider_status=",".join(sorted({s or "unknown" for s in states})) or "no clips yet",
+                progress=min(known) if known else (100 if status is Status.SUCCEEDED else None),
+                error=error,
+                created_at=min((c.created_at for c in clips if c.created_at), default=None),
+                clips=clips,
+                raw=dict(body),
+            )
+        ]
+
+    def error_for(self, status: int, payload: Any, ids: Sequence[str]) -> Exception:
+        code = payload.get("code") if isinstance(payload, Mapping) else None
+        if (status == 404 or code == 404) and len(ids) == 1:
+            return TaskNotFound(self.name, ids[0], error_message(payload) or "record does not exist")
+        return super().error_for(status, payload, ids)

@@ -1,0 +1,104 @@
+"""The protocol every task source implements, and the pieces they share.
+
+A source is pure where it can be: `request_for` says which HTTP call fetches some ids and
+`normalize` turns a raw JSON body into TaskRecords. The network itself lives in `http.py`, so a new
+provider is one module with those two functions plus a registry line in `__init__.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
+
+from ..errors import PayloadError, ProviderError, TaskNotFound
+from ..records import TaskRecord
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP call, relative to the provider's base URL."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    json: Any = None
+
+
+class Source(Protocol):
+    name: ClassVar[str]  # "ccapi-suno"
+    provider: ClassVar[str]  # settings section: "ccapi"
+    batch: ClassVar[bool]  # True when one request can fetch many ids
+    interval: ClassVar[float]  # documented polling interval, seconds
+
+    def request_for(self, ids: Sequence[str]) -> Request:
+        """The request that fetches `ids` (exactly one id unless `batch`)."""
+        ...
+
+    def normalize(self, payload: Any, *, task_id: str | None = None) -> list[TaskRecord]:
+        """Raw JSON body -> records. Pure; raises PayloadError/ProviderError on a bad body."""
+        ...
+
+    def detect(self, payload: Any) -> bool:
+        """Whether a saved body looks like this source's (for `archiver import`)."""
+        ...
+
+    def error_for(self, status: int, payload: Any, ids: Sequence[str]) -> Exception:
+        """The error for a non-2xx answer that is not auth/transient (404, 400 ...)."""
+        ...
+
+
+class BaseSource:
+    """Defaults shared by the concrete sources."""
+
+    name: ClassVar[str] = ""
+    provider: ClassVar[str] = ""
+    batch: ClassVar[bool] = False
+    interval: ClassVar[float] = 10.0
+
+    def error_for(self, status: int, payload: Any, ids: Sequence[str]) -> Exception:
+        message = error_message(payload) or f"HTTP {status}"
+        if status in (404, 410) and len(ids) == 1:
+            return TaskNotFound(self.name, ids[0], message)
+        return ProviderError(self.name, f"HTTP {status}: {message}", status_code=status)
+
+    def _require_mapping(self, payload: Any, what: str = "a JSON object") -> Mapping[str, Any]:
+        if not isinstance(payload, Mapping):
+            raise PayloadError(self.name, f"expected {what}, got {type(payload).__name__}")
+        return payload
+
+
+def error_message(payload: Any) -> str | None:
+    """The human message inside any provider's error body."""
+    if not isinstance(payload, Mapping):
+        return None
+    error = payload.get("error")
+    if isinstance(error, Mapping):
+        parts = [str(error[k]) for k in ("code", "message") if error.get(k)]
+        return ": ".join(parts) or None
+    for key in ("message", "errorMessage", "msg", "detail"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def newest_per_task(records: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """Collapse duplicates of one task: newest `updated_at` wins, then the more advanced status.
+
+    Position in the list never matters: the CCAPI batch example lists a stale record after the
+    fresh one.
+    """
+    best: dict[str, TaskRecord] = {}
+    for record in records:
+        current = best.get(record.task_id)
+        if current is None or _rank(record) > _rank(current):
+            best[record.task_id] = record
+    return list(best.values())
+
+
+_STATUS_RANK = {"pending": 0, "running": 1, "failed": 2, "cancelled": 2, "succeeded": 3}
+
+
+def _rank(record: TaskRecord) -> tuple[float, int, int]:
+    stamp = record.updated_at.timestamp() if record.updated_at else float("-inf")
+    return (stamp, _STATUS_RANK[record.status], len(record.clips))

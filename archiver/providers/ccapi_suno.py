@@ -1,0 +1,12 @@
+"""CCAPI, suno platform: `GET /suno/fetch/{id}`, `POST /suno/fetch {"ids": [...]}`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ._ccapi import CcapiSource
+
+
+class CcapiSuno(CcapiSource):
+    name: ClassVar[str] = "ccapi-suno"
+    platform: ClassVar[str] = "suno"

@@ -1,0 +1,67 @@
+"""Presenting rows: rich tables on a terminal, stable tab-separated text when piped, JSON, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any, Sequence, TextIO
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    json.dump(list(rows), out, ensure_ascii=False, indent=2, default=str)
+    out.write("\n")
+
+
+def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+
+def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO | None = None,
+               *, title: str | None = None, tty: bool | None = None) -> None:
+    out = out or sys.stdout
+    if tty is None:
+        tty = out.isatty()
+    if not tty:
+        out.write("\t".join(columns) + "\n")
+        for row in rows:
+            out.write("\t".join(_cell(row.get(c)) for c in columns) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold", max_width=48)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    Console(file=out).print(table)
+
+
+def emit(rows: Sequence[dict[str, Any]], fmt: str, *, table_columns: Sequence[str],
+         all_columns: Sequence[str], out: TextIO | None = None, title: str | None = None) -> None:
+    out = out or sys.stdout
+    if fmt == "json":
+        rows_json(rows, out)
+    elif fmt == "csv":
+        rows_csv(rows, all_columns, out)
+    else:
+        rows_table(rows, table_columns, out, title=title)
+
+
+def to_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    rows_table(rows, columns, buf, tty=False)
+    return buf.getvalue()

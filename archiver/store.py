@@ -1,0 +1,354 @@
+"""The write side of the library database: opening, migrating, and idempotent upserts.
+
+Every write happens in one transaction per batch of records, so a crash leaves either the old or
+the new state. Stale payloads (an older `updated_at`, or a running record after a finished one)
+never overwrite newer data.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from .errors import DatabaseError
+from .models import ASSET_KINDS, Asset, Clip, SyncRun, Task, utcnow
+from .records import TERMINAL, ClipRecord, Status, TaskRecord
+
+CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass
+class ApplyResult:
+    tasks_added: int = 0
+    tasks_updated: int = 0
+    clips_added: int = 0
+    clips_updated: int = 0
+    stale: int = 0
+    newly_succeeded: int = 0
+    newly_failed: int = 0
+    changed_task_ids: list[str] = field(default_factory=list)
+
+    def merge(self, other: "ApplyResult") -> None:
+        for name in ("tasks_added", "tasks_updated", "clips_added", "clips_updated", "stale",
+                     "newly_succeeded", "newly_failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.changed_task_ids.extend(other.changed_task_ids)
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Store:
+    """One library database. Cheap to create; call `close()` (or use `with`) when done."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        if path and path != ":memory:":
+            if not create and not Path(path).exists():
+                raise DatabaseError(f"no library database at {path}; run `archiver sync` or `archiver import` first")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _on_connect)
+        try:
+            from .migrations import migrate
+
+            migrate(self.engine)
+        except (SQLAlchemyError, sqlite3.DatabaseError) as exc:
+            self.engine.dispose()
+            raise DatabaseError(_db_message(url, exc)) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except OperationalError as exc:
+                session.rollback()
+                raise DatabaseError(_db_message(self.url, exc)) from None
+            except BaseException:
+                session.rollback()
+                raise
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def add_tasks(self, source: str, task_ids: Iterable[str], now: datetime | None = None) -> int:
+        """Register task ids to poll; returns how many were new."""
+        now = now or utcnow()
+        wanted = list(dict.fromkeys(t.strip() for t in task_ids if t and t.strip()))
+        added = 0
+        with self.session() as s:
+            known: set[str] = set()
+            for part in chunks(wanted):
+                rows = s.exec(select(Task.task_id).where(Task.source == source, col(Task.task_id).in_(part)))
+                known.update(rows)
+            for task_id in wanted:
+                if task_id not in known:
+                    s.add(Task(source=source, task_id=task_id, status=Status.PENDING.value,
+                               first_seen=now, updated_at=now, next_poll_at=now))
+                    added += 1
+        return added
+
+    def apply(self, records: Sequence[TaskRecord], now: datetime | None = None) -> ApplyResult:
+        """Upsert normalized records (one transaction). Idempotent; stale records are skipped."""
+        now = now or utcnow()
+        result = ApplyResult()
+        by_source: dict[str, list[TaskRecord]] = {}
+        for record in records:
+            by_source.setdefault(record.source, []).append(record)
+        with self.session() as s:
+            for source, group in by_source.items():
+                self._apply_source(s, source, group, now, result)
+        return result
+
+    def _apply_source(self, s: Session, source: str, records: list[TaskRecord], now: datetime,
+                      result: ApplyResult) -> None:
+        existing: dict[str, Task] = {}
+        ids = [r.task_id for r in records]
+        for part in chunks(ids):
+            for task in s.exec(select(Task).where(Task.source == source, col(Task.task_id).in_(part))):
+                existing[task.task_id] = task
+        clip_ids = [c.clip_id for r in records for c in r.clips]
+        clips: dict[str, Clip] = {}
+        for part in chunks(clip_ids):
+            for clip in s.exec(select(Clip).where(Clip.source == source, col(Clip.clip_id).in_(part))):
+                clips[clip.clip_id] = clip
+        assets: dict[tuple[int, str], Asset] = {}
+        clip_pks = [c.id for c in clips.values() if c.id is not None]
+        for part in chunks(clip_pks):
+            for asset in s.exec(select(Asset).where(col(Asset.clip_pk).in_(part))):
+                assets[(asset.clip_pk, asset.kind)] = asset
+
+        for record in records:
+            task = existing.get(record.task_id)
+            if task is None:
+                task = Task(source=source, task_id=record.task_id, first_seen=now, next_poll_at=now)
+                s.add(task)
+                existing[record.task_id] = task
+                result.tasks_added += 1
+                was = None
+            elif _is_stale(task, record):
+                task.last_polled = now
+                result.stale += 1
+                continue
+            else:
+                was = task.status
+            changed = _update_task(task, record)
+            if changed and was is not None:
+                result.tasks_updated += 1
+            if record.status.value != was:
+                result.newly_succeeded += record.status is Status.SUCCEEDED
+                result.newly_failed += record.status is Status.FAILED
+            task.raw_json = dumps(record.raw)
+            task.last_polled = now
+            if changed:
+                task.updated_at = now
+                result.changed_task_ids.append(record.task_id)
+            if task.id is None:
+                s.flush()
+            for clip_record in record.clips:
+                clip = clips.get(clip_record.clip_id)
+                if clip is None:
+                    clip = Clip(source=source, clip_id=clip_record.clip_id, task_pk=task.id or 0, first_seen=now)
+                    _update_clip(clip, clip_record)
+                    clip.updated_at = now
+                    s.add(clip)
+                    s.flush()
+                    clips[clip.clip_id] = clip
+                    result.clips_added += 1
+                elif _update_clip(clip, clip_record):
+                    clip.updated_at = now
+                    result.clips_updated += 1
+                _sync_assets(s, clip, assets, now)
+
+    def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
+                  ignore_schedule: bool = False) -> list[Task]:
+        """Tasks not in a terminal state whose next poll time has come."""
+        terminal = [s.value for s in TERMINAL]
+        query = select(Task).where(col(Task.status).not_in(terminal))
+        if not ignore_schedule:
+            query = query.where((Task.next_poll_at == None) | (Task.next_poll_at <= now))  # noqa: E711
+        if sources is not None:
+            query = query.where(col(Task.source).in_(list(sources)))
+        with self.session() as s:
+            return list(s.exec(query.order_by(Task.source, Task.id)))
+
+    def next_due(self) -> datetime | None:
+        """When the earliest unfinished task is next due (None when nothing is unfinished)."""
+        terminal = [s.value for s in TERMINAL]
+        with self.session() as s:
+            value = s.exec(select(func.min(Task.next_poll_at)).where(col(Task.status).not_in(terminal))).one()
+        if value is None:
+            with self.session() as s:
+                left = s.exec(select(func.count()).select_from(Task).where(col(Task.status).not_in(terminal))).one()
+            return utcnow() if left else None
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def unfinished_count(self) -> int:
+        terminal = [s.value for s in TERMINAL]
+        with self.session() as s:
+            return s.exec(select(func.count()).select_from(Task).where(col(Task.status).not_in(terminal))).one()
+
+    def schedule(self, source: str, outcomes: dict[str, str], base: float, cap: float, now: datetime,
+                 *, changed: set[str], max_not_found: int = 3) -> None:
+        """After a poll pass: set each task's next poll time and error counters.
+
+        `outcomes` maps task_id -> "ok", "error:<message>" or "notfound:<message>".
+        """
+        with self.session() as s:
+            ids = list(outcomes)
+            for part in chunks(ids):
+                for task in s.exec(select(Task).where(Task.source == source, col(Task.task_id).in_(part))):
+                    outcome = outcomes[task.task_id]
+                    task.polls += 1
+                    task.last_polled = now
+                    if outcome == "ok":
+                        task.poll_errors = 0
+                        task.idle_polls = 0 if task.task_id in changed else task.idle_polls + 1
+                    else:
+                        kind, _, message = outcome.partition(":")
+                        task.poll_errors += 1
+                        task.error = message
+                        task.updated_at = now
+                        if kind == "notfound" and task.poll_errors >= max_not_found:
+                            task.status = Status.FAILED.value
+                            task.provider_status = "NOT_FOUND"
+                    exponent = min(task.idle_polls + task.poll_errors, 30)
+                    task.next_poll_at = now + timedelta(seconds=min(cap, base * (2 ** exponent)))
+
+    # --- sync runs -----------------------------------------------------------------------
+
+    def start_run(self, now: datetime | None = None) -> int:
+        with self.session() as s:
+            run = SyncRun(started_at=now or utcnow())
+            s.add(run)
+            s.flush()
+            assert run.id is not None
+            return run.id
+
+    def finish_run(self, run_id: int, **values: Any) -> None:
+        with self.session() as s:
+            run = s.get(SyncRun, run_id)
+            if run is None:
+                return
+            for key, value in values.items():
+                setattr(run, key, value)
+            run.finished_at = utcnow()
+
+    def execute(self, sql: str, **params: Any) -> list[Any]:
+        with self.session() as s:
+            return list(s.connection().execute(text(sql), params))
+
+
+def _is_stale(task: Task, record: TaskRecord) -> bool:
+    if task.status in {s.value for s in TERMINAL} and not record.status.terminal:
+        return True
+    if task.provider_updated_at and record.updated_at and record.updated_at < task.provider_updated_at:
+        return True
+    return False
+
+
+def _set(obj: Any, name: str, value: Any) -> bool:
+    if getattr(obj, name) != value:
+        setattr(obj, name, value)
+        return True
+    return False
+
+
+def _update_task(task: Task, record: TaskRecord) -> bool:
+    changed = False
+    for name, value in (
+        ("status", record.status.value),
+        ("provider_status", record.provider_status),
+        ("progress", record.progress),
+        ("error", record.error),
+        ("created_at", record.created_at),
+        ("finished_at", record.finished_at),
+        ("provider_updated_at", record.updated_at),
+    ):
+        changed |= _set(task, name, value)
+    return changed
+
+
+CLIP_FIELDS = ("title", "tags", "negative_tags", "lyrics", "duration", "model", "seed", "state",
+               "created_at", "audio_url", "image_url", "video_url")
+
+
+def _update_clip(clip: Clip, record: ClipRecord) -> bool:
+    changed = False
+    for name in CLIP_FIELDS:
+        value = getattr(record, name)
+        if value is None and getattr(clip, name) is not None and name not in ("state",):
+            continue  # a later, sparser payload never erases what an earlier one said
+        changed |= _set(clip, name, value)
+    raw = dumps(record.raw)
+    if clip.raw_json != raw:
+        clip.raw_json = raw
+    return changed
+
+
+def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], now: datetime) -> None:
+    assert clip.id is not None
+    for kind in ASSET_KINDS:
+        url = getattr(clip, f"{kind}_url")
+        if not url:
+            continue
+        asset = assets.get((clip.id, kind))
+        if asset is None:
+            asset = Asset(clip_pk=clip.id, kind=kind, url=url, created_at=now, updated_at=now)
+            s.add(asset)
+            assets[(clip.id, kind)] = asset
+        elif asset.url != url:
+            asset.url = url  # a fresh link (expired CDN URLs are re-signed on each poll)
+            asset.updated_at = now
+            if asset.state == "failed":
+                asset.state = "pending"
+
+
+def _db_message(url: str, exc: BaseException) -> str:
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    where = url.removeprefix("sqlite:///")
+    if "not a database" in detail or "malformed" in detail:
+        return (f"{where} is damaged ({detail}); move it aside and run `archiver rebuild` "
+                "to recreate it from the tags of the archived files")
+    if "locked" in detail:
+        return f"{where} is locked by another process ({detail}); try again"
+    return f"{where}: database error: {detail}"
