@@ -64,6 +64,8 @@ class Acedata(BaseSource):
     def _record(self, item: Any, task_id: str | None) -> TaskRecord:
         if not isinstance(item, Mapping):
             raise PayloadError(self.name, f"task record is {type(item).__name__}, not an object")
+        if not any(key in item for key in ("id", "request", "response")):
+            raise PayloadError(self.name, "task record has none of 'id', 'request', 'response'")
         response = item.get("response")
         found_id = text(item.get("id")) or (text(response.get("task_id")) if isinstance(response, Mapping) else None)
         found_id = found_id or task_id

@@ -1,0 +1,126 @@
+"""Configuration precedence (flag > env > file > default), errors, and token redaction."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from archiver.config import PROVIDERS, load_config
+from archiver.errors import ConfigError
+
+TOKEN = "sk-secret-token-123456789"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert config.library.name == "archiver"
+    assert config.db_url.endswith("/archiver/archiver.db")
+    assert {n: p.base_url for n, p in config.providers.items()} == PROVIDERS
+    assert all(p.batch_size == 50 for p in config.providers.values())
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", f'library = "{tmp_path}/from-file"\njobs = 3\n'
+                '[providers.acedata]\ntoken = "file-token"\nbase_url = "http://file.example/"\n')
+    env = {"ARCHIVER_LIBRARY": str(tmp_path / "from-env"), "ARCHIVER_ACEDATA_TOKEN": "env-token"}
+    config = load_config(config_file=cfg, env=env, overrides={"library": str(tmp_path / "from-flag")})
+    assert config.library == tmp_path / "from-flag"
+    assert config.origins["library"] == "flag"
+    assert config.providers["acedata"].token == "env-token"
+    assert config.origins["providers.acedata.token"] == "environment ARCHIVER_ACEDATA_TOKEN"
+    assert config.providers["acedata"].base_url == "http://file.example/"
+    assert config.origins["providers.acedata.base_url"].startswith("file ")
+    assert config.jobs == 3
+    config = load_config(config_file=cfg, env=env)
+    assert config.library == tmp_path / "from-env"
+    config = load_config(config_file=cfg, env={})
+    assert config.library == tmp_path / "from-file"
+    assert config.providers["acedata"].token == "file-token"
+
+
+def test_config_env_var_selects_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", "jobs = 7\n")
+    assert load_config(env={"ARCHIVER_CONFIG": str(cfg)}).jobs == 7
+
+
+def test_db_path_and_url(tmp_path: Path) -> None:
+    config = load_config(env={"ARCHIVER_DB": str(tmp_path / "x.db")})
+    assert config.db_url == f"sqlite:///{tmp_path / 'x.db'}"
+    config = load_config(env={}, overrides={"db": "sqlite:////tmp/y.db"})
+    assert config.db_url == "sqlite:////tmp/y.db"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("jobs = [", "not valid TOML"),
+    ("colour = 1\n", "unknown key 'colour'"),
+    ("jobs = 'many'\n", "jobs must be"),
+    ("jobs = 0\n", "jobs must be"),
+    ("[providers.nope]\ntoken = 'x'\n", "providers.nope"),
+    ("[providers.ccapi]\ntokn = 'x'\n", "providers.ccapi.tokn"),
+    ("[providers.ccapi]\nbatch_size = true\n", "providers.ccapi.batch_size"),
+    ("[providers.ccapi]\nbase_url = 'ftp://x'\n", "providers.ccapi.base_url"),
+])
+def test_bad_files_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file=cfg, env={})
+    assert str(cfg) in str(info.value) and needle in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_missing_explicit_file_is_an_error_default_is_fine(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(config_file=tmp_path / "missing.toml", env={})
+    load_config(env={"XDG_CONFIG_HOME": str(tmp_path / "nothing-here")})
+
+
+def test_bad_env_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ARCHIVER_JOBS"):
+        load_config(env={"ARCHIVER_JOBS": "lots"})
+
+
+def test_repr_and_redacted_never_show_token(tmp_path: Path) -> None:
+    config = load_config(env={"ARCHIVER_CCAPI_TOKEN": TOKEN})
+    assert TOKEN not in repr(config)
+    assert TOKEN not in json.dumps(config.redacted())
+    assert config.redacted()["providers"]["ccapi"]["token"]["value"] == "<redacted>"
+
+
+def test_cli_config_command_redacts(run_cli, tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", f'[providers.mountsea]\ntoken = "{TOKEN}"\n')
+    result = run_cli("--config", str(cfg), "config", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    data = json.loads(result.output)[0]
+    assert data["providers"]["mountsea"]["token"]["value"] == "<redacted>"
+    assert data["providers"]["mountsea"]["token"]["from"] == f"file {cfg}"
+
+
+def test_cli_config_error_exit_2(run_cli, tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", "unknown_thing = 1\n")
+    result = run_cli("--config", str(cfg), "ls")
+    assert result.exit_code == 2
+    assert "unknown_thing" in result.output and str(cfg) in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_world_readable_token_file_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[providers.ccapi]\ntoken = "{TOKEN}"\n')
+    cfg.chmod(0o644)
+    load_config(config_file=cfg, env={})
+    err = capsys.readouterr().err
+    assert "readable by other users" in err and TOKEN not in err
+    cfg.chmod(0o600)
+    load_config(config_file=cfg, env={})
+    assert capsys.readouterr().err == ""
