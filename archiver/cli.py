@@ -151,51 +151,111 @@ def import_cmd(ctx: Context, files: tuple[str, ...], source: str | None, task_id
                + (f"; {result.stale} stale record(s) ignored" if result.stale else ""))
 
 
-@cli.command("tasks")
-@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES), help="Only this source (repeatable).")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUS_CHOICES), help="Only this status (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+def _read_ids(file: str) -> list[str]:
+    """One id per line; blank lines and `#` comments ignored; '-' is standard input."""
+    if file == "-":
+        content = sys.stdin.read()
+    else:
+        try:
+            content = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}", EXIT_USAGE)
+    ids = []
+    for line in content.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line)
+    return ids
+
+
+@cli.command("add")
+@click.argument("source")
+@click.argument("task_ids", nargs=-1)
+@click.option("--file", "id_file", metavar="F", help="Read ids from F, one per line (# comments; '-' = stdin).")
 @pass_ctx
 @handle_errors
-def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...], fmt: str) -> None:
-    """List tasks with their status, progress, error and clip count.
+def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str | None) -> None:
+    """Register task ids of SOURCE for `archiver sync` to poll. Idempotent.
+
+    SOURCE is one of: ccapi-suno, ccapi-producer, mountsea, acedata, aimusicapi.
 
     \b
     Example:
-      archiver tasks --status failed --format json
+      archiver add acedata 1a6ac2ad-10f2-4e2b-b500-66ec27fe82ad
+      archiver add ccapi-suno --file ids.txt
     """
-    from .library import TASK_COLUMNS, list_tasks
-    from .render import emit
+    from .providers import get_source
+
+    get_source(source)  # unknown source: exit 2 listing the valid ones
+    ids = list(task_ids) + (_read_ids(id_file) if id_file else [])
+    if not ids:
+        fail("no task ids given (pass them as arguments or with --file)", EXIT_USAGE)
+    from .sync import add_tasks
 
     with ctx.store() as store:
-        rows = list_tasks(store, sources=sources or None, statuses=statuses or None)
-    emit(rows, fmt, table_columns=("source", "task_id", "status", "provider_status", "progress", "clips", "error"),
-         all_columns=TASK_COLUMNS, title="tasks")
+        added, known = add_tasks(store, source, ids)
+    click.echo(f"{added} new task(s) added to {source}" + (f", {known} already known" if known else ""))
 
 
-@cli.command("ls")
+@cli.command("sync")
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES), help="Only this source (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--now", "ignore_schedule", is_flag=True, help="Poll every unfinished task now, ignoring the schedule.")
+@click.option("--interval", type=click.FloatRange(min=0.01), metavar="SECONDS", help="Base poll interval for this run.")
+@click.option("--until-done", is_flag=True, help="Keep polling until nothing is pending or running.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="With --until-done: give up after this long.")
+@click.option("--wait", type=click.FloatRange(min=0), metavar="SECONDS", help="Wait this long for another sync's lock instead of exiting 75.")
+@click.option("--no-download", is_flag=True, help="Only poll; do not download files.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Concurrent downloads (default 4).")
+@click.option("--path-template", help="Folder layout for new files, e.g. '{source}/{created:%Y}/{title} [{clip_id:.8}].{ext}'.")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @pass_ctx
 @handle_errors
-def ls_cmd(ctx: Context, sources: tuple[str, ...], fmt: str) -> None:
-    """List clips: title, tags, duration, model, and where their files are.
+def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
+             until_done: bool, timeout: float | None, wait: float | None, no_download: bool,
+             jobs: int | None, path_template: str | None, as_json: bool, quiet: bool) -> None:
+    """Poll unfinished tasks, store results, download and tag new files.
 
     \b
-    Example:
-      archiver ls --source acedata --format json
-    """
-    from .library import CLIP_COLUMNS, list_clips
-    from .render import emit
+    Exit codes: 0 all done that could be done (running tasks are fine), 1 some polls or
+    downloads failed after retries, 2 usage/config error, 75 another sync holds the lock.
 
-    with ctx.store() as store:
-        rows = list_clips(store, sources=sources or None)
-    emit(rows, fmt, table_columns=("source", "clip_id", "title", "duration", "model", "status", "audio_path"),
-         all_columns=CLIP_COLUMNS, title="clips")
+    \b
+    Example (crontab, every 5 minutes):
+      */5 * * * *  archiver sync --quiet
+      archiver sync --until-done --timeout 900 --json
+    """
+    import json as jsonlib
+
+    from .report import PlainReporter, RichReporter
+    from .sync import SyncOptions, run_sync
+
+    config = ctx.config(jobs=jobs, path_template=path_template)
+    if as_json or quiet or not sys.stderr.isatty():
+        reporter: Any = PlainReporter(quiet=quiet or as_json)
+    else:
+        reporter = RichReporter()
+    options = SyncOptions(sources=sources or None, ignore_schedule=ignore_schedule, interval=interval,
+                          until_done=until_done, timeout=timeout, download=not no_download, wait=wait)
+    try:
+        report = run_sync(config, options, reporter)
+    finally:
+        reporter.close()
+    if as_json:
+        click.echo(jsonlib.dumps(report.as_dict(), ensure_ascii=False))
+    elif not quiet:
+        click.echo(f"polled {report.tasks_polled} task(s) in {report.requests} request(s); "
+                   f"{report.newly_succeeded} succeeded, {report.failed} failed, {report.clips_added} new clip(s); "
+                   f"{report.files_downloaded} file(s) downloaded; {report.still_unfinished} unfinished; "
+                   f"{len(report.errors)} error(s)")
+    sys.exit(report.exit_code)
 
 
 def main() -> None:
     cli(prog_name="archiver")
+
+
+from . import cli_browse  # noqa: E402,F401  (registers the read-side commands on `cli`)
 
 
 if __name__ == "__main__":
