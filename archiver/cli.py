@@ -58,6 +58,10 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ArchiverError as exc:
             fail(str(exc), exc.exit_code)
+        except BrokenPipeError:  # `archiver ls | head`: the reader left, nothing to report
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

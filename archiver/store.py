@@ -211,21 +211,18 @@ class Store:
         with self.session() as s:
             return list(s.exec(query.order_by(Task.source, Task.id)))
 
-    def next_due(self) -> datetime | None:
+    def next_due(self, sources: Sequence[str] | None = None) -> datetime | None:
         """When the earliest unfinished task is next due (None when nothing is unfinished)."""
-        terminal = [s.value for s in TERMINAL]
+        query = select(func.min(Task.next_poll_at)).where(_unfinished(sources))
         with self.session() as s:
-            value = s.exec(select(func.min(Task.next_poll_at)).where(col(Task.status).not_in(terminal))).one()
+            value = s.exec(query).one()
         if value is None:
-            with self.session() as s:
-                left = s.exec(select(func.count()).select_from(Task).where(col(Task.status).not_in(terminal))).one()
-            return utcnow() if left else None
+            return utcnow() if self.unfinished_count(sources) else None
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
-    def unfinished_count(self) -> int:
-        terminal = [s.value for s in TERMINAL]
+    def unfinished_count(self, sources: Sequence[str] | None = None) -> int:
         with self.session() as s:
-            return s.exec(select(func.count()).select_from(Task).where(col(Task.status).not_in(terminal))).one()
+            return s.exec(select(func.count()).select_from(Task).where(_unfinished(sources))).one()
 
     def schedule(self, source: str, outcomes: dict[str, str], base: float, cap: float, now: datetime,
                  *, changed: set[str], max_not_found: int = 3) -> None:
@@ -254,6 +251,75 @@ class Store:
                     exponent = min(task.idle_polls + task.poll_errors, 30)
                     task.next_poll_at = now + timedelta(seconds=min(cap, base * (2 ** exponent)))
 
+    # --- assets --------------------------------------------------------------------------
+
+    def downloaded_paths(self) -> dict[str, int]:
+        """Relative path -> asset id of every file the database says is archived (one query)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT path, id FROM assets WHERE state = 'downloaded' AND path IS NOT NULL"))
+            return {path: asset_id for path, asset_id in rows}
+
+    def all_paths(self) -> set[str]:
+        """Every path recorded for any asset, case-folded: a new file must not collide with one."""
+        with self.engine.connect() as conn:
+            return {p.casefold() for (p,) in conn.execute(text("SELECT path FROM assets WHERE path IS NOT NULL"))}
+
+    def mark_missing(self, asset_ids: Sequence[int], now: datetime | None = None) -> None:
+        """Files gone from disk: fetch them again, at the same path, on this run."""
+        with self.session() as s:
+            for part in chunks(list(asset_ids)):
+                for asset in s.exec(select(Asset).where(col(Asset.id).in_(part))):
+                    asset.state = "pending"
+                    asset.last_error = "file missing from disk"
+                    asset.updated_at = now or utcnow()
+
+    def pending_work(self, asset_ids: Sequence[int] | None = None) -> list[tuple[Clip, Task, list[Asset]]]:
+        """Clips of succeeded tasks with at least one asset not yet archived, with all their assets."""
+        query = (select(Asset.clip_pk).join(Clip, col(Clip.id) == Asset.clip_pk)
+                 .join(Task, col(Task.id) == Clip.task_pk)
+                 .where(Task.status == Status.SUCCEEDED.value, Asset.state != "downloaded").distinct())
+        if asset_ids is not None:
+            query = select(Asset.clip_pk).where(col(Asset.id).in_(list(asset_ids))).distinct()
+        with self.session() as s:
+            clip_pks = list(s.exec(query))
+            work = []
+            for part in chunks(clip_pks):
+                rows = s.exec(select(Clip, Task).join(Task, col(Task.id) == Clip.task_pk)
+                              .where(col(Clip.id).in_(part)).order_by(Clip.id))
+                pairs = list(rows)
+                assets: dict[int, list[Asset]] = {}
+                for asset in s.exec(select(Asset).where(col(Asset.clip_pk).in_(part))):
+                    assets.setdefault(asset.clip_pk, []).append(asset)
+                work.extend((clip, task, assets.get(clip.id or 0, [])) for clip, task in pairs)
+            return work
+
+    def asset_url(self, asset_id: int) -> str | None:
+        with self.session() as s:
+            asset = s.get(Asset, asset_id)
+            return asset.url if asset else None
+
+    def asset_done(self, asset_id: int, *, path: str, size: int, sha256: str, tagged: bool,
+                   warning: str | None = None) -> None:
+        """Record a file as archived: call only once it is complete at its final path."""
+        now = utcnow()
+        with self.session() as s:
+            asset = s.get(Asset, asset_id)
+            if asset is None:
+                return
+            asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
+            asset.state, asset.last_error, asset.warning = "downloaded", None, warning
+            asset.downloaded_at = asset.updated_at = now
+            asset.attempts += 1
+
+    def asset_failed(self, asset_id: int, error: str) -> None:
+        with self.session() as s:
+            asset = s.get(Asset, asset_id)
+            if asset is None:
+                return
+            asset.state, asset.last_error = "failed", error
+            asset.attempts += 1
+            asset.updated_at = utcnow()
+
     # --- sync runs -----------------------------------------------------------------------
 
     def start_run(self, now: datetime | None = None) -> int:
@@ -276,6 +342,13 @@ class Store:
     def execute(self, sql: str, **params: Any) -> list[Any]:
         with self.session() as s:
             return list(s.connection().execute(text(sql), params))
+
+
+def _unfinished(sources: Sequence[str] | None) -> Any:
+    clause = col(Task.status).not_in([s.value for s in TERMINAL])
+    if sources is not None:
+        clause = clause & col(Task.source).in_(list(sources))
+    return clause
 
 
 def _is_stale(task: Task, record: TaskRecord) -> bool:

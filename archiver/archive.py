@@ -1,0 +1,358 @@
+"""Turning pending assets into archived files: naming, fetching, checking, tagging, recording.
+
+Per clip the cover comes first (so the audio can embed it), then the audio, then any video; the
+clip's audio path fixes the stem every sibling file shares. Clips run concurrently up to `jobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Awaitable, Callable
+
+from .config import Config
+from .download import (Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place,
+                       sha256_file, storage_error, STORAGE_ERRNOS)
+from .errors import ArchiverError, DownloadError, StorageError
+from .media import expected_kinds, final_ext, sniff
+from .models import Asset, Clip, Task
+from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
+from .report import Reporter
+from .store import Store
+from .tagging import TagData, audio_length, read_tags, tag_file
+
+PART = ".part"
+SKIP_NAMES = {"archiver.db", "archiver.db-wal", "archiver.db-shm", ".archiver.lock"}
+
+
+@dataclass
+class DownloadSummary:
+    downloaded: int = 0
+    bytes: int = 0
+    failed: int = 0
+    adopted: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stem_key(path: str) -> str:
+    """Paths compared without extension and case: siblings share a stem, and macOS/Windows fold case."""
+    return path.rsplit(".", 1)[0].casefold()
+
+
+def truncated(real: float | None, expected: float | None) -> bool:
+    """Shorter than the payload says by more than max(2 s, 5 %)?"""
+    if real is None or not expected:
+        return False
+    return expected - real > max(2.0, 0.05 * expected)
+
+
+def created_of(clip: Clip, task: Task) -> Any:
+    """When a clip was made: its own time, else its task's (MountSea results carry none)."""
+    return clip.created_at or task.created_at or task.finished_at or task.first_seen
+
+
+def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None) -> TagData:
+    style = (clip.tags or "").split(",")[0].strip() or None
+    values = {"source": clip.source, "model": clip.model or "", "task_id": task.task_id,
+              "title": clip.title or "", "style": style or ""}
+    artist = (config.tag_artist or "{model}").format_map(_Blank(values)).strip() or clip.source
+    album = (config.tag_album or "archiver: {source}").format_map(_Blank(values)).strip() or None
+    comment_bits = [f"style: {clip.tags}" if clip.tags else "", f"model: {clip.model}" if clip.model else ""]
+    return TagData(
+        title=clip.title or clip.clip_id,
+        artist=artist,
+        album=album,
+        date=created.date().isoformat() if (created := created_of(clip, task)) else None,
+        genre=style,
+        comment="; ".join(b for b in comment_bits if b) or None,
+        lyrics=clip.lyrics,
+        duration=clip.duration,
+        source=clip.source,
+        task_id=task.task_id,
+        clip_id=clip.clip_id,
+        model=clip.model,
+        seed=clip.seed,
+        source_url=clip.audio_url,
+        cover=cover,
+    )
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def walk_library(root: Path) -> tuple[set[str], list[Path]]:
+    """Every file under the root (relative POSIX paths) and every `.part` file: one directory scan."""
+    files: set[str] = set()
+    parts: list[Path] = []
+    if not root.exists():
+        return files, parts
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.name.endswith(PART):
+                parts.append(Path(entry.path))
+            elif entry.name not in SKIP_NAMES:
+                files.add(Path(entry.path).relative_to(root).as_posix())
+    return files, parts
+
+
+class Archiver:
+    def __init__(self, config: Config, store: Store, reporter: Reporter, *,
+                 refresh: Callable[[str, str], Awaitable[bool]] | None, tuning: Tuning) -> None:
+        self.config = config
+        self.store = store
+        self.reporter = reporter
+        self.refresh_task = refresh
+        self.tuning = tuning
+        self.root = config.library
+        self.template = config.path_template or DEFAULT_TEMPLATE
+        self.summary = DownloadSummary()
+        self.taken: set[str] = set()
+        self.keep_parts: set[Path] = set()
+
+    async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
+        on_disk, parts = walk_library(self.root)
+        recorded = self.store.downloaded_paths()
+        missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk]
+        if missing:
+            self.reporter.warning(f"{len(missing)} archived file(s) missing from disk; fetching them again")
+            self.store.mark_missing(missing)
+        work = self.store.pending_work(asset_ids)
+        if work:
+            self.taken = {_stem_key(p) for p in self.store.all_paths()}
+            jobs = max(1, self.config.jobs)
+            limit = asyncio.Semaphore(jobs)
+            async with media_client(self.config, jobs) as client:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for clip, task, assets in work:
+                            group.create_task(self._guarded(limit, client, clip, task, assets))
+                except* StorageError as storage:
+                    raise storage.exceptions[0] from None
+        for part in parts:
+            if part not in self.keep_parts and part.exists():
+                part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
+        return self.summary
+
+    async def _guarded(self, limit: asyncio.Semaphore, client: Any, clip: Clip, task: Task,
+                       assets: list[Asset]) -> None:
+        async with limit:
+            await self._clip(client, clip, task, assets)
+
+    def _stem(self, clip: Clip, task: Task, assets: dict[str, Asset]) -> PurePosixPath:
+        """The clip's audio path (recorded, or rendered from the template and made unique)."""
+        audio = assets.get("audio")
+        if audio is not None and audio.path:
+            return PurePosixPath(audio.path)
+        for asset in assets.values():
+            if asset.path:  # a cover archived before the audio: keep the stem it chose
+                return sibling(PurePosixPath(asset.path), guess_ext(clip.audio_url, "audio"))
+        fields = clip_fields(clip, source=clip.source, task_id=task.task_id)
+        fields["created"] = fields.get("created") or created_of(clip, task)
+        rel = render_relpath(self.template, fields, guess_ext(clip.audio_url, "audio"))
+
+        def taken(candidate: str) -> bool:
+            return _stem_key(candidate) in self.taken
+
+        rel = unique_relpath(rel, clip.clip_id, taken)
+        self.taken.add(_stem_key(rel.as_posix()))
+        return rel
+
+    async def _clip(self, client: Any, clip: Clip, task: Task, assets_list: list[Asset]) -> None:
+        assets = {a.kind: a for a in assets_list}
+        try:
+            stem = self._stem(clip, task, assets)
+        except ArchiverError as exc:
+            self._failed(clip, assets_list, str(exc))
+            return
+        cover_changed = False
+        for kind in ("image", "audio", "video"):
+            asset = assets.get(kind)
+            if asset is None or asset.state == "downloaded":
+                continue
+            rel = stem if kind == "audio" else sibling(stem, guess_ext(asset.url, kind))
+            try:
+                final_rel = await self._asset(client, clip, task, asset, rel, assets)
+            except StorageError:
+                raise
+            except (ArchiverError, OSError) as exc:
+                self._failed(clip, [asset], str(exc))
+                continue
+            asset.path, asset.state = final_rel.as_posix(), "downloaded"
+            cover_changed |= kind == "image"
+        audio = assets.get("audio")
+        if cover_changed and audio is not None and audio.state == "downloaded" and audio.tagged:
+            await self._retag(clip, task, audio, assets)
+
+    def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
+        for asset in assets:
+            self.store.asset_failed(asset.id or 0, message)
+            self.summary.failed += 1
+            text = f"{clip.source} {clip.clip_id} {asset.kind}: {message}"
+            self.summary.errors.append(text)
+
+    def _cover(self, assets: dict[str, Asset]) -> bytes | None:
+        image = assets.get("image")
+        if image is None or image.state != "downloaded" or not image.path:
+            return None
+        try:
+            return (self.root / image.path).read_bytes()
+        except OSError:
+            return None
+
+    async def _asset(self, client: Any, clip: Clip, task: Task, asset: Asset, rel: PurePosixPath,
+                     assets: dict[str, Asset]) -> PurePosixPath:
+        target = resolve_inside(self.root, rel)
+        adopted = await asyncio.to_thread(self._adopt, clip, asset, target)
+        if adopted is not None:
+            return adopted
+        part = target.with_name(target.name + PART)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.reporter.download_started(rel.name, None)
+        self.keep_parts.add(part)
+        try:
+            fetched = await self._fetch(client, clip, task, asset, part, handle)
+            if asset.kind == "audio":
+                fetched = await self._check_length(client, clip, task, asset, fetched, handle)
+            final = target.with_name(f"{target.name.rpartition('.')[0]}.{final_ext(fetched.kind, asset.kind)}")
+            final_rel = PurePosixPath(final.relative_to(self.root.resolve()).as_posix())
+            tagged, warning = False, asset.warning
+            if asset.kind == "audio":
+                outcome = await asyncio.to_thread(
+                    tag_file, part, tag_data(clip, task, self.config, self._cover(assets)),
+                    id3_version=self.config.id3_version)
+                tagged = outcome.tagged
+                if outcome.warning:
+                    warning = outcome.warning
+                    self.reporter.warning(f"{final_rel}: {outcome.warning}")
+                size, digest = await asyncio.to_thread(sha256_file, part)
+            else:
+                size, digest = fetched.size, fetched.sha256
+            await asyncio.to_thread(place, part, final)
+            if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
+                await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
+        except BaseException:
+            if not part.exists():
+                self.keep_parts.discard(part)
+            raise
+        finally:
+            self.reporter.download_finished(handle)
+        self.keep_parts.discard(part)
+        self.store.asset_done(asset.id or 0, path=final_rel.as_posix(), size=size, sha256=digest,
+                              tagged=tagged, warning=warning)
+        asset.tagged = tagged
+        self.summary.downloaded += 1
+        self.summary.bytes += fetched.size
+        return final_rel
+
+    async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
+                     handle: object) -> Fetched:
+        async def refresh() -> str | None:
+            if self.refresh_task is None or not await self.refresh_task(clip.source, task.task_id):
+                return None
+            return self.store.asset_url(asset.id or 0)
+
+        job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
+                       tuning=self.tuning)
+        return await fetch(client, job, refresh=refresh,
+                           on_bytes=lambda n: self.reporter.download_advanced(handle, n),
+                           warn=self.reporter.warning)
+
+    async def _check_length(self, client: Any, clip: Clip, task: Task, asset: Asset, fetched: Fetched,
+                            handle: object) -> Fetched:
+        """A file much shorter than the payload's duration is fetched once more before it is kept."""
+        real = await asyncio.to_thread(audio_length, fetched.part)
+        if not truncated(real, clip.duration):
+            return fetched
+        first = fetched.sha256
+        fetched.part.unlink(missing_ok=True)
+        again = await self._fetch(client, clip, task, asset, fetched.part, handle)
+        real = await asyncio.to_thread(audio_length, again.part)
+        if truncated(real, clip.duration):
+            if again.sha256 != first:
+                raise DownloadError(f"audio is {real or 0:.1f} s long, payload says {clip.duration:.1f} s "
+                                    "(truncated twice, differently); will retry")
+            message = (f"audio is {real or 0:.1f} s long but the provider says {clip.duration:.1f} s; "
+                       "kept (same file twice)")
+            asset.warning = message
+            self.summary.warnings.append(message)
+        return again
+
+    def _adopt(self, clip: Clip, asset: Asset, target: Path) -> PurePosixPath | None:
+        """A complete file already at the final path (the run before died before recording it)."""
+        stem = target.name.rpartition(".")[0]
+        names = {f"{stem}.{final_ext(kind, asset.kind)}" for kind in expected_kinds(asset.kind)}
+        for path in (target.with_name(name) for name in sorted(names)):
+            if not path.is_file():
+                continue
+            with path.open("rb") as fh:
+                head = fh.read(64)
+            kind = sniff(head)
+            if kind is None or final_ext(kind, asset.kind) != path.suffix.lstrip("."):
+                continue
+            if asset.kind == "audio":
+                tags = read_tags(path)
+                if tags.get("clip_id") != clip.clip_id:
+                    continue
+            elif kind not in expected_kinds(asset.kind):
+                continue
+            size, digest = sha256_file(path)
+            rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
+            self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,
+                                  tagged=asset.kind == "audio")
+            asset.tagged = asset.kind == "audio"
+            self.summary.adopted += 1
+            return rel
+        return None
+
+    @staticmethod
+    def _write_lrc(audio: Path, lyrics: str) -> None:
+        lrc = audio.with_suffix(".lrc")
+        tmp = lrc.with_name(lrc.name + PART)
+        tmp.write_text(lyrics.rstrip("\n") + "\n", encoding="utf-8")
+        os.replace(tmp, lrc)
+
+    async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
+        try:
+            size, digest, tagged = await asyncio.to_thread(
+                retag_file, self.root / (audio.path or ""), tag_data(clip, task, self.config, self._cover(assets)),
+                self.config.id3_version)
+        except (ArchiverError, OSError) as exc:
+            self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")
+            return
+        self.store.asset_done(audio.id or 0, path=audio.path or "", size=size, sha256=digest, tagged=tagged,
+                              warning=audio.warning)
+
+
+def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
+    """Rewrite the tags of an archived file without ever leaving it half-written."""
+    part = path.with_name(path.name + PART)
+    try:
+        shutil.copyfile(path, part)
+        outcome = tag_file(part, data, id3_version=id3_version)
+        with part.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        size, digest = sha256_file(part)
+        place(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, path) from None
+        raise
+    finally:
+        if part.exists():
+            part.unlink(missing_ok=True)
+    return size, digest, outcome.tagged

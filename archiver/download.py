@@ -1,0 +1,284 @@
+"""Fetching media into the library: streamed, verified, resumable, and crash-safe.
+
+A file is written to `<final>.part`, checked (byte count, first bytes, audio length), hashed,
+tagged, fsynced and only then moved into place with `os.replace`; the database records it as
+downloaded after that. A final path therefore never holds a partial or unverified file, and a
+crash at any moment leaves at worst a `.part` that the next run resumes or removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
+
+import aiofiles
+import httpx
+
+from . import __version__
+from .config import Config
+from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError
+from .media import expected_kinds, sniff
+from .report import Reporter
+
+WRITE_SIZE = 256 * 1024  # bytes per write call: few syscalls, bounded memory
+HASH_BLOCK = 1024 * 1024
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+Refresh = Callable[[str, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs of the transfer loop; tests shrink them to provoke stalls quickly."""
+
+    attempts: int = 5  # transfers per asset per run (resumes included)
+    refreshes: int = 2  # re-polls per asset for an expired link
+    backoff: float = 0.5
+    stall_window: float = 30.0  # seconds over which throughput is judged
+    min_speed: float = 1024.0  # bytes/s below which a transfer counts as stalled
+
+
+@dataclass
+class Fetched:
+    """A complete, verified `.part` file ready to be tagged and moved into place."""
+
+    part: Path
+    size: int
+    sha256: str
+    kind: str  # sniffed format: "mp3", "m4a", "jpg", ...
+    resumed: bool = False
+
+
+@dataclass
+class Transfer:
+    url: str
+    part: Path
+    expect: str  # asset kind: audio | image | video
+    max_size: int
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+def check_url(url: str | None) -> str:
+    if not url:
+        raise RefusedURL("no URL")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise RefusedURL(f"refusing to fetch a {scheme or 'relative'}: URL (only http and https)")
+    return url
+
+
+def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
+        timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        limits=httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs),
+        follow_redirects=True,
+        max_redirects=5,
+    )
+
+
+def storage_error(exc: OSError, path: Path) -> StorageError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(f"cannot write {path}: {reason}; downloads stopped (nothing half-written was recorded)")
+
+
+async def _hash_existing(path: Path, digest: Any) -> int:
+    size = 0
+    async with aiofiles.open(path, "rb") as fh:
+        while block := await fh.read(HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+    return size
+
+
+def _content_range_start(value: str | None) -> int | None:
+    """Start offset from `Content-Range: bytes START-END/TOTAL`."""
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _total_from(response: httpx.Response, offset: int) -> int | None:
+    if response.status_code == 206:
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if total.isdigit():
+            return int(total)
+    length = response.headers.get("content-length")
+    if length and length.isdigit():
+        return int(length) + (offset if response.status_code == 206 else 0)
+    return None
+
+
+async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
+    """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
+    offset = job.part.stat().st_size if job.part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        async with client.stream("GET", job.url, headers=headers) as response:
+            status = response.status_code
+            if status in (403, 404, 410):
+                raise LinkExpired(f"media link answered HTTP {status}")
+            if status == 416 and offset:
+                job.part.unlink(missing_ok=True)  # our .part is longer than the file: start over
+                raise TransientError("media", "range not satisfiable; restarting")
+            if status == 429 or status >= 500:
+                raise TransientError("media", f"HTTP {status}", status_code=status)
+            if status not in (200, 206):
+                raise DownloadError(f"media host answered HTTP {status}")
+            resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == offset
+            if not resumed:
+                offset = 0
+            total = _total_from(response, offset)
+            if total is not None and total > job.max_size:
+                raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
+            digest = hashlib.sha256()
+            if resumed:
+                await _hash_existing(job.part, digest)
+            return await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
+    except httpx.TimeoutException:
+        raise TransientError("media", "timed out (stalled)") from None
+    except httpx.TransportError as exc:
+        raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
+
+
+async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, offset: int,
+                       total: int | None, resumed: bool, on_bytes: Callable[[int], None]) -> Fetched:
+    size = offset
+    buffer = bytearray()
+    window_start, window_bytes = time.monotonic(), 0
+    head = b""
+    job.part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        async with aiofiles.open(job.part, "ab" if resumed else "wb") as out:
+            async for chunk in response.aiter_raw(WRITE_SIZE):
+                size += len(chunk)
+                if size > job.max_size:
+                    raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
+                if not resumed and len(head) < 64:
+                    head += chunk[:64 - len(head)]
+                    _check_head(head, job.expect, final=False)
+                buffer += chunk
+                digest.update(chunk)
+                if len(buffer) >= WRITE_SIZE:
+                    await out.write(bytes(buffer))
+                    buffer.clear()
+                on_bytes(len(chunk))
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= job.tuning.stall_window:
+                    if window_bytes / elapsed < job.tuning.min_speed:
+                        raise TransientError("media", f"stalled ({window_bytes / elapsed:.0f} B/s)")
+                    window_start, window_bytes = time.monotonic(), 0
+            if buffer:
+                await out.write(bytes(buffer))
+            await out.flush()
+            await asyncio.to_thread(os.fsync, out.fileno())
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            job.part.unlink(missing_ok=True)
+            raise storage_error(exc, job.part) from None
+        raise
+    if total is not None and size != total:
+        raise TransientError("media", f"got {size} of {total} bytes")
+    if size == 0:
+        raise TransientError("media", "empty body")
+    if resumed:
+        with job.part.open("rb") as fh:
+            head = fh.read(64)
+    kind = _check_head(head, job.expect, final=True)
+    return Fetched(job.part, size, digest.hexdigest(), kind or "bin", resumed)
+
+
+def _check_head(head: bytes, expect: str, *, final: bool) -> str | None:
+    """Reject bodies that are not the expected kind of media (an HTML error page, say)."""
+    if len(head) < 16 and not final:
+        return None
+    kind = sniff(head)
+    if kind not in expected_kinds(expect):
+        what = kind or "unrecognised data"
+        raise TransientError("media", f"expected {expect}, got {what}")
+    return kind
+
+
+async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
+                on_bytes: Callable[[int], None], warn: Callable[[str], None]) -> Fetched:
+    """Transfer with retries and resume; re-polls for a fresh URL when the link expired."""
+    refreshes = 0
+    last: Exception | None = None
+    for attempt in range(job.tuning.attempts):
+        check_url(job.url)
+        try:
+            return await fetch_once(client, job, on_bytes)
+        except LinkExpired as exc:
+            last = exc
+            if refreshes >= job.tuning.refreshes:
+                break
+            refreshes += 1
+            fresh = await refresh()
+            if not fresh or fresh == job.url:
+                break
+            job.url = fresh
+            job.part.unlink(missing_ok=True)  # another URL may be another file: no resume across it
+        except TransientError as exc:
+            last = exc
+            if "expected" in str(exc):  # wrong content: what we stored is garbage
+                job.part.unlink(missing_ok=True)
+            warn(f"{job.part.name}: {exc}; retrying")
+            await asyncio.sleep(job.tuning.backoff * (2 ** attempt) * random.uniform(0.5, 1.0))
+    raise DownloadError(str(last) if last else "download failed")
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def place(part: Path, final: Path) -> None:
+    """Move a finished `.part` into place atomically and make the rename durable."""
+    try:
+        os.replace(part, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, final) from None
+        raise
+
+
+async def download_pending(config: Config, store: Any, reporter: Reporter, *,
+                           refresh: Refresh | None = None, tuning: Tuning | None = None,
+                           asset_ids: list[int] | None = None) -> Any:
+    """Download every pending asset of every succeeded clip (see `archive.Archiver`)."""
+    from .archive import Archiver
+
+    archiver = Archiver(config, store, reporter, refresh=refresh, tuning=tuning or Tuning())
+    return await archiver.run(asset_ids=asset_ids)
+
+
+def guess_ext(url: str | None, kind: str) -> str:
+    """Extension from the URL path, for naming before the bytes arrive."""
+    suffix = Path(urlsplit(url or "").path).suffix.lower().lstrip(".")
+    aliases: Mapping[str, str] = {"jpeg": "jpg", "mpeg": "mp3", "mp4a": "m4a"}
+    suffix = aliases.get(suffix, suffix)
+    if suffix.isalnum() and 0 < len(suffix) <= 5:
+        return suffix
+    return {"audio": "mp3", "image": "jpg", "video": "mp4"}[kind]

@@ -1,0 +1,193 @@
+"""Talking to a provider's API: one httpx client per provider, typed errors, bounded retries.
+
+Every httpx exception is turned into an ArchiverError here, and no message built here ever
+includes a request header, so a token cannot leak through an error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any, Sequence
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from .. import __version__
+from ..config import ProviderSettings
+from ..errors import AuthError, ProviderError, TaskNotFound, TransientError
+from ..records import TaskRecord
+from .base import Request, Source
+
+USER_AGENT = f"archiver/{__version__}"
+
+
+def join_url(base: str, path: str) -> str:
+    """Base URL + documented path, whatever slashes either side carries (the docs show `//`)."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+class RetryBudget:
+    """Retries left for the whole run, shared by every provider, so a run always ends."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self.used = 0
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        self.used += 1
+        return True
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    retries: int = 0
+    by_provider: dict[str, int] = field(default_factory=dict)
+
+    def count(self, provider: str) -> None:
+        self.requests += 1
+        self.by_provider[provider] = self.by_provider.get(provider, 0) + 1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial: float = 0.5
+    maximum: float = 30.0
+    max_retry_after: float = 120.0
+
+
+class ApiClient:
+    """One provider's HTTP client (keep-alive pool shared by its sources)."""
+
+    def __init__(self, settings: ProviderSettings, *, connect_timeout: float, read_timeout: float,
+                 budget: RetryBudget, counters: Counters, policy: RetryPolicy = RetryPolicy(),
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.budget = budget
+        self.counters = counters
+        self.policy = policy
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if settings.token:
+            headers["Authorization"] = f"Bearer {settings.token}"
+        limit = max(1, settings.concurrency)
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            follow_redirects=True,
+            max_redirects=5,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> "ApiClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def fetch(self, source: Source, ids: Sequence[str]) -> tuple[list[TaskRecord], dict[str, Exception]]:
+        """Fetch ids through `source`; returns the records and a per-id error for ids not returned."""
+        request = source.request_for(ids)
+        payload = await self.call(source, request, ids)
+        task_id = ids[0] if len(ids) == 1 else None
+        try:
+            records = source.normalize(payload, task_id=task_id)
+        except TaskNotFound as exc:
+            return [], {ids[0]: exc} if len(ids) == 1 else {i: exc for i in ids}
+        wanted = set(ids)
+        records = [r for r in records if r.task_id in wanted]
+        got = {r.task_id for r in records}
+        missing: dict[str, Exception] = {
+            i: TaskNotFound(source.name, i, "not in the provider's answer (unknown task id?)")
+            for i in ids if i not in got
+        }
+        return records, missing
+
+    async def call(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
+        """One logical request, retried on transient failures within the run's budget."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.policy.attempts) | self._budget_spent,
+            wait=self._wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(source, request, ids)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _budget_spent(self, state: RetryCallState) -> bool:
+        if self.budget.take():
+            self.counters.retries += 1
+            return False
+        return True
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self.policy.max_retry_after)
+        backoff = self.policy.initial * (2 ** (state.attempt_number - 1))
+        return min(self.policy.maximum, backoff) * random.uniform(0.5, 1.0)
+
+    async def _once(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
+        name = self.settings.name
+        url = join_url(self.settings.base_url, request.path)
+        self.counters.count(name)
+        try:
+            response = await self._client.request(request.method, url, params=request.params, json=request.json)
+        except httpx.TimeoutException:
+            raise TransientError(name, "timed out") from None
+        except httpx.TooManyRedirects:
+            raise ProviderError(name, "too many redirects") from None
+        except httpx.TransportError as exc:
+            raise TransientError(name, f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(name, status)
+        if status == 429 or status >= 500 or status == 408:
+            raise TransientError(name, f"HTTP {status}", status_code=status,
+                                 retry_after=parse_retry_after(response.headers.get("retry-after")))
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if status >= 400:
+                raise source.error_for(status, None, ids) from None
+            raise TransientError(name, f"HTTP {status} with a body that is not JSON", status_code=status) from None
+        if status >= 400:
+            raise source.error_for(status, payload, ids)
+        return payload
+

@@ -1,0 +1,100 @@
+"""How a sync talks to the person (or cron) running it.
+
+The engine calls a Reporter; the CLI picks one: rich progress on a terminal, plain log lines
+otherwise, errors only with --quiet, nothing but the final JSON with --json.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol, TextIO
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None: ...
+    def error(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def download_started(self, name: str, total: int | None) -> object: ...
+    def download_advanced(self, handle: object, nbytes: int) -> None: ...
+    def download_finished(self, handle: object) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainReporter:
+    """Log lines: what cron mails you."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, quiet: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.out, flush=True)
+
+    def warning(self, message: str) -> None:
+        if not self.quiet:
+            print(f"warning: {message}", file=self.err, flush=True)
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=self.err, flush=True)
+
+    def download_started(self, name: str, total: int | None) -> object:
+        return name
+
+    def download_advanced(self, handle: object, nbytes: int) -> None:
+        pass
+
+    def download_finished(self, handle: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter(PlainReporter):
+    """A live progress display (bytes, speed, files) for an interactive terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.overall = self.progress.add_task("files 0", total=None, visible=False)
+        self.files = 0
+        self.progress.start()
+
+    def info(self, message: str) -> None:
+        self.progress.console.print(message)
+
+    def warning(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/] {message}")
+
+    def error(self, message: str) -> None:
+        self.progress.console.print(f"[red]error:[/] {message}")
+
+    def download_started(self, name: str, total: int | None) -> object:
+        label = name if len(name) <= 40 else name[:37] + "..."
+        return self.progress.add_task(label, total=total)
+
+    def download_advanced(self, handle: object, nbytes: int) -> None:
+        self.progress.advance(handle, nbytes)  # type: ignore[arg-type]
+
+    def download_finished(self, handle: object) -> None:
+        self.files += 1
+        self.progress.remove_task(handle)  # type: ignore[arg-type]
+        self.progress.update(self.overall, description=f"files {self.files}", visible=True)
+
+    def close(self) -> None:
+        self.progress.stop()

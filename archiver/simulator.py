@@ -1,0 +1,634 @@
+"""A fake of the five task sources' fetch APIs and their media host, served over real HTTP.
+
+Tests, `archiver demo` and the benchmarks need something that answers exactly like the documented
+fetch endpoints, moves tasks through their statuses over successive polls, serves real audio with
+Range support and misbehaves on request (rate limits, resets, truncated bodies, expiring links).
+This module is the HTTP side; payload shapes and media live in `archiver.simulator_media`.
+
+    with Simulator() as sim:
+        task_id = sim.add_task("ccapi-suno")
+        httpx.get(sim.provider_url("ccapi") + "suno/fetch/" + task_id,
+                  headers={"Authorization": "Bearer sim-token"})
+
+Standalone: `python -m archiver.simulator [--port N] [--tasks N]` prints the ARCHIVER_* lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import json
+import random
+import re
+import shlex
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from archiver.simulator_media import (
+    PROVIDERS, SOURCES, Blob, Renderer, SimClip, SimTask, error_body, new_task, parse_range,
+)
+
+__all__ = ["Simulator", "RequestRecord", "PROVIDERS", "SOURCES", "FAULT_KINDS", "main"]
+
+API_ONLY = frozenset({"malformed", "unknown_status"})
+MEDIA_ONLY = frozenset({"drop", "truncate", "no_length", "expire", "gone"})
+FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "reset", "html200"}
+WEIRD_STATUS = "WEIRD_STATE"
+_MEDIA_PATH = re.compile(r"g(\d+)/([\w-]+)\.(\w+)")
+_DENIED = (403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+_MISSING = (404, b"<Error><Code>NoSuchKey</Code><Message>No such object</Message></Error>")
+_HTML_ERROR = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+               b"<h1>Bad Gateway</h1><p>The upstream server is temporarily unavailable.</p>"
+               b"</body></html>")
+_NOT_FOUND = {  # (HTTP status, body) for an unknown task id, per provider
+    "ccapi": (404, error_body("ccapi", 404, "task_not_exist", "task not found")),
+    "mountsea": (404, {"statusCode": 404, "message": "Task not found"}),
+    "aimusicapi": (200, {"code": 404, "data": None, "message": "记录不存在"}),
+}
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the simulator saw it, for assertions in tests and benchmarks."""
+
+    time: float
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    json: Any
+    status: int | None  # None when the connection was reset without an answer
+    target: str  # "api" or "media"
+    provider: str | None
+    fault: str | None
+
+
+@dataclass
+class Fault:
+    """A queued misbehaviour; `times` counts down, -1 means forever."""
+
+    kind: str
+    target: str
+    provider: str | None
+    clip_id: str | None
+    times: int
+    retry_after: str | float | None
+    delay: float
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can take seconds.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real hosts
+    server_version = "archiver-simulator/1.0"
+    timeout = 30
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet on purpose
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle + delayed ACK add 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.sim._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.sim._track(self.connection, add=False)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unknown method) as JSON, then close."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # unparsable request line: answer in 1.1 anyway
+            self.request_version = self.protocol_version
+        body = json.dumps({"error": message or HTTPStatus(code).phrase}).encode()
+        self._send(code, body, "application/json", close=True)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, ctype: str, *, close: bool = False,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8", headers=headers)
+
+    def _abort(self) -> None:
+        """Close with an RST (SO_LINGER 0): the client sees a reset, not a clean end."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # the real close (RST) happens once finish() drops the files
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.strip().isdigit() or int(length) > 1 << 20:
+            return None
+        return self.rfile.read(int(length))
+
+    def _dispatch(self) -> None:
+        self._status: int | None = None
+        self._fault: str | None = None
+        self._body: Any = None
+        self._logged = False
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path) or "/"  # the docs' own URLs have "//"
+        parts = [part for part in path.split("/") if part]
+        target = "media" if parts[:1] == ["media"] else "api"
+        self._provider = parts[0] if parts and parts[0] in PROVIDERS else None
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        self._meta = (path, query, target)
+        try:
+            raw = self._read_body()
+            if raw is None:
+                self.close_connection = True
+                self._json(400, error_body(self._provider or "", 400, "bad_request", "bad body"))
+            elif target == "media":
+                self._media(parts)
+            elif self._provider is None:
+                self._json(404, {"error": "no such endpoint"})
+            else:
+                if raw:
+                    try:
+                        self._body = json.loads(raw)
+                    except ValueError:
+                        self._body = raw.decode("utf-8", "replace")
+                self._api(self._provider, parts, query)
+        except OSError:
+            self.close_connection = True
+        except Exception:  # a bug in the fake must still answer, never kill the server
+            self.close_connection = True
+            if self._status is None:
+                self._json(500, {"error": "simulator error"})
+        finally:
+            self._log()
+
+    def end_headers(self) -> None:
+        self._log()  # before the client can see the answer, so tests never race the record
+        super().end_headers()
+
+    def _log(self) -> None:
+        if getattr(self, "_logged", True):
+            return
+        self._logged = True
+        path, query, target = self._meta
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        self.server.sim._record(RequestRecord(
+            time.time(), self.command, path, query, headers, self._body, self._status, target,
+            self._provider, self._fault))
+
+    def _fault_answer(self, fault: Fault, provider: str | None) -> bool:
+        """Answer for the faults common to API and media; True when the request is done."""
+        kind = fault.kind
+        self._fault = kind
+        if kind in ("429", "500", "502", "503"):
+            status, headers = int(kind), {}
+            value = 1 if fault.retry_after is None and kind == "429" else fault.retry_after
+            if value == "date":
+                value = email.utils.formatdate(time.time() + 2, usegmt=True)
+            elif isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if value is not None and kind in ("429", "503"):
+                headers["Retry-After"] = str(value)
+            code = "too_many_requests" if kind == "429" else "api_error"
+            self._json(status, error_body(provider or "", status, code, HTTPStatus(status).phrase),
+                       headers)
+        elif kind == "reset":
+            self._abort()
+        elif kind == "html200":
+            self._send(200, _HTML_ERROR, "text/html; charset=utf-8")
+        elif kind == "malformed":
+            self._send(200, b'{"code": "success", "data": {"task_id": "tas', "application/json")
+        elif kind == "stall" and self.server.sim._stopping.wait(fault.delay):
+            self._abort()  # stopping: give up on the request
+        else:
+            return False
+        return True
+
+    # -- API ----------------------------------------------------------------------------------------
+
+    def _api(self, provider: str, parts: list[str], query: dict[str, str]) -> None:
+        sim, method, body, rest = self.server.sim, self.command, self._body, parts[1:]
+        source = f"ccapi-{rest[0]}" if provider == "ccapi" and rest else provider
+        fault = sim._take_fault("api", provider, source, None)
+        if fault is not None and self._fault_answer(fault, provider):
+            return
+        weird = WEIRD_STATUS if fault is not None and fault.kind == "unknown_status" else None
+        if self.headers.get("Authorization", "").strip() != f"Bearer {sim.tokens[provider]}":
+            code, message = {"ccapi": ("unauthorized", "invalid token"),
+                             "acedata": ("invalid_token", "invalid or missing token")
+                             }.get(provider, ("unauthorized", "Unauthorized"))
+            self._json(401, error_body(provider, 401, code, message))
+            return
+        data = body if isinstance(body, dict) else {}
+        ids: Any = None
+        single, bad = True, ("bad_request", "invalid request")
+        if provider == "ccapi" and rest[:1] in (["suno"], ["producer"]) and rest[1:2] == ["fetch"] \
+                and (len(rest), method) in ((3, "GET"), (2, "POST")):
+            single = len(rest) == 3
+            ids = rest[2:] if single else data.get("ids")
+            bad = ("invalid_request", "ids must be a list of task ids")
+        elif provider == "mountsea" and rest == ["producer", "tasks"] and method == "GET":
+            ids, bad = [query.get("taskId", "")], ("", "taskId is required")
+        elif provider == "acedata" and rest == ["producer", "tasks"] and method == "POST":
+            action = data.get("action")
+            single = action != "retrieve_batch"
+            ids = [data.get("id")] if action == "retrieve" else data.get("ids") if not single else None
+            if action not in ("retrieve", "retrieve_batch"):
+                bad = ("api_not_implemented", f"unknown action {action!r}")
+        elif provider == "aimusicapi" and rest[:4] == ["api", "v1", "producer", "task"] \
+                and len(rest) in (4, 5) and method == "GET":
+            ids = rest[4:]
+        else:
+            self._json(404, error_body(provider, 404, "not_found", "no such endpoint"))
+            return
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) \
+                or (single and len(ids) != 1):
+            if provider == "aimusicapi":
+                self._json(200, {"code": 400, "data": None, "message": "参数不正确"})
+            else:
+                self._json(400, error_body(provider, 400, *bad))
+            return
+        found = sim._poll(source, ids, weird, batch=not single)
+        if not single:
+            items = {"items": found, "count": len(found)} if provider == "acedata" else None
+            self._json(200, items or {"code": "success", "message": "", "data": found})
+        elif not found:
+            status, payload = _NOT_FOUND.get(provider) or (
+                404, error_body(provider, 404, "not_found", "task not found"))
+            self._json(status, payload)
+        elif provider == "ccapi":
+            self._json(200, {"code": "success", "message": "", "data": found[0]})
+        elif provider == "aimusicapi":  # no task id anywhere in this body
+            self._json(200, {"code": 200, "data": found[0], "message": "success"})
+        else:
+            self._json(200, found[0])
+
+    # -- media ------------------------------------------------------------------------------------
+
+    def _media(self, parts: list[str]) -> None:
+        sim = self.server.sim
+        if self.command not in ("GET", "HEAD"):
+            self._json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"})
+            return
+        match = _MEDIA_PATH.fullmatch("/".join(parts[1:]))
+        answer: tuple[int, bytes] | None = _MISSING
+        fault: Fault | None = None
+        blob: Blob | None = None
+        with sim._lock:
+            clip = sim._clips.get(match[2]) if match else None
+            if match and clip is not None and match[3] in (clip.audio_ext, clip.image_ext):
+                self._provider = SOURCES[clip.source]
+                blob = clip.audio if match[3] == clip.audio_ext else clip.image
+                generation = int(match[1])
+                answer = None
+                if clip.gone or generation > clip.generation:
+                    answer = _MISSING
+                elif generation < clip.generation:
+                    answer = _DENIED
+                else:
+                    fault = sim._take_fault("media", self._provider, clip.source, clip.clip_id)
+                    if fault is not None and fault.kind == "expire":
+                        clip.generation += 1  # the next poll hands out fresh URLs
+                        answer, self._fault = _DENIED, "expire"
+                    elif fault is not None and fault.kind == "gone":
+                        clip.gone = True
+                        answer, self._fault = _MISSING, "gone"
+        if answer is not None or blob is None:
+            status, text = answer or _MISSING
+            self._send(status, text, "application/xml; charset=utf-8")
+            return
+        if fault is not None and fault.kind not in ("stall", "drop", "truncate", "no_length") \
+                and self._fault_answer(fault, None):
+            return
+        self._serve_blob(blob, fault)
+
+    def _serve_blob(self, blob: Blob, fault: Fault | None) -> None:
+        """Send a blob or a Range of it; body faults cut, stall or reset it midway."""
+        sim, size = self.server.sim, blob.size
+        start, end, status = 0, size, 200
+        requested = self.headers.get("Range")
+        if requested and sim.range_support:
+            parsed = parse_range(requested, size)
+            if parsed is not None and parsed[0] >= size:
+                self._send(416, b"", "text/plain", headers={"Content-Range": f"bytes */{size}"})
+                return
+            if parsed is not None:
+                (start, end), status = parsed, 206
+        kind = fault.kind if fault is not None else None
+        self._fault = kind
+        self.send_response(status)
+        self.send_header("Content-Type", blob.content_type)
+        if sim.range_support:
+            self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        if kind == "no_length":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        half = start + (end - start) // 2
+        for chunk in blob.chunks(start, end if kind is None else half):
+            self.wfile.write(chunk)
+        if kind == "stall" and fault is not None:
+            if sim._stopping.wait(fault.delay):
+                self._abort()
+                return
+            for chunk in blob.chunks(half, end):
+                self.wfile.write(chunk)
+        elif kind == "drop":
+            self._abort()
+        elif kind in ("truncate", "no_length"):
+            self.close_connection = True  # a clean FIN after a short body
+
+
+class Simulator:
+    """Fake task sources + media host on a real socket; see the module docstring."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
+                 tokens: dict[str, str] | None = None, seed: int = 0,
+                 range_support: bool = True) -> None:
+        self.host, self.port = host, port
+        self.tokens = {name: "sim-token" for name in PROVIDERS} | dict(tokens or {})
+        self.range_support = range_support
+        self._rng = random.Random(seed)
+        self._epoch = int(time.time()) - 3600
+        self._lock = threading.RLock()
+        self._tasks: dict[tuple[str, str], SimTask] = {}
+        self._clips: dict[str, SimClip] = {}
+        self._faults: list[Fault] = []
+        self._requests: list[RequestRecord] = []
+        self._conns: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Bind and serve in a daemon thread; the port is known once this returns."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="archiver-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop promptly: wake stalled handlers and shut every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    # -- URLs and introspection -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def provider_url(self, name: str) -> str:
+        """Base URL for a provider (or a source's provider), ending with "/"."""
+        provider = name if name in PROVIDERS else SOURCES.get(name)
+        if provider is None:
+            raise ValueError(f"unknown provider {name!r}")
+        return f"{self.base_url}/{provider}/"
+
+    def env(self) -> dict[str, str]:
+        """The ARCHIVER_* variables that point the archiver at this simulator."""
+        result: dict[str, str] = {}
+        for name in PROVIDERS:
+            result[f"ARCHIVER_{name.upper()}_BASE_URL"] = self.provider_url(name)
+            result[f"ARCHIVER_{name.upper()}_TOKEN"] = self.tokens[name]
+        return result
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of every request so far."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def count(self, target: str = "api", provider: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._requests
+                       if r.target == target and provider in (None, r.provider))
+
+    def task_ids(self, source: str) -> list[str]:
+        with self._lock:
+            return [task.task_id for (src, _), task in self._tasks.items() if src == source]
+
+    def media_bytes(self, url: str) -> bytes:
+        """Exactly what the media endpoint serves for `url` (whatever its generation)."""
+        match = _MEDIA_PATH.search(urlsplit(url).path)
+        clip = self._clips.get(match[2]) if match else None
+        if match is None or clip is None:
+            raise KeyError(url)
+        blob = clip.audio if match[3] == clip.audio_ext else clip.image
+        return b"".join(bytes(chunk) for chunk in blob.chunks(0, blob.size))
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    # -- tasks and faults -------------------------------------------------------------------------
+
+    def add_task(self, source: str, task_id: str | None = None, *, clips: int = 2,
+                 outcome: str = "succeeded", steps: int = 2, titles: list[str] | None = None,
+                 lyrics: str | None = None, audio_format: str | None = None,
+                 audio_bytes: int | None = None, duration_lie: float | None = None,
+                 duplicate_stale: bool = False, image_format: str = "jpg") -> str:
+        """Register a task that advances one stage per poll; returns its id.
+
+        `steps` polls answer a non-final status, the next one the outcome. `audio_bytes` serves
+        an MP3 padded to about that size; `duration_lie` overrides the payload duration;
+        `duplicate_stale` makes CCAPI batch answers carry an extra stale IN_PROGRESS copy.
+        """
+        with self._lock:
+            if task_id is not None and (source, task_id) in self._tasks:
+                raise ValueError(f"task {task_id} already exists for {source}")
+            number = len(self._tasks) + 1
+            task = new_task(self._rng, source, task_id, number=number,
+                            created=self._epoch + 3 * number, clips=clips, outcome=outcome,
+                            steps=steps, titles=titles, lyrics=lyrics, audio_format=audio_format,
+                            audio_bytes=audio_bytes, duration_lie=duration_lie,
+                            duplicate_stale=duplicate_stale, image_format=image_format)
+            self._tasks[(source, task.task_id)] = task
+            for clip in task.clips:
+                self._clips[clip.clip_id] = clip
+            return task.task_id
+
+    def inject(self, kind: str, *, target: str = "api", provider: str | None = None,
+               clip_id: str | None = None, times: int = 1, retry_after: str | float | None = None,
+               delay: float = 0.0) -> None:
+        """Queue a fault for the next `times` matching requests (-1: forever).
+
+        Media-only kinds (drop, truncate, no_length, expire, gone) and any fault given a clip_id
+        target media; malformed and unknown_status always target the API. `provider` may be a
+        provider or a source name.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")
+        if times == 0 or times < -1:
+            raise ValueError("times must be >= 1, or -1 for forever")
+        if kind in MEDIA_ONLY or (clip_id is not None and kind not in API_ONLY):
+            target = "media"
+        elif kind in API_ONLY:
+            target = "api"
+        if target not in ("api", "media"):
+            raise ValueError("target must be 'api' or 'media'")
+        with self._lock:
+            self._faults.append(Fault(kind, target, provider, clip_id, times, retry_after, delay))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, target: str, provider: str, source: str,
+                    clip_id: str | None) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.target != target or fault.provider not in (None, provider, source):
+                    continue
+                if fault.clip_id is not None and fault.clip_id != clip_id:
+                    continue
+                if fault.times > 0:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        del self._faults[index]
+                return fault
+        return None
+
+    def _poll(self, source: str, ids: list[str], weird: str | None, *,
+              batch: bool = False) -> list[Any]:
+        """Advance each known task once and render it in its source's shape; unknown ids drop out."""
+        renderer, out, seen = Renderer(self.base_url), [], set()
+        with self._lock:
+            for task_id in ids:
+                task = self._tasks.get((source, task_id))
+                if task is None:
+                    continue
+                if task_id not in seen and not weird:  # unknown_status does not advance
+                    task.polls += 1
+                seen.add(task_id)
+                out.append(renderer.render(task, weird))
+                if batch and task.duplicate_stale and task.provider == "ccapi":
+                    # Alternate the stale copy's position so clients must compare updated_at.
+                    task.batches += 1
+                    stale = renderer.stale(out[-1], task)
+                    out.insert(len(out) if task.batches % 2 else len(out) - 1, stale)
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C, printing the URLs and the environment to point archiver here."""
+    parser = argparse.ArgumentParser(prog="python -m archiver.simulator", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tasks", type=int, default=10, help="tasks to create, spread over sources")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sim = Simulator(host=args.host, port=args.port, seed=args.seed)
+    sources = list(SOURCES)
+    for index in range(max(0, args.tasks)):
+        sim.add_task(sources[index % len(sources)],
+                     outcome="failed" if index % 7 == 6 else "succeeded")
+    sim.start()
+    print(f"archiver simulator on {sim.base_url}",
+          *(f"  {name:<11} {sim.provider_url(name)}" for name in PROVIDERS), "",
+          *(f"export {key}={shlex.quote(value)}" for key, value in sim.env().items()), "",
+          *(f"  {source:<15} {task_id}" for source in sources for task_id in sim.task_ids(source)),
+          "\nserving; press Ctrl-C to stop", sep="\n", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

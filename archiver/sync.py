@@ -1,0 +1,306 @@
+"""`archiver sync`: poll every unfinished task, store what comes back, then fetch the files.
+
+One run holds the library lock (an OS file lock, released by the kernel if the process dies),
+polls due tasks source by source (batched where the API allows), records per-task schedules in
+the database, and ends within a bounded retry budget whatever the network does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config
+from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, LockHeld, StorageError,
+                     TaskNotFound)
+from .models import Task, utcnow
+from .providers import SOURCES, Source, get_source
+from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
+from .records import TaskRecord
+from .report import Reporter
+from .store import Store
+
+LOCK_NAME = ".archiver.lock"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    sources: Sequence[str] | None = None
+    ignore_schedule: bool = False  # --now
+    interval: float | None = None  # --interval: base poll interval for this run
+    until_done: bool = False
+    timeout: float | None = None
+    download: bool = True
+    wait: float | None = None  # --wait: seconds to wait for the lock
+    retry_policy: RetryPolicy = RetryPolicy()
+
+
+@dataclass
+class SyncReport:
+    tasks_polled: int = 0
+    newly_succeeded: int = 0
+    failed: int = 0
+    clips_added: int = 0
+    requests: int = 0
+    retries: int = 0
+    passes: int = 0
+    files_downloaded: int = 0
+    bytes_downloaded: int = 0
+    downloads_failed: int = 0
+    still_unfinished: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURES if self.errors else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+class LibraryLock:
+    """One sync per library: a second one fails at once (exit 75) or waits up to `wait` s."""
+
+    def __init__(self, library: Path, wait: float | None) -> None:
+        from filelock import FileLock
+
+        library.mkdir(parents=True, exist_ok=True)
+        self.path = library / LOCK_NAME
+        self._lock = FileLock(str(self.path), timeout=wait if wait else 0, thread_local=False)
+
+    def __enter__(self) -> "LibraryLock":
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LockHeld(f"another archiver sync is running on this library (lock {self.path})") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:
+    """The whole job, as cron runs it."""
+    for name in options.sources or ():
+        get_source(name)  # unknown names fail before any work
+    with LibraryLock(config.library, options.wait):
+        store = Store(config.db_url)
+        try:
+            run_id = store.start_run()
+            report = SyncReport()
+            try:
+                asyncio.run(_run(config, options, store, reporter, report))
+            finally:
+                report.still_unfinished = store.unfinished_count(options.sources)
+                store.finish_run(
+                    run_id, exit_code=report.exit_code, tasks_polled=report.tasks_polled,
+                    newly_succeeded=report.newly_succeeded, failed=report.failed,
+                    clips_added=report.clips_added, requests=report.requests, errors=len(report.errors),
+                    files_downloaded=report.files_downloaded, bytes_downloaded=report.bytes_downloaded,
+                    error_text="\n".join(report.errors) or None,
+                )
+            return report
+        finally:
+            store.close()
+
+
+async def _run(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
+               report: SyncReport) -> None:
+    budget = RetryBudget(config.retry_budget)
+    counters = Counters()
+    deadline = time.monotonic() + options.timeout if options.timeout else None
+    names = list(options.sources) if options.sources else list(SOURCES)
+    poller = Poller(config, options, store, reporter, report, budget, counters)
+    try:
+        while True:
+            await poller.poll_pass()
+            if options.download:
+                await _download(config, options, store, reporter, report, poller)
+            if not options.until_done:
+                break
+            if not store.unfinished_count(names):
+                break
+            pause = _until_next(store, names, deadline)
+            if pause is None:
+                reporter.info("timeout reached; tasks are still unfinished")
+                break
+            await asyncio.sleep(pause)
+    finally:
+        await poller.aclose()
+        report.requests = counters.requests
+        report.retries = counters.retries
+
+
+def _until_next(store: Store, names: Sequence[str], deadline: float | None) -> float | None:
+    """Seconds to sleep before the next task is due; None when the deadline comes first."""
+    due = store.next_due(names)
+    wait = max(0.05, (due - utcnow()).total_seconds()) if due else 0.05
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        wait = min(wait, left)
+    return wait
+
+
+async def _download(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
+                    report: SyncReport, poller: "Poller") -> None:
+    try:
+        from .download import download_pending
+    except ImportError:  # pragma: no cover - downloads arrive with their own module
+        return
+    try:
+        result = await download_pending(config, store, reporter, refresh=poller.refresh_task)
+    except StorageError as exc:
+        report.errors.append(str(exc))
+        reporter.error(str(exc))
+        return
+    report.files_downloaded += result.downloaded
+    report.bytes_downloaded += result.bytes
+    report.downloads_failed += result.failed
+    for message in result.errors:
+        report.errors.append(message)
+        reporter.error(message)
+
+
+class Poller:
+    """Polls due tasks; one API client per provider for the whole run."""
+
+    def __init__(self, config: Config, options: SyncOptions, store: Store, reporter: Reporter,
+                 report: SyncReport, budget: RetryBudget, counters: Counters) -> None:
+        self.config = config
+        self.options = options
+        self.store = store
+        self.reporter = reporter
+        self.report = report
+        self.budget = budget
+        self.counters = counters
+        self.clients: dict[str, ApiClient] = {}
+        self.disabled: set[str] = set()
+        self.first_pass = True
+
+    def client(self, provider: str) -> ApiClient:
+        if provider not in self.clients:
+            self.clients[provider] = ApiClient(
+                self.config.provider(provider), connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout, budget=self.budget, counters=self.counters,
+                policy=self.options.retry_policy,
+            )
+        return self.clients[provider]
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+    async def poll_pass(self) -> None:
+        now = utcnow()
+        names = list(self.options.sources) if self.options.sources else list(SOURCES)
+        ignore = self.options.ignore_schedule and self.first_pass
+        self.first_pass = False
+        due = self.store.due_tasks(now, names, ignore_schedule=ignore)
+        by_source: dict[str, list[Task]] = defaultdict(list)
+        for task in due:
+            by_source[task.source].append(task)
+        self.report.passes += 1
+        await asyncio.gather(*(self._poll_source(get_source(n), tasks) for n, tasks in by_source.items()))
+
+    async def _poll_source(self, source: Source, tasks: list[Task]) -> None:
+        provider = source.provider
+        if provider in self.disabled:
+            return
+        settings = self.config.provider(provider)
+        if not settings.token:
+            self._disable(provider, f"{provider} has no token configured (set ARCHIVER_{provider.upper()}_TOKEN "
+                                    f"or token in [providers.{provider}])")
+            return
+        ids = [t.task_id for t in tasks]
+        size = settings.batch_size if source.batch else 1
+        groups = [ids[i:i + size] for i in range(0, len(ids), size)]
+        limit = asyncio.Semaphore(max(1, settings.concurrency))
+        records: list[TaskRecord] = []
+        outcomes: dict[str, str] = {}
+
+        async def one(group: list[str]) -> None:
+            async with limit:
+                if provider in self.disabled:
+                    return
+                try:
+                    found, missing = await self.client(provider).fetch(source, group)
+                except AuthError as exc:
+                    self._disable(provider, str(exc))
+                    return
+                except ArchiverError as exc:
+                    message = str(exc)
+                    self.report.errors.append(f"{message} (tasks: {', '.join(group[:3])}"
+                                              f"{', ...' if len(group) > 3 else ''})")
+                    self.reporter.error(message)
+                    for task_id in group:
+                        outcomes[task_id] = f"error:{message}"
+                    return
+                records.extend(found)
+                for record in found:
+                    outcomes[record.task_id] = "ok"
+                for task_id, exc in missing.items():
+                    kind = "notfound" if isinstance(exc, TaskNotFound) else "error"
+                    outcomes[task_id] = f"{kind}:{exc}"
+
+        await asyncio.gather(*(one(g) for g in groups))
+        self._store(source, records, outcomes, settings.interval)
+
+    def _store(self, source: Source, records: list[TaskRecord], outcomes: dict[str, str],
+               interval: float | None) -> None:
+        now = utcnow()
+        result = self.store.apply(records, now)
+        base = self.options.interval or interval or source.interval
+        self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
+                            changed=set(result.changed_task_ids))
+        self.report.tasks_polled += len(outcomes)
+        self.report.newly_succeeded += result.newly_succeeded
+        self.report.failed += result.newly_failed
+        self.report.clips_added += result.clips_added
+        for task_id, outcome in outcomes.items():
+            if outcome.startswith("notfound:"):
+                self.reporter.warning(outcome.partition(":")[2])
+        if result.newly_succeeded or result.newly_failed or result.clips_added:
+            self.reporter.info(f"{source.name}: {len(outcomes)} polled, {result.newly_succeeded} succeeded, "
+                               f"{result.newly_failed} failed, {result.clips_added} new clips")
+
+    def _disable(self, provider: str, message: str) -> None:
+        if provider in self.disabled:
+            return
+        self.disabled.add(provider)
+        self.report.errors.append(message)
+        self.reporter.error(f"{message}; skipping {provider} for this run")
+
+    async def refresh_task(self, source_name: str, task_id: str) -> bool:
+        """Re-poll one task for fresh media URLs (expired CDN links). True if it was refreshed."""
+        source = get_source(source_name)
+        if source.provider in self.disabled or not self.config.provider(source.provider).token:
+            return False
+        try:
+            found, _missing = await self.client(source.provider).fetch(source, [task_id])
+        except AuthError as exc:
+            self._disable(source.provider, str(exc))
+            return False
+        except ArchiverError as exc:
+            self.reporter.warning(f"could not refresh links of {task_id}: {exc}")
+            return False
+        if found:
+            self.store.apply(found, utcnow())
+        return bool(found)
+
+
+def add_tasks(store: Store, source: str, task_ids: Sequence[str]) -> tuple[int, int]:
+    """Register ids for polling; returns (new, already known)."""
+    get_source(source)
+    unique = list(dict.fromkeys(t.strip() for t in task_ids if t.strip()))
+    added = store.add_tasks(source, unique)
+    return added, len(unique) - added
