@@ -51,3 +51,33 @@ def run_cli(library: Path) -> Callable[..., Result]:
                              catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def sim():
+    """A started provider simulator on 127.0.0.1 (a real HTTP server in a thread)."""
+    from archiver.simulator import Simulator
+
+    with Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim_cli(library: Path, sim: Any, tmp_path: Path) -> Callable[..., Result]:
+    """Run the CLI against the simulator: its URLs and tokens in the environment.
+
+    Short timeouts and retry pauses keep fault tests quick; `extra_config` adds TOML lines.
+    """
+    from archiver.cli import cli
+
+    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+               extra_config: str = "") -> Result:
+        cfg = tmp_path / "sim-config.toml"
+        cfg.write_text("connect_timeout = 2\nread_timeout = 2\n" + extra_config, encoding="utf-8")
+        cfg.chmod(0o600)
+        full_env = {**sim.env(), **(env or {})}
+        runner = CliRunner()
+        return runner.invoke(cli, ["--config", str(cfg), "--library", str(library), *args], input=input,
+                             env=full_env, catch_exceptions=False)
+
+    return invoke

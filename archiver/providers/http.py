@@ -121,12 +121,12 @@ class ApiClient:
     async def fetch(self, source: Source, ids: Sequence[str]) -> tuple[list[TaskRecord], dict[str, Exception]]:
         """Fetch ids through `source`; returns the records and a per-id error for ids not returned."""
         request = source.request_for(ids)
-        payload = await self.call(source, request, ids)
         task_id = ids[0] if len(ids) == 1 else None
         try:
+            payload = await self.call(source, request, ids)
             records = source.normalize(payload, task_id=task_id)
         except TaskNotFound as exc:
-            return [], {ids[0]: exc} if len(ids) == 1 else {i: exc for i in ids}
+            return [], {i: exc for i in ids}
         wanted = set(ids)
         records = [r for r in records if r.task_id in wanted]
         got = {r.task_id for r in records}
