@@ -292,7 +292,12 @@ class Archiver:
         return again
 
     def _adopt(self, clip: Clip, asset: Asset, target: Path) -> PurePosixPath | None:
-        """A complete file already at the final path (the run before died before recording it)."""
+        """A complete file already at the final path (the run before died before recording it).
+
+        Only for assets never recorded: a recorded one that is missing or changed is fetched anew.
+        """
+        if asset.sha256:
+            return None
         stem = target.name.rpartition(".")[0]
         names = {f"{stem}.{final_ext(kind, asset.kind)}" for kind in expected_kinds(asset.kind)}
         for path in (target.with_name(name) for name in sorted(names)):

@@ -255,6 +255,51 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     sys.exit(report.exit_code)
 
 
+@cli.command("verify")
+@click.option("--repair", is_flag=True, help="Fetch missing or changed files again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+@handle_errors
+def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
+    """Check that every archived file exists with its recorded size and sha256.
+
+    Reports missing, changed and orphan files (files no clip claims); exits 1 if there are any.
+
+    \b
+    Example:
+      archiver verify
+      archiver verify --repair
+    """
+    import json as jsonlib
+
+    from .report import PlainReporter
+    from .sync import SyncOptions, run_sync
+    from .verify import verify_library
+
+    config = ctx.config()
+    with ctx.store(create=False) as store:
+        report = verify_library(config.library, store)
+    if as_json:
+        click.echo(jsonlib.dumps({"checked": report.checked, "missing": report.missing,
+                                  "changed": report.changed, "orphans": report.orphans}, ensure_ascii=False))
+    else:
+        for label, paths in (("missing", report.missing), ("changed", report.changed), ("orphan", report.orphans)):
+            for path in paths:
+                click.echo(f"{label}: {path}")
+        click.echo(f"checked {report.checked} file(s): {len(report.missing)} missing, {len(report.changed)} changed, "
+                   f"{len(report.orphans)} orphan(s)")
+    if repair and report.bad_ids:
+        with ctx.store() as store:
+            store.mark_missing(report.bad_ids)
+        options = SyncOptions(poll=False, asset_ids=report.bad_ids)
+        result = run_sync(config, options, PlainReporter(quiet=as_json))
+        if not as_json:
+            click.echo(f"repaired {result.files_downloaded} file(s)" +
+                       (f"; {len(result.errors)} could not be fetched" if result.errors else ""))
+        sys.exit(result.exit_code if not report.orphans else 1)
+    sys.exit(0 if report.clean else 1)
+
+
 @cli.command("demo")
 @click.option("--dir", "directory", metavar="DIR", help="Where to make the demo library (default: a new temp dir).")
 @handle_errors

@@ -1,13 +1,23 @@
-"""Read-side commands: `tasks`, `ls` and the other ways to browse the library.
+"""Read-side commands: `tasks`, `ls`, `search`, `show`, `stats` and `export`.
 
-Registered on the main `cli` group; kept apart from cli.py so each file stays small.
+Registered on the main `cli` group; kept apart from cli.py so each file stays small. The SQL
+lives in library.py and the query language in query.py; this file parses options and prints.
 """
 
 from __future__ import annotations
 
-from .cli import SOURCE_CHOICES, STATUS_CHOICES, Context, cli, handle_errors, pass_ctx
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
 
 import click
+
+from .cli import SOURCE_CHOICES, STATUS_CHOICES, Context, cli, handle_errors, pass_ctx
+from .errors import UsageError
+
+LS_TABLE = ("source", "clip_id", "title", "duration", "model", "status", "audio_path")
+LS_FORMATS = ("table", "json", "csv", "m3u")
+TEMPLATE_EXTRAS = ("length", "year")  # derived fields a --format template may use besides the columns
 
 
 @cli.command("tasks")
@@ -32,24 +42,272 @@ def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...],
          all_columns=TASK_COLUMNS, title="tasks")
 
 
+def _length(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}" if whole >= 3600 else f"{whole // 60}:{whole % 60:02d}"
+
+
+def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], str] | None:
+    """A template renderer when `fmt` holds `{`; None for a named format; UsageError otherwise."""
+    if "{" in fmt:
+        from .library import CLIP_COLUMNS
+        from .query import template_renderer
+
+        render = template_renderer(fmt, CLIP_COLUMNS + TEMPLATE_EXTRAS)
+        return lambda row: render({**row, "length": _length(row.get("duration")),
+                                   "year": (row.get("created_at") or "")[:4] or None})
+    if fmt not in allowed:
+        raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(allowed)} "
+                         "or a template such as '{title} {duration}'")
+    return None
+
+
+def _write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, library: Path,
+                playlist_dir: Path | None, template: Callable[[dict[str, Any]], str] | None) -> None:
+    from .library import CLIP_COLUMNS, m3u
+    from .render import emit
+
+    if template is not None:
+        out.write("".join(template(row) + "\n" for row in rows))
+    elif fmt == "m3u":
+        out.write(m3u(rows, library, playlist_dir))
+    else:
+        emit(rows, fmt, table_columns=LS_TABLE, all_columns=CLIP_COLUMNS, out=out, title="clips")
+
+
+def _query_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--source, --sort and --limit, shared by `ls` and `export`."""
+    func = click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N clips.")(func)
+    func = click.option("--sort", "sort", multiple=True, metavar="FIELD[-]",
+                        help="Sort key; '-' suffix for descending (repeatable or comma-separated).")(func)
+    return click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES),
+                        help="Only this source (repeatable).")(func)
+
+
 @cli.command("ls")
-@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES), help="Only this source (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.argument("query", nargs=-1)
+@_query_options
+@click.option("--format", "fmt", default="table", show_default=True, metavar="FORMAT",
+              help="table, json, csv, m3u, or a template like '{title} ({length})'.")
 @pass_ctx
 @handle_errors
-def ls_cmd(ctx: Context, sources: tuple[str, ...], fmt: str) -> None:
-    """List clips: title, tags, duration, model, and where their files are.
+def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort: tuple[str, ...],
+           limit: int | None, fmt: str) -> None:
+    """List clips matching QUERY: title, tags, duration, model, and where their files are.
+
+    QUERY terms are ANDed. A bare word matches title, tags or lyrics; FIELD:VALUE matches one
+    field (source, status, model, title, tags, lyrics, seed, task, clip, path, year, created,
+    duration, downloaded); ranges use '..' (duration:120..180, created:2026-03.., year:..2025);
+    '^' excludes (^source:acedata, ^rain).
 
     \b
     Example:
+      archiver ls rain ^source:acedata duration:2:00..3:30 --sort created- --limit 20
+      archiver ls year:2026 --format '{title} ({length}) {audio_path}'
       archiver ls --source acedata --format json
     """
-    from .library import CLIP_COLUMNS, list_clips
+    from .library import list_clips
+
+    template = _formatter(fmt, LS_FORMATS)
+    with ctx.store() as store:
+        rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
+    _write_rows(rows, fmt, sys.stdout, library=ctx.config().library, playlist_dir=None, template=template)
+
+
+@cli.command("export")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["m3u", "json", "csv"]))
+@click.argument("query", nargs=-1)
+@_query_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Write here (atomically) instead of standard output.")
+@pass_ctx
+@handle_errors
+def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[str, ...], sort: tuple[str, ...],
+               limit: int | None, output: str | None) -> None:
+    """Export the clips matching QUERY (same grammar as `ls`) as a playlist, JSON or CSV.
+
+    An M3U playlist lists only clips whose audio is downloaded, with paths relative to the
+    playlist file, so it keeps working when library and playlist move together.
+
+    \b
+    Example:
+      archiver export m3u year:2026 ^status:failed -o ~/Music/ai-2026.m3u
+      archiver export csv source:mountsea -o mountsea.csv
+    """
+    import io
+
+    from .library import list_clips, write_atomic
+
+    with ctx.store() as store:
+        rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
+    library = ctx.config().library
+    if output is None or output == "-":
+        _write_rows(rows, fmt, sys.stdout, library=library, playlist_dir=None, template=None)
+        return
+    target = Path(output).expanduser()
+    buffer = io.StringIO()
+    _write_rows(rows, fmt, buffer, library=library, playlist_dir=target.parent, template=None)
+    write_atomic(target, buffer.getvalue())
+    count = sum(1 for r in rows if r.get("audio_path")) if fmt == "m3u" else len(rows)
+    click.echo(f"wrote {count} clip(s) to {target}", err=True)
+
+
+@cli.command("search")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_ctx
+@handle_errors
+def search_cmd(ctx: Context, words: tuple[str, ...], limit: int, fmt: str) -> None:
+    """Full-text search of titles, lyrics and style tags, best match first.
+
+    Every word must match (any order); "quoted words" must appear together; word* matches a
+    prefix. Accents and case are ignored. Anything else is taken literally.
+
+    \b
+    Example:
+      archiver search neon rain
+      archiver search '"city lights"' --format json
+    """
+    from .library import SEARCH_COLUMNS, search
     from .render import emit
 
     with ctx.store() as store:
-        rows = list_clips(store, sources=sources or None)
-    emit(rows, fmt, table_columns=("source", "clip_id", "title", "duration", "model", "status", "audio_path"),
-         all_columns=CLIP_COLUMNS, title="clips")
+        rows = search(store, " ".join(words), limit=limit)
+    emit(rows, fmt, table_columns=("source", "clip_id", "title", "duration", "snippet"),
+         all_columns=SEARCH_COLUMNS, title="search")
 
 
+def _human_bytes(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _fields(out: list[str], data: dict[str, Any], keys: Sequence[str], indent: str = "") -> None:
+    for key in keys:
+        value = data.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and "\n" in value:
+            out.append(f"{indent}{key}:")
+            out.extend(f"{indent}  {line}" for line in value.splitlines())
+        else:
+            out.append(f"{indent}{key:<15} {value}")
+
+
+def _files(out: list[str], files: list[dict[str, Any]], indent: str) -> None:
+    if not files:
+        out.append(f"{indent}files           (none yet)")
+        return
+    out.append(f"{indent}files:")
+    for f in files:
+        head = f"{f['kind']:<6}{f['state']:<11}{f['path'] or '-'}"
+        extra = [_human_bytes(f["size"]), f"{f['attempts']} attempt(s)"]
+        if f["state"] == "downloaded":
+            extra.append("tagged" if f["tagged"] else "not tagged")
+        out.append(f"{indent}  {head}  ({', '.join(x for x in extra if x)})")
+        for key in ("sha256", "url", "downloaded_at", "last_error", "warning"):
+            if f.get(key):
+                out.append(f"{indent}        {key:<14}{f[key]}")
+
+
+_CLIP_KEYS = ("clip_id", "source", "task_id", "task_status", "title", "tags", "negative_tags", "duration",
+              "model", "seed", "state", "created_at", "first_seen", "updated_at", "audio_url", "image_url",
+              "video_url", "lyrics")
+_TASK_KEYS = ("task_id", "source", "status", "provider_status", "progress", "error", "created_at",
+              "finished_at", "provider_updated_at", "first_seen", "last_polled", "updated_at",
+              "next_poll_at", "polls", "idle_polls", "poll_errors")
+
+
+def _show_text(data: dict[str, Any]) -> str:
+    out: list[str] = []
+    if data["kind"] == "clip":
+        _fields(out, data, _CLIP_KEYS)
+        _files(out, data["files"], "")
+        out.append("task:")
+        _fields(out, data["task"], _TASK_KEYS[2:], "  ")
+    else:
+        _fields(out, data, _TASK_KEYS)
+        out.append(f"clips           {len(data['clips'])}")
+        for clip in data["clips"]:
+            out.append("")
+            _fields(out, clip, [k for k in _CLIP_KEYS if k not in ("source", "task_id", "task_status")], "  ")
+            _files(out, clip["files"], "  ")
+    return "\n".join(out) + "\n"
+
+
+@cli.command("show")
+@click.argument("ident", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_ctx
+@handle_errors
+def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
+    """Everything known about one task or clip: fields, files, tag state.
+
+    ID is a task id or clip id; a unique prefix is enough (`task:ID` / `clip:ID` to choose).
+
+    \b
+    Example:
+      archiver show 1dd08826
+      archiver show task_7f11 --format json
+    """
+    import json
+
+    from .library import detail
+
+    with ctx.store(create=False) as store:
+        data = detail(store, ident)
+    if fmt == "json":
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(_show_text(data), nl=False)
+
+
+@cli.command("stats")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_ctx
+@handle_errors
+def stats_cmd(ctx: Context, fmt: str) -> None:
+    """Counts by source and status, total duration, bytes on disk, pending files, last sync.
+
+    \b
+    Example:
+      archiver stats
+      archiver stats --format json | jq .files
+    """
+    import json
+
+    from .library import stats
+    from .render import rows_table
+
+    with ctx.store() as store:
+        data = stats(store)
+    if fmt == "json":
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    statuses = ", ".join(f"{k} {v}" for k, v in data["tasks_by_status"].items())
+    files = data["files"]
+    lines = [f"tasks      {data['tasks']}" + (f"  ({statuses})" if statuses else ""),
+             f"clips      {data['clips']}  ({_length(data['duration']) or '0:00'} total)",
+             f"files      {files.get('downloaded', 0)} downloaded ({_human_bytes(data['bytes_on_disk'])} on disk), "
+             f"{files.get('pending', 0)} pending, {files.get('failed', 0)} failed"]
+    run = data["last_sync"]
+    if run:
+        lines.append(f"last sync  {run['started_at']} .. {run['finished_at'] or 'unfinished'}, "
+                     f"exit {run['exit_code'] if run['exit_code'] is not None else '?'}, "
+                     f"{run['errors']} error(s)  ({run['runs']} run(s) in all)")
+    else:
+        lines.append("last sync  never")
+    click.echo("\n".join(lines) + "\n")
+    columns = ("source", "tasks", *STATUS_CHOICES, "clips", "duration")
+    rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_CHOICES},
+             "clips": s["clips"], "duration": _length(s["duration"])} for name, s in data["sources"].items()]
+    rows_table(rows, columns, sys.stdout, title="by source")

@@ -25,7 +25,7 @@ import httpx
 from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError
-from .media import expected_kinds, sniff
+from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
 
 WRITE_SIZE = 256 * 1024  # bytes per write call: few syscalls, bounded memory
@@ -152,36 +152,27 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
         raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
 
 
+@dataclass
+class _Progress:
+    size: int
+    head: bytes = b""
+    buffer: bytearray = field(default_factory=bytearray)
+    window_start: float = field(default_factory=time.monotonic)
+    window_bytes: int = 0
+
+
 async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, offset: int,
                        total: int | None, resumed: bool, on_bytes: Callable[[int], None]) -> Fetched:
-    size = offset
-    buffer = bytearray()
-    window_start, window_bytes = time.monotonic(), 0
-    head = b""
+    state = _Progress(size=offset)
     job.part.parent.mkdir(parents=True, exist_ok=True)
     try:
         async with aiofiles.open(job.part, "ab" if resumed else "wb") as out:
-            async for chunk in response.aiter_raw(WRITE_SIZE):
-                size += len(chunk)
-                if size > job.max_size:
-                    raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
-                if not resumed and len(head) < 64:
-                    head += chunk[:64 - len(head)]
-                    _check_head(head, job.expect, final=False)
-                buffer += chunk
-                digest.update(chunk)
-                if len(buffer) >= WRITE_SIZE:
-                    await out.write(bytes(buffer))
-                    buffer.clear()
-                on_bytes(len(chunk))
-                window_bytes += len(chunk)
-                elapsed = time.monotonic() - window_start
-                if elapsed >= job.tuning.stall_window:
-                    if window_bytes / elapsed < job.tuning.min_speed:
-                        raise TransientError("media", f"stalled ({window_bytes / elapsed:.0f} B/s)")
-                    window_start, window_bytes = time.monotonic(), 0
-            if buffer:
-                await out.write(bytes(buffer))
+            try:
+                await _pump(response, job, out, state, digest, resumed, on_bytes)
+            finally:
+                if state.buffer:  # keep what arrived before a break: the next attempt resumes after it
+                    await out.write(bytes(state.buffer))
+                    state.buffer.clear()
             await out.flush()
             await asyncio.to_thread(os.fsync, out.fileno())
     except OSError as exc:
@@ -189,15 +180,48 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
             job.part.unlink(missing_ok=True)
             raise storage_error(exc, job.part) from None
         raise
-    if total is not None and size != total:
-        raise TransientError("media", f"got {size} of {total} bytes")
-    if size == 0:
+    if total is not None and state.size != total:
+        raise TransientError("media", f"got {state.size} of {total} bytes")
+    if state.size == 0:
         raise TransientError("media", "empty body")
+    head = state.head
     if resumed:
         with job.part.open("rb") as fh:
             head = fh.read(64)
     kind = _check_head(head, job.expect, final=True)
-    return Fetched(job.part, size, digest.hexdigest(), kind or "bin", resumed)
+    if total is None and kind and not looks_complete(_tail(job.part), kind):
+        raise TransientError("media", "body ended early (no Content-Length and no end marker)")
+    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", resumed)
+
+
+async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
+                resumed: bool, on_bytes: Callable[[int], None]) -> None:
+    """Body -> file in writes of at least WRITE_SIZE, checking size, kind and throughput."""
+    async for chunk in response.aiter_raw(WRITE_SIZE):
+        state.size += len(chunk)
+        if state.size > job.max_size:
+            raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
+        if not resumed and len(state.head) < 64:
+            state.head += chunk[:64 - len(state.head)]
+            _check_head(state.head, job.expect, final=False)
+        state.buffer += chunk
+        digest.update(chunk)
+        if len(state.buffer) >= WRITE_SIZE:
+            await out.write(bytes(state.buffer))
+            state.buffer.clear()
+        on_bytes(len(chunk))
+        state.window_bytes += len(chunk)
+        elapsed = time.monotonic() - state.window_start
+        if elapsed >= job.tuning.stall_window:
+            if state.window_bytes / elapsed < job.tuning.min_speed:
+                raise TransientError("media", f"stalled ({state.window_bytes / elapsed:.0f} B/s)")
+            state.window_start, state.window_bytes = time.monotonic(), 0
+
+
+def _tail(path: Path, size: int = 64) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - size))
+        return fh.read()
 
 
 def _check_head(head: bytes, expect: str, *, final: bool) -> str | None:

@@ -1,16 +1,22 @@
-"""Read-side queries over the library: what `tasks`, `ls` and friends show.
+"""Read-side queries over the library: what `tasks`, `ls`, `search`, `show` and `stats` show.
 
 Plain SQL through the store's engine: one query per listing, never one per row, so browsing
-20,000 clips stays quick.
+20,000 clips stays quick. Query terms are compiled by query.py into bound parameters.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import text
 
+from .errors import ArchiverError, UsageError
 from .models import UTCDateTime
+from .query import compile_query, compile_sort, fts_query, register_functions
 from .store import Store
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
@@ -20,57 +26,314 @@ CLIP_COLUMNS = ("source", "task_id", "clip_id", "title", "tags", "negative_tags"
                 "model", "seed", "created_at", "status", "audio_url", "image_url", "video_url",
                 "audio_path", "image_path")
 
-_TIME_FIELDS = {"created_at", "finished_at", "first_seen", "last_polled", "next_poll_at"}
+SEARCH_COLUMNS = CLIP_COLUMNS + ("snippet", "score")
+
+ASSET_COLUMNS = ("kind", "url", "path", "size", "sha256", "state", "attempts", "last_error", "warning",
+                 "tagged", "downloaded_at")
+
+_TIME_FIELDS = {"created_at", "finished_at", "first_seen", "last_polled", "next_poll_at", "updated_at",
+                "provider_updated_at", "downloaded_at", "started_at"}
+
+# Bm25 weights for clips_fts(title, lyrics, tags): a hit in the title counts most.
+FTS_WEIGHTS = (10.0, 1.0, 4.0)
+SNIPPET_MARKS = ("«", "»")
 
 
-def _where(filters: dict[str, Sequence[str] | None], alias: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
-    for name, values in filters.items():
-        if not values:
-            continue
-        keys = []
-        for i, value in enumerate(values):
-            key = f"{name}_{i}"
-            params[key] = value
-            keys.append(f":{key}")
-        clauses.append(f"{alias[name]} IN ({', '.join(keys)})")
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+class NotFound(ArchiverError):
+    """No task or clip has this id (exit 1)."""
+
+
+class Ambiguous(UsageError):
+    """An id prefix that names more than one task or clip (exit 2)."""
+
+    def __init__(self, ident: str, candidates: list[dict[str, Any]]) -> None:
+        lines = [f"  {c['kind']:<4}  {c['source']:<14}  {c['id']}" for c in candidates]
+        super().__init__(f"{ident!r} matches {len(candidates)} tasks/clips; use a longer prefix:\n"
+                         + "\n".join(lines))
+        self.candidates = candidates
+
+
+def _iso_z(value: Any) -> str | None:
+    if not value:
+        return None
+    parsed = UTCDateTime().process_result_value(value, None)
+    return parsed.isoformat().replace("+00:00", "Z") if parsed else None
 
 
 def _row(mapping: Any, columns: Sequence[str]) -> dict[str, Any]:
     out = {name: mapping[name] for name in columns}
     for name in _TIME_FIELDS & out.keys():
-        value = out[name]
-        # stored as ISO 8601 UTC text already; normalise the spelling for output
-        out[name] = UTCDateTime().process_result_value(value, None).isoformat().replace("+00:00", "Z") if value else None
+        out[name] = _iso_z(out[name])  # stored as ISO 8601 UTC text; normalise the spelling
     return out
+
+
+def _query(store: Store, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """Run one statement on a connection that knows the query helpers (archiver_fold)."""
+    with store.engine.connect() as conn:
+        register_functions(conn.connection.driver_connection)
+        return list(conn.execute(text(sql), params or {}))
+
+
+def _in(name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+    keys = []
+    for i, value in enumerate(values):
+        params[f"{name}_{i}"] = value
+        keys.append(f":{name}_{i}")
+    return ", ".join(keys)
 
 
 def list_tasks(store: Store, *, sources: Sequence[str] | None = None,
                statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    where, params = _where({"source": sources, "status": statuses}, {"source": "t.source", "status": "t.status"})
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if sources:
+        clauses.append(f"t.source IN ({_in('source', sources, params)})")
+    if statuses:
+        clauses.append(f"t.status IN ({_in('status', statuses, params)})")
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = f"""
         SELECT t.source, t.task_id, t.status, t.provider_status, t.progress, t.error,
                (SELECT COUNT(*) FROM clips c WHERE c.task_pk = t.id) AS clips,
                t.created_at, t.finished_at, t.first_seen, t.last_polled, t.next_poll_at
         FROM tasks t{where}
         ORDER BY t.source, COALESCE(t.created_at, t.first_seen), t.task_id"""
-    with store.engine.connect() as conn:
-        return [_row(r._mapping, TASK_COLUMNS) for r in conn.execute(text(sql), params)]
+    return [_row(r._mapping, TASK_COLUMNS) for r in _query(store, sql, params)]
 
+
+# c = clips, t = tasks, au/im = the clip's downloaded audio/image asset (at most one each:
+# assets are unique per clip and kind). query.py's field columns refer to these aliases.
+CLIP_FROM = """
+    FROM clips c
+    JOIN tasks t ON t.id = c.task_pk
+    LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio' AND au.state = 'downloaded'
+    LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = 'image' AND im.state = 'downloaded'"""
 
 CLIP_SELECT = """
-    SELECT c.source, t.task_id, c.clip_id, c.title, c.tags, c.negative_tags, c.lyrics, c.duration,
-           c.model, c.seed, c.created_at, t.status, c.audio_url, c.image_url, c.video_url,
-           (SELECT a.path FROM assets a WHERE a.clip_pk = c.id AND a.kind = 'audio'
-                AND a.state = 'downloaded') AS audio_path,
-           (SELECT a.path FROM assets a WHERE a.clip_pk = c.id AND a.kind = 'image'
-                AND a.state = 'downloaded') AS image_path
-    FROM clips c JOIN tasks t ON t.id = c.task_pk"""
+    SELECT c.id AS clip_pk, c.source, t.task_id, c.clip_id, c.title, c.tags, c.negative_tags, c.lyrics,
+           c.duration, c.model, c.seed, c.created_at, t.status, c.audio_url, c.image_url, c.video_url,
+           au.path AS audio_path, im.path AS image_path"""
 
 
-def list_clips(store: Store, *, sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    where, params = _where({"source": sources}, {"source": "c.source"})
-    sql = f"{CLIP_SELECT}{where} ORDER BY c.created_at, c.source, c.clip_id"
-    with store.engine.connect() as conn:
-        return [_row(r._mapping, CLIP_COLUMNS) for r in conn.execute(text(sql), params)]
+def list_clips(store: Store, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
+               sort: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+    """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
+    compiled = compile_query(terms, sources=sources)
+    sql = f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {compile_sort(sort)}"
+    params = dict(compiled.params)
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
+    return [_row(r._mapping, CLIP_COLUMNS) for r in _query(store, sql, params)]
+
+
+def search(store: Store, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Full-text search over title, lyrics and tags, best match first, with a snippet."""
+    weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+    sql = f"""
+        {CLIP_SELECT},
+           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,
+           bm25(clips_fts, {weights}) AS score
+        FROM clips_fts
+        JOIN clips c ON c.id = clips_fts.rowid
+        JOIN tasks t ON t.id = c.task_pk
+        LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio' AND au.state = 'downloaded'
+        LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = 'image' AND im.state = 'downloaded'
+        WHERE clips_fts MATCH :match
+        ORDER BY score, c.id"""
+    params: dict[str, Any] = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
+    rows = [_row(r._mapping, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+    for row in rows:
+        row["score"] = round(-row["score"], 4)  # bm25 is "lower is better"; show higher = better
+    return rows
+
+
+# --- show ----------------------------------------------------------------------------------------
+
+
+def resolve(store: Store, ident: str) -> tuple[str, int]:
+    """("task" | "clip", primary key) for an exact id or a unique prefix of task_id/clip_id.
+
+    `task:ID` or `clip:ID` restricts the lookup to one kind. An exact match beats prefixes.
+    """
+    kinds = ("task", "clip")
+    kind_hint, sep, rest = ident.partition(":")
+    if sep and kind_hint in kinds and rest:
+        kinds, ident = (kind_hint,), rest
+    ident = ident.strip()
+    if not ident:
+        raise UsageError("give a task or clip id (a unique prefix is enough)")
+    pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    parts = []
+    if "task" in kinds:
+        parts.append("SELECT 'task' AS kind, id AS pk, source, task_id AS id FROM tasks "
+                     "WHERE task_id LIKE :pattern ESCAPE '\\'")
+    if "clip" in kinds:
+        parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
+                     "WHERE clip_id LIKE :pattern ESCAPE '\\'")
+    sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
+    candidates = [dict(r._mapping) for r in _query(store, sql, {"pattern": pattern})]
+    exact = [c for c in candidates if c["id"] == ident]
+    chosen = exact if exact else candidates
+    if not chosen:
+        raise NotFound(f"no task or clip id starts with {ident!r}")
+    if len(chosen) > 1:
+        raise Ambiguous(ident, chosen)
+    return chosen[0]["kind"], chosen[0]["pk"]
+
+
+def _assets_by_clip(store: Store, clip_pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    if not clip_pks:
+        return {}
+    params: dict[str, Any] = {}
+    sql = (f"SELECT clip_pk, {', '.join(ASSET_COLUMNS)} FROM assets WHERE clip_pk IN "
+           f"({_in('pk', clip_pks, params)}) ORDER BY clip_pk, CASE kind WHEN 'audio' THEN 0 "
+           "WHEN 'image' THEN 1 ELSE 2 END")
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in _query(store, sql, params):
+        asset = _row(r._mapping, ASSET_COLUMNS)
+        asset["tagged"] = bool(asset["tagged"])
+        out.setdefault(r.clip_pk, []).append(asset)
+    return out
+
+
+def _raw(value: str | None) -> Any:
+    try:
+        return json.loads(value) if value else None
+    except ValueError:
+        return value
+
+
+_TASK_DETAIL = ("source", "task_id", "status", "provider_status", "progress", "error", "created_at",
+                "finished_at", "provider_updated_at", "first_seen", "last_polled", "updated_at",
+                "next_poll_at", "polls", "idle_polls", "poll_errors")
+_CLIP_DETAIL = ("source", "clip_id", "title", "tags", "negative_tags", "lyrics", "duration", "model", "seed",
+                "state", "created_at", "audio_url", "image_url", "video_url", "first_seen", "updated_at")
+
+
+def _clip_details(store: Store, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    sql = (f"SELECT c.id AS pk, c.task_pk, t.task_id, t.status AS task_status, c.raw_json, "
+           f"{', '.join('c.' + n for n in _CLIP_DETAIL)} FROM clips c JOIN tasks t ON t.id = c.task_pk "
+           f"WHERE {where} ORDER BY c.created_at, c.clip_id")
+    rows = _query(store, sql, params)
+    assets = _assets_by_clip(store, [r.pk for r in rows])
+    clips = []
+    for r in rows:
+        clip = {"kind": "clip", **_row(r._mapping, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
+        clip["files"] = assets.get(r.pk, [])
+        audio = [a for a in clip["files"] if a["kind"] == "audio" and a["state"] == "downloaded"]
+        clip["tagged"] = audio[0]["tagged"] if audio else None  # None: nothing on disk to tag yet
+        clip["raw"] = _raw(r.raw_json)
+        clip["task_pk"] = r.task_pk  # popped by detail(); not part of the output
+        clips.append(clip)
+    return clips
+
+
+def detail(store: Store, ident: str) -> dict[str, Any]:
+    """Every stored field of one task (with its clips) or one clip (with its task), and files."""
+    kind, pk = resolve(store, ident)
+    if kind == "clip":
+        clip = _clip_details(store, "c.id = :pk", {"pk": pk})[0]
+        clip["task"] = _task_row(store, clip.pop("task_pk"))
+        return clip
+    task = {"kind": "task", **_task_row(store, pk)}
+    task["clips"] = _clip_details(store, "c.task_pk = :pk", {"pk": pk})
+    for clip in task["clips"]:
+        clip.pop("task_pk")
+    return task
+
+
+def _task_row(store: Store, pk: int) -> dict[str, Any]:
+    sql = f"SELECT {', '.join(_TASK_DETAIL)}, raw_json FROM tasks WHERE id = :pk"
+    row = _query(store, sql, {"pk": pk})[0]
+    out = _row(row._mapping, _TASK_DETAIL)
+    out["raw"] = _raw(row.raw_json)
+    return out
+
+
+# --- stats ---------------------------------------------------------------------------------------
+
+
+def stats(store: Store) -> dict[str, Any]:
+    """Counts by source and status, duration, bytes on disk, file states and the last sync."""
+    by_source: dict[str, dict[str, Any]] = {}
+    by_status: dict[str, int] = {}
+    for source, status, count in _query(store, "SELECT source, status, COUNT(*) FROM tasks GROUP BY 1, 2"):
+        entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
+        entry["tasks"] += count
+        entry["statuses"][status] = count
+        by_status[status] = by_status.get(status, 0) + count
+    clips_total, duration_total = 0, 0.0
+    for source, count, duration in _query(
+            store, "SELECT source, COUNT(*), COALESCE(SUM(duration), 0) FROM clips GROUP BY 1"):
+        entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
+        entry["clips"], entry["duration"] = count, float(duration)
+        clips_total += count
+        duration_total += float(duration)
+    files = {"downloaded": 0, "pending": 0, "failed": 0}
+    bytes_on_disk = 0
+    for state, count, size in _query(
+            store, "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM assets GROUP BY 1"):
+        files[state] = count
+        if state == "downloaded":
+            bytes_on_disk = int(size)
+    runs = _query(store, "SELECT COUNT(*) OVER () AS runs, started_at, finished_at, exit_code, errors, "
+                         "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 1")
+    last_sync = None
+    if runs:
+        last_sync = _row(runs[0]._mapping, ("started_at", "finished_at", "exit_code", "errors", "error_text"))
+        last_sync["runs"] = runs[0].runs
+    return {
+        "tasks": sum(by_status.values()),
+        "tasks_by_status": dict(sorted(by_status.items())),
+        "clips": clips_total,
+        "duration": round(duration_total, 3),
+        "files": files,
+        "bytes_on_disk": bytes_on_disk,
+        "sources": {name: by_source[name] for name in sorted(by_source)},
+        "last_sync": last_sync,
+    }
+
+
+# --- playlists and files -------------------------------------------------------------------------
+
+
+def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None) -> str:
+    """Extended M3U of the rows whose audio is on disk.
+
+    Paths are relative to `playlist_dir` (where the playlist will live), so the library and
+    playlist can move together; absolute when there is no playlist file (stdout).
+    """
+    lines = ["#EXTM3U"]
+    root = Path(os.path.abspath(library))
+    base = os.path.abspath(playlist_dir) if playlist_dir is not None else None
+    for row in rows:
+        if not row.get("audio_path"):
+            continue
+        target = str(root / row["audio_path"])
+        seconds = round(row["duration"]) if row.get("duration") is not None else -1
+        artist = row.get("model") or row.get("source") or ""
+        title = row.get("title") or row.get("clip_id") or ""
+        label = f"{artist} - {title}" if artist else title
+        lines.append(f"#EXTINF:{seconds},{' '.join(label.split())}")
+        lines.append(os.path.relpath(target, base) if base is not None else target)
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, content: str) -> None:
+    """Write via a temp file in the same folder and os.replace: readers never see half a file."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

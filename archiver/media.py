@@ -51,3 +51,17 @@ def final_ext(kind: str, asset_kind: str) -> str:
     if asset_kind == "audio" and kind == "mp4":
         return "m4a"
     return kind
+
+
+_TRAILERS = {"jpg": (b"\xff\xd9",), "png": (b"IEND\xaeB`\x82",), "gif": (b";",)}
+
+
+def looks_complete(tail: bytes, kind: str) -> bool:
+    """Whether a file's last bytes carry its format's end marker (for bodies sent without a length).
+
+    Formats without a cheap end marker are assumed complete; audio is checked by its length.
+    """
+    markers = _TRAILERS.get(kind)
+    if not markers:
+        return True
+    return tail.rstrip(b"\x00").endswith(markers)

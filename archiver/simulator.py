@@ -16,6 +16,7 @@ Standalone: `python -m archiver.simulator [--port N] [--tasks N]` prints the ARC
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email.utils
 import json
 import random
@@ -30,11 +31,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from archiver.simulator_media import (
-    PROVIDERS, SOURCES, Blob, Renderer, SimClip, SimTask, error_body, new_task, parse_range,
-)
+from archiver import simulator_media as media
+from archiver.simulator_media import PROVIDERS, SOURCES, Blob, SimClip, SimTask
 
 __all__ = ["Simulator", "RequestRecord", "PROVIDERS", "SOURCES", "FAULT_KINDS", "main"]
 
@@ -43,16 +43,6 @@ MEDIA_ONLY = frozenset({"drop", "truncate", "no_length", "expire", "gone"})
 FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "reset", "html200"}
 WEIRD_STATUS = "WEIRD_STATE"
 _MEDIA_PATH = re.compile(r"g(\d+)/([\w-]+)\.(\w+)")
-_DENIED = (403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
-_MISSING = (404, b"<Error><Code>NoSuchKey</Code><Message>No such object</Message></Error>")
-_HTML_ERROR = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
-               b"<h1>Bad Gateway</h1><p>The upstream server is temporarily unavailable.</p>"
-               b"</body></html>")
-_NOT_FOUND = {  # (HTTP status, body) for an unknown task id, per provider
-    "ccapi": (404, error_body("ccapi", 404, "task_not_exist", "task not found")),
-    "mountsea": (404, {"statusCode": 404, "message": "Task not found"}),
-    "aimusicapi": (200, {"code": 404, "data": None, "message": "记录不存在"}),
-}
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "archiver-simulator/1.0"
     timeout = 30
     server: _Server
+    # Per-request state, reset by _dispatch; _logged stays True outside a dispatched request.
+    _status: int | None = None
+    _fault: str | None = None
+    _body: Any = None
+    _provider: str | None = None
+    _logged = True
+    _meta: tuple[str, dict[str, str], str]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet on purpose
         pass
@@ -115,12 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.sim._track(self.connection, add=True)
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.sim._track(self.connection, add=False)
+        self.server.sim._track(self.connection, add=False)
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._status = code
@@ -161,11 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _abort(self) -> None:
         """Close with an RST (SO_LINGER 0): the client sees a reset, not a clean end."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()  # the real close (RST) happens once finish() drops the files
-        except OSError:
-            pass
 
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length")
@@ -176,22 +168,23 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     def _dispatch(self) -> None:
-        self._status: int | None = None
-        self._fault: str | None = None
-        self._body: Any = None
-        self._logged = False
-        split = urlsplit(self.path)
-        path = re.sub(r"/{2,}", "/", split.path) or "/"  # the docs' own URLs have "//"
-        parts = [part for part in path.split("/") if part]
+        self._status, self._fault, self._body, self._logged = None, None, None, False
+        request_target = self.path
+        if request_target.startswith(("http://", "https://")):  # absolute form, as via a proxy
+            request_target = "/" + request_target.split("/", 3)[-1]
+        path, _, query_text = request_target.partition("#")[0].partition("?")
+        path = re.sub(r"/{2,}", "/", path) or "/"  # the docs' own URLs have "//"
+        parts = [unquote(part) for part in path.split("/") if part]
         target = "media" if parts[:1] == ["media"] else "api"
         self._provider = parts[0] if parts and parts[0] in PROVIDERS else None
-        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        query = dict(parse_qsl(query_text, keep_blank_values=True))
         self._meta = (path, query, target)
         try:
             raw = self._read_body()
             if raw is None:
                 self.close_connection = True
-                self._json(400, error_body(self._provider or "", 400, "bad_request", "bad body"))
+                body = media.error_body(self._provider or "", 400, "bad_request", "bad body")
+                self._json(400, body)
             elif target == "media":
                 self._media(parts)
             elif self._provider is None:
@@ -217,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().end_headers()
 
     def _log(self) -> None:
-        if getattr(self, "_logged", True):
+        if self._logged:
             return
         self._logged = True
         path, query, target = self._meta
@@ -240,12 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
             if value is not None and kind in ("429", "503"):
                 headers["Retry-After"] = str(value)
             code = "too_many_requests" if kind == "429" else "api_error"
-            self._json(status, error_body(provider or "", status, code, HTTPStatus(status).phrase),
-                       headers)
+            phrase = HTTPStatus(status).phrase
+            self._json(status, media.error_body(provider or "", status, code, phrase), headers)
         elif kind == "reset":
             self._abort()
         elif kind == "html200":
-            self._send(200, _HTML_ERROR, "text/html; charset=utf-8")
+            self._send(200, media.HTML_ERROR, "text/html; charset=utf-8")
         elif kind == "malformed":
             self._send(200, b'{"code": "success", "data": {"task_id": "tas', "application/json")
         elif kind == "stall" and self.server.sim._stopping.wait(fault.delay):
@@ -254,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    # -- API ----------------------------------------------------------------------------------------
+    # -- API --------------------------------------------------------------------------------------
 
     def _api(self, provider: str, parts: list[str], query: dict[str, str]) -> None:
         sim, method, body, rest = self.server.sim, self.command, self._body, parts[1:]
@@ -264,10 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         weird = WEIRD_STATUS if fault is not None and fault.kind == "unknown_status" else None
         if self.headers.get("Authorization", "").strip() != f"Bearer {sim.tokens[provider]}":
-            code, message = {"ccapi": ("unauthorized", "invalid token"),
-                             "acedata": ("invalid_token", "invalid or missing token")
-                             }.get(provider, ("unauthorized", "Unauthorized"))
-            self._json(401, error_body(provider, 401, code, message))
+            self._json(401, media.unauthorized(provider))
             return
         data = body if isinstance(body, dict) else {}
         ids: Any = None
@@ -282,30 +272,28 @@ class _Handler(BaseHTTPRequestHandler):
         elif provider == "acedata" and rest == ["producer", "tasks"] and method == "POST":
             action = data.get("action")
             single = action != "retrieve_batch"
-            ids = [data.get("id")] if action == "retrieve" else data.get("ids") if not single else None
+            ids = [data.get("id")] if action == "retrieve" else None if single else data.get("ids")
             if action not in ("retrieve", "retrieve_batch"):
                 bad = ("api_not_implemented", f"unknown action {action!r}")
         elif provider == "aimusicapi" and rest[:4] == ["api", "v1", "producer", "task"] \
                 and len(rest) in (4, 5) and method == "GET":
             ids = rest[4:]
         else:
-            self._json(404, error_body(provider, 404, "not_found", "no such endpoint"))
+            self._json(404, media.error_body(provider, 404, "not_found", "no such endpoint"))
             return
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) \
                 or (single and len(ids) != 1):
             if provider == "aimusicapi":
                 self._json(200, {"code": 400, "data": None, "message": "参数不正确"})
             else:
-                self._json(400, error_body(provider, 400, *bad))
+                self._json(400, media.error_body(provider, 400, *bad))
             return
         found = sim._poll(source, ids, weird, batch=not single)
         if not single:
             items = {"items": found, "count": len(found)} if provider == "acedata" else None
             self._json(200, items or {"code": "success", "message": "", "data": found})
         elif not found:
-            status, payload = _NOT_FOUND.get(provider) or (
-                404, error_body(provider, 404, "not_found", "task not found"))
-            self._json(status, payload)
+            self._json(*media.not_found(provider))
         elif provider == "ccapi":
             self._json(200, {"code": "success", "message": "", "data": found[0]})
         elif provider == "aimusicapi":  # no task id anywhere in this body
@@ -321,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"})
             return
         match = _MEDIA_PATH.fullmatch("/".join(parts[1:]))
-        answer: tuple[int, bytes] | None = _MISSING
+        answer: tuple[int, bytes] | None = media.MISSING
         fault: Fault | None = None
         blob: Blob | None = None
         with sim._lock:
@@ -332,19 +320,19 @@ class _Handler(BaseHTTPRequestHandler):
                 generation = int(match[1])
                 answer = None
                 if clip.gone or generation > clip.generation:
-                    answer = _MISSING
+                    answer = media.MISSING
                 elif generation < clip.generation:
-                    answer = _DENIED
+                    answer = media.DENIED
                 else:
                     fault = sim._take_fault("media", self._provider, clip.source, clip.clip_id)
                     if fault is not None and fault.kind == "expire":
-                        clip.generation += 1  # the next poll hands out fresh URLs
-                        answer, self._fault = _DENIED, "expire"
+                        sim._expire(clip if fault.clip_id else None, fault.provider)
+                        answer, self._fault = media.DENIED, "expire"
                     elif fault is not None and fault.kind == "gone":
                         clip.gone = True
-                        answer, self._fault = _MISSING, "gone"
+                        answer, self._fault = media.MISSING, "gone"
         if answer is not None or blob is None:
-            status, text = answer or _MISSING
+            status, text = answer or media.MISSING
             self._send(status, text, "application/xml; charset=utf-8")
             return
         if fault is not None and fault.kind not in ("stall", "drop", "truncate", "no_length") \
@@ -358,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         start, end, status = 0, size, 200
         requested = self.headers.get("Range")
         if requested and sim.range_support:
-            parsed = parse_range(requested, size)
+            parsed = media.parse_range(requested, size)
             if parsed is not None and parsed[0] >= size:
                 self._send(416, b"", "text/plain", headers={"Content-Range": f"bytes */{size}"})
                 return
@@ -416,7 +404,7 @@ class Simulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Simulator:
         """Bind and serve in a daemon thread; the port is known once this returns."""
@@ -441,10 +429,8 @@ class Simulator:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -459,7 +445,7 @@ class Simulator:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
 
-    # -- URLs and introspection -----------------------------------------------------------------
+    # -- URLs and introspection -------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
@@ -474,11 +460,9 @@ class Simulator:
 
     def env(self) -> dict[str, str]:
         """The ARCHIVER_* variables that point the archiver at this simulator."""
-        result: dict[str, str] = {}
-        for name in PROVIDERS:
-            result[f"ARCHIVER_{name.upper()}_BASE_URL"] = self.provider_url(name)
-            result[f"ARCHIVER_{name.upper()}_TOKEN"] = self.tokens[name]
-        return result
+        return {key: value for name in PROVIDERS for key, value in (
+            (f"ARCHIVER_{name.upper()}_BASE_URL", self.provider_url(name)),
+            (f"ARCHIVER_{name.upper()}_TOKEN", self.tokens[name]))}
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -529,7 +513,7 @@ class Simulator:
             if task_id is not None and (source, task_id) in self._tasks:
                 raise ValueError(f"task {task_id} already exists for {source}")
             number = len(self._tasks) + 1
-            task = new_task(self._rng, source, task_id, number=number,
+            task = media.new_task(self._rng, source, task_id, number=number,
                             created=self._epoch + 3 * number, clips=clips, outcome=outcome,
                             steps=steps, titles=titles, lyrics=lyrics, audio_format=audio_format,
                             audio_bytes=audio_bytes, duration_lie=duration_lie,
@@ -580,33 +564,25 @@ class Simulator:
                 return fault
         return None
 
+    def _expire(self, clip: SimClip | None, provider: str | None) -> None:
+        """Invalidate the links of one clip, or of all (the provider's) clips: the next poll
+        of their tasks hands out URLs of a new generation; old ones answer 403 forever."""
+        for each in [clip] if clip else self._clips.values():
+            if provider in (None, each.source, SOURCES[each.source]):
+                each.generation += 1
+
     def _poll(self, source: str, ids: list[str], weird: str | None, *,
               batch: bool = False) -> list[Any]:
-        """Advance each known task once and render it in its source's shape; unknown ids drop out."""
-        renderer, out, seen = Renderer(self.base_url), [], set()
         with self._lock:
-            for task_id in ids:
-                task = self._tasks.get((source, task_id))
-                if task is None:
-                    continue
-                if task_id not in seen and not weird:  # unknown_status does not advance
-                    task.polls += 1
-                seen.add(task_id)
-                out.append(renderer.render(task, weird))
-                if batch and task.duplicate_stale and task.provider == "ccapi":
-                    # Alternate the stale copy's position so clients must compare updated_at.
-                    task.batches += 1
-                    stale = renderer.stale(out[-1], task)
-                    out.insert(len(out) if task.batches % 2 else len(out) - 1, stale)
-        return out
-
+            renderer = media.Renderer(self.base_url)
+            return media.poll_tasks(self._tasks, source, ids, renderer, weird, batch=batch)
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C, printing the URLs and the environment to point archiver here."""
     parser = argparse.ArgumentParser(prog="python -m archiver.simulator", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tasks", type=int, default=10, help="tasks to create, spread over sources")
+    parser.add_argument("--tasks", type=int, default=10, help="tasks to create across sources")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sim = Simulator(host=args.host, port=args.port, seed=args.seed)
@@ -620,13 +596,10 @@ def main(argv: list[str] | None = None) -> int:
           *(f"export {key}={shlex.quote(value)}" for key, value in sim.env().items()), "",
           *(f"  {source:<15} {task_id}" for source in sources for task_id in sim.task_ids(source)),
           "\nserving; press Ctrl-C to stop", sep="\n", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    sim.stop()
     return 0
 
 

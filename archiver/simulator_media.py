@@ -15,11 +15,12 @@ import re
 import string
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from io import BytesIO
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import mutagen
 
@@ -72,7 +73,7 @@ class StaticBlob:
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """[start, end) of a single `bytes=` range; None to ignore it; start >= size if unsatisfiable."""
+    """[start, end) of one `bytes=` range; None to ignore it; start >= size if unsatisfiable."""
     match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
     if not match or not (match[1] or match[2]):
         return None
@@ -187,7 +188,7 @@ class PaddedMp3:
         self.duration = parts.length + extra / parts.sample_rate
 
     def _patched_prefix(self) -> bytes:
-        """Rewrite the Info frame's frame and byte counts (and TOC) so players see the full length."""
+        """Patch the Info frame's frame and byte counts (and TOC) so players see the full length."""
         parts = self._parts
         prefix = bytearray(parts.prefix)
         if parts.xing_at < 0:
@@ -360,7 +361,7 @@ def new_task(rng: random.Random, source: str, task_id: str | None, *, number: in
         alnum = string.ascii_letters + string.digits
         task_id = ("task_" + "".join(rng.choice(alnum) for _ in range(32))
                    if source.startswith("ccapi") else _uuid(rng))
-    aux = {"upstream": _uuid(rng), "_id": "%024x" % rng.getrandbits(96), "api_id": _uuid(rng),
+    aux = {"upstream": _uuid(rng), "_id": f"{rng.getrandbits(96):024x}", "api_id": _uuid(rng),
            "application_id": _uuid(rng), "credential_id": _uuid(rng), "user_id": _uuid(rng),
            "trace": _uuid(rng)}
     task = SimTask(source, task_id, number, outcome, steps, created, duplicate_stale, aux)
@@ -377,7 +378,7 @@ def new_task(rng: random.Random, source: str, task_id: str | None, *, number: in
 
 def iso(epoch: float, digits: int = 3) -> str:
     """ISO 8601 UTC with a Z, like the providers ("2026-03-13T07:13:16.900Z")."""
-    stamp = datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    stamp = datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return stamp[: len(stamp) - 6 + digits] + "Z"
 
 
@@ -393,6 +394,30 @@ def error_body(provider: str, status: int, code: str, message: str) -> dict[str,
     if provider == "aimusicapi":
         return {"code": status, "message": message}
     return {"error": message}
+
+
+def unauthorized(provider: str) -> dict[str, Any]:
+    """The 401 body each provider sends for a bad or missing token."""
+    if provider == "ccapi":
+        return error_body(provider, 401, "unauthorized", "invalid token")
+    return error_body(provider, 401, "invalid_token", "invalid or missing token"
+                      if provider == "acedata" else "Unauthorized")
+
+
+def not_found(provider: str) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for an unknown task id; AIMusicAPI says so inside an HTTP 200."""
+    if provider == "aimusicapi":
+        return 200, {"code": 404, "data": None, "message": "记录不存在"}
+    code = "task_not_exist" if provider == "ccapi" else "not_found"
+    return 404, error_body(provider, 404, code, "Task not found" if provider == "mountsea"
+                           else "task not found")
+
+
+DENIED = (403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+MISSING = (404, b"<Error><Code>NoSuchKey</Code><Message>No such object</Message></Error>")
+HTML_ERROR = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+              b"<h1>Bad Gateway</h1><p>The upstream server is temporarily unavailable.</p>"
+              b"</body></html>")
 
 
 class Renderer:
@@ -535,3 +560,28 @@ class Renderer:
             record["duration"] = finished - record["created_at"]
             record["finished_at"] = finished
         return record
+
+
+def poll_tasks(tasks: dict[tuple[str, str], SimTask], source: str, ids: list[str],
+               renderer: Renderer, weird: str | None, *, batch: bool = False) -> list[Any]:
+    """Advance each known task once and render it in its source's shape; unknown ids drop out.
+
+    `weird` (an undocumented status) does not advance anything. Batch answers for CCAPI tasks
+    with `duplicate_stale` carry a stale copy, alternately after and before the fresh one, so
+    clients must pick by updated_at rather than by position.
+    """
+    out: list[Any] = []
+    seen: set[str] = set()
+    for task_id in ids:
+        task = tasks.get((source, task_id))
+        if task is None:
+            continue
+        if task_id not in seen and not weird:
+            task.polls += 1
+        seen.add(task_id)
+        out.append(renderer.render(task, weird))
+        if batch and task.duplicate_stale and task.provider == "ccapi":
+            task.batches += 1
+            stale = renderer.stale(out[-1], task)
+            out.insert(len(out) if task.batches % 2 else len(out) - 1, stale)
+    return out

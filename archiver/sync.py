@@ -35,6 +35,8 @@ class SyncOptions:
     until_done: bool = False
     timeout: float | None = None
     download: bool = True
+    poll: bool = True  # False: only download (verify --repair)
+    asset_ids: Sequence[int] | None = None  # only these assets (verify --repair)
     wait: float | None = None  # --wait: seconds to wait for the lock
     retry_policy: RetryPolicy = RetryPolicy()
 
@@ -121,7 +123,8 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
     poller = Poller(config, options, store, reporter, report, budget, counters)
     try:
         while True:
-            await poller.poll_pass()
+            if options.poll:
+                await poller.poll_pass()
             if options.download:
                 await _download(config, options, store, reporter, report, poller)
             if not options.until_done:
@@ -158,7 +161,8 @@ async def _download(config: Config, options: SyncOptions, store: Store, reporter
     except ImportError:  # pragma: no cover - downloads arrive with their own module
         return
     try:
-        result = await download_pending(config, store, reporter, refresh=poller.refresh_task)
+        ids = list(options.asset_ids) if options.asset_ids is not None else None
+        result = await download_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
     except StorageError as exc:
         report.errors.append(str(exc))
         reporter.error(str(exc))

@@ -1,0 +1,339 @@
+"""The browse query language, compiled to one parameterized SQL WHERE / ORDER BY.
+
+Beets-style terms, all ANDed:
+
+    rain                  bare word: case-insensitive substring of title, tags or lyrics
+    title:rain            substring of one field (`title:=Rain` for a whole-value match)
+    task:7f11             id fields match by prefix
+    duration:120..180     closed range (seconds or m:ss); `120..` or `..180` open either side
+    created:2026-03..     dates: YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM, each a whole period
+    year:2025..2026       years, inclusive
+    ^source:acedata       `^` negates any term; `^rain` too
+
+Values are always bound parameters, never spliced into the SQL. The column names below refer
+to the aliases of library.CLIP_FROM (c = clips, t = tasks, au = downloaded audio asset).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import UsageError
+
+FOLD_FUNCTION = "archiver_fold"  # SQL function name; see register_functions
+
+
+@dataclass(frozen=True)
+class Field:
+    """A queryable field: its SQL expression, how values match, and how it sorts."""
+
+    name: str
+    column: str
+    kind: str  # text | id | number | date | year | flag
+    sort: str | None = None  # SQL to order by; defaults to `column`
+
+
+FIELDS: dict[str, Field] = {f.name: f for f in (
+    Field("source", "c.source", "text"),
+    Field("status", "t.status", "text"),
+    Field("model", "c.model", "text"),
+    Field("title", "c.title", "text", sort="c.title COLLATE NOCASE"),
+    Field("tags", "c.tags", "text", sort="c.tags COLLATE NOCASE"),
+    Field("lyrics", "c.lyrics", "text"),
+    Field("seed", "c.seed", "text"),
+    Field("task", "t.task_id", "id"),
+    Field("clip", "c.clip_id", "id"),
+    Field("year", "c.created_at", "year"),
+    Field("created", "c.created_at", "date"),
+    Field("duration", "c.duration", "number"),
+    Field("path", "au.path", "text"),
+    Field("downloaded", "au.id", "flag", sort="au.id IS NULL"),
+)}
+
+ALIASES = {"style": "tags", "genre": "tags", "lyric": "lyrics", "task_id": "task", "clip_id": "clip",
+           "created_at": "created", "date": "created", "length": "duration", "audio_path": "path"}
+
+BARE_COLUMNS = ("c.title", "c.tags", "c.lyrics")
+DEFAULT_ORDER = "c.created_at, c.source, c.clip_id"
+_FIELD_NAME = re.compile(r"^[A-Za-z_]+$")
+
+
+def field_names() -> str:
+    return ", ".join(sorted(FIELDS))
+
+
+def lookup(name: str) -> Field:
+    """The field called `name` (or an alias of it); UsageError naming the valid ones otherwise."""
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key not in FIELDS:
+        raise UsageError(f"unknown field {name!r}; valid fields: {field_names()}")
+    return FIELDS[key]
+
+
+def fold(value: Any) -> str | None:
+    """Unicode-aware case folding for SQL, where LIKE folds ASCII only."""
+    if value is None:
+        return None
+    return unicodedata.normalize("NFC", str(value)).casefold()
+
+
+def register_functions(dbapi_conn: Any) -> None:
+    """Make `archiver_fold()` available on a raw sqlite3 connection (idempotent, cheap)."""
+    dbapi_conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+@dataclass
+class Compiled:
+    """A WHERE expression ("" for no condition) and its bound parameters."""
+
+    where: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, value: Any) -> str:
+        name = f"q{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def clause(self, prefix: str = " WHERE ") -> str:
+        return f"{prefix}{self.where}" if self.where else ""
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(q: Compiled, column: str, needle: str, *, pattern: str) -> str:
+    """`pattern` is "%{}%" (substring), "{}%" (prefix) or "{}" (whole value), case-insensitive."""
+    if needle.isascii():
+        return f"{column} LIKE {q.bind(pattern.format(_escape_like(needle)))} ESCAPE '\\'"
+    folded = fold(needle) or ""
+    if pattern == "%{}%":
+        return f"instr({FOLD_FUNCTION}({column}), {q.bind(folded)}) > 0"
+    if pattern == "{}%":
+        return f"substr({FOLD_FUNCTION}({column}), 1, {len(folded)}) = {q.bind(folded)}"
+    return f"{FOLD_FUNCTION}({column}) = {q.bind(folded)}"
+
+
+def _seconds(text: str, term: str) -> float:
+    """Seconds from `135`, `135.5` or `2:15`."""
+    try:
+        if ":" in text:
+            minutes, _, rest = text.partition(":")
+            seconds = int(minutes) * 60 + float(rest)
+        else:
+            seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise UsageError(f"{term!r}: expected seconds or m:ss, e.g. duration:120..180 or duration:2:00..3:00")
+    return seconds
+
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2}))?)?)?)?$")
+
+
+def _period(text: str, term: str) -> tuple[datetime, datetime]:
+    """[start, end) of a partial ISO date: 2026 is the whole year, 2026-03 the whole month."""
+    match = _DATE.match(text.strip())
+    if not match:
+        raise UsageError(f"{term!r}: expected a date like 2026, 2026-03, 2026-03-13 or 2026-03-13T07:00")
+    year, month, day, hour, minute = (int(p) if p else None for p in match.groups())
+    try:
+        start = datetime(year or 1, month or 1, day or 1, hour or 0, minute or 0, tzinfo=timezone.utc)
+        if month is None:
+            end = start.replace(year=start.year + 1)
+        elif day is None:
+            end = (start.replace(year=start.year + 1, month=1) if start.month == 12
+                   else start.replace(month=start.month + 1))
+        else:
+            end = start + (timedelta(days=1) if hour is None else
+                           timedelta(hours=1) if minute is None else timedelta(minutes=1))
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(f"{term!r}: {exc}") from None
+    return start, end
+
+
+def _iso(value: datetime) -> str:
+    # the exact spelling models.UTCDateTime stores, so text comparison is time comparison
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _range(value: str) -> tuple[str | None, str | None] | None:
+    if ".." not in value:
+        return None
+    low, _, high = value.partition("..")
+    return (low.strip() or None, high.strip() or None)
+
+
+def _field_clause(q: Compiled, fld: Field, value: str, term: str) -> str:
+    column = fld.column
+    if fld.kind in ("text", "id"):
+        if value == "":
+            return f"({column} IS NULL OR {column} = '')"
+        if value.startswith("=") and len(value) > 1:
+            return _like(q, column, value[1:], pattern="{}")
+        return _like(q, column, value, pattern="{}%" if fld.kind == "id" else "%{}%")
+    if fld.kind == "flag":
+        truth = value.lower()
+        if truth in ("yes", "true", "1", "y"):
+            return f"{column} IS NOT NULL"
+        if truth in ("no", "false", "0", "n"):
+            return f"{column} IS NULL"
+        raise UsageError(f"{term!r}: expected yes or no")
+    bounds = _range(value)
+    if fld.kind == "number":
+        if bounds is None:
+            seconds = _seconds(value, term)  # whole seconds: duration:120 is 120.0 up to 120.99
+            return f"({column} >= {q.bind(seconds)} AND {column} < {q.bind(seconds + 1)})"
+        parts = []
+        if bounds[0] is not None:
+            parts.append(f"{column} >= {q.bind(_seconds(bounds[0], term))}")
+        if bounds[1] is not None:
+            parts.append(f"{column} <= {q.bind(_seconds(bounds[1], term))}")
+        return "(" + " AND ".join(parts) + ")" if parts else f"{column} IS NOT NULL"
+    # date or year: compare ISO text; each bound covers its whole period
+    def check(text: str) -> str:
+        if fld.kind == "year" and not re.fullmatch(r"\d{4}", text.strip()):
+            raise UsageError(f"{term!r}: expected a year like 2025 or a range like 2025..2026")
+        return text
+
+    if bounds is None:
+        start, end = _period(check(value), term)
+        return f"({column} >= {q.bind(_iso(start))} AND {column} < {q.bind(_iso(end))})"
+    parts = []
+    if bounds[0] is not None:
+        parts.append(f"{column} >= {q.bind(_iso(_period(check(bounds[0]), term)[0]))}")
+    if bounds[1] is not None:
+        parts.append(f"{column} < {q.bind(_iso(_period(check(bounds[1]), term)[1]))}")
+    return "(" + " AND ".join(parts) + ")" if parts else f"{column} IS NOT NULL"
+
+
+def _term_clause(q: Compiled, term: str) -> str | None:
+    negate = term.startswith("^")
+    body = term[1:] if negate else term
+    if not body:
+        if negate:
+            raise UsageError("'^' must be followed by a term to exclude, e.g. ^source:acedata")
+        return None
+    name, colon, value = body.partition(":")
+    if colon and _FIELD_NAME.match(name):
+        clause = _field_clause(q, lookup(name), value, term)
+    else:
+        clause = "(" + " OR ".join(_like(q, column, body, pattern="%{}%") for column in BARE_COLUMNS) + ")"
+    # NOT over NULL is NULL: a negated term must keep rows whose field is empty
+    return f"NOT IFNULL({clause}, 0)" if negate else clause
+
+
+def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None) -> Compiled:
+    """All terms ANDed into one WHERE expression; `sources` is the old --source option."""
+    q = Compiled()
+    clauses = []
+    if sources:
+        clauses.append(f"c.source IN ({', '.join(q.bind(s) for s in sources)})")
+    for term in terms:
+        clause = _term_clause(q, term.strip())
+        if clause:
+            clauses.append(clause)
+    q.where = " AND ".join(clauses)
+    return q
+
+
+def compile_sort(specs: Sequence[str]) -> str:
+    """ORDER BY text from `title`, `duration-` (descending), `-duration`, or `a,b`; NULLs last."""
+    keys = [key.strip() for spec in specs for key in spec.split(",") if key.strip()]
+    if not keys:
+        return DEFAULT_ORDER
+    parts = []
+    for key in keys:
+        descending = key.endswith("-") or key.startswith("-")
+        name = key.strip("+-")
+        if not name:
+            raise UsageError(f"empty sort key in {key!r}; valid fields: {field_names()}")
+        try:
+            fld = lookup(name)
+        except UsageError:
+            raise UsageError(f"cannot sort by {name!r}; valid fields: {field_names()}") from None
+        expr = fld.sort or fld.column
+        parts.append(f"({fld.column} IS NULL), {expr} {'DESC' if descending else 'ASC'}")
+    return ", ".join(parts) + ", c.id"
+
+
+# --- full-text search -------------------------------------------------------------------------
+
+_FTS_TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH string in which every user term is a quoted phrase (so no syntax can leak).
+
+    `"two words"` is a phrase, `word*` a prefix; everything else is literal text. Raises
+    UsageError when nothing searchable is left.
+    """
+    phrases = []
+    for match in _FTS_TOKEN.finditer(text):
+        phrase = match.group(1) if match.group(1) is not None else match.group(2)
+        prefix = match.group(2) is not None and phrase.endswith("*")
+        phrase = phrase.rstrip("*") if prefix else phrase
+        phrase = phrase.replace('"', " ")
+        if not any(ch.isalnum() for ch in phrase):
+            continue  # punctuation only: it tokenizes to nothing
+        phrases.append(f'"{phrase.strip()}"' + ("*" if prefix else ""))
+    if not phrases:
+        raise UsageError(f"nothing to search for in {text!r}; give at least one word")
+    return " ".join(phrases)
+
+
+# --- output templates ---------------------------------------------------------------------------
+
+
+class _Template(string.Formatter):
+    """str.format over row fields, without attribute or index access, blank for missing values."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        super().__init__()
+        self.fields = set(fields)
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if field_name not in self.fields:
+            raise UsageError(f"unknown template field {{{field_name}}}; valid fields: "
+                             f"{', '.join(sorted(self.fields))}")
+        return kwargs.get(field_name), field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None:
+            return ""
+        for candidate in (value, str(value)):
+            try:
+                return format(candidate, format_spec)
+            except (TypeError, ValueError):
+                continue
+        return str(value)
+
+
+def template_renderer(template: str, fields: Sequence[str]) -> Callable[[Mapping[str, Any]], str]:
+    """A function row -> text; the template is checked once, so a bad one fails before output."""
+    formatter = _Template(fields)
+    try:
+        parsed = list(formatter.parse(template))
+    except ValueError as exc:
+        raise UsageError(f"bad --format template {template!r}: {exc}") from None
+    for _, name, _, _ in parsed:
+        if name is not None:
+            if name == "" or name.isdigit():
+                raise UsageError(f"bad --format template {template!r}: use named fields like {{title}}")
+            formatter.get_field(name, (), {})
+
+    def render(row: Mapping[str, Any]) -> str:
+        try:
+            return formatter.vformat(template, (), row)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"bad --format template {template!r}: {exc}") from None
+
+    return render

@@ -1,0 +1,55 @@
+"""`archiver verify`: is every archived file still there, with its recorded size and sha256?
+
+Also lists orphans: files under the library root that no asset row claims (the database, its
+lock and lyrics sidecars are expected and not orphans).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import text
+
+from .archive import walk_library
+from .download import sha256_file
+from .store import Store
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    bad_ids: list[int] = field(default_factory=list)  # assets to fetch again on --repair
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.changed or self.orphans)
+
+
+def verify_library(root: Path, store: Store, progress: Callable[[str], None] | None = None) -> VerifyReport:
+    report = VerifyReport()
+    with store.engine.connect() as conn:
+        rows = list(conn.execute(text(
+            "SELECT id, path, size, sha256 FROM assets WHERE state = 'downloaded' AND path IS NOT NULL ORDER BY path")))
+    on_disk, _parts = walk_library(root)
+    claimed = set()
+    for asset_id, path, size, digest in rows:
+        claimed.add(path)
+        report.checked += 1
+        if progress:
+            progress(path)
+        if path not in on_disk:
+            report.missing.append(path)
+            report.bad_ids.append(asset_id)
+            continue
+        real_size, real_digest = sha256_file(root / path)
+        if real_size != size or real_digest != digest:
+            report.changed.append(path)
+            report.bad_ids.append(asset_id)
+    sidecars = {p.rsplit(".", 1)[0] + ".lrc" for p in claimed}
+    report.orphans = sorted(p for p in on_disk - claimed if p not in sidecars)
+    return report
