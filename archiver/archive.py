@@ -339,7 +339,7 @@ class Archiver:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")
             return
         self.store.asset_done(audio.id or 0, path=audio.path or "", size=size, sha256=digest, tagged=tagged,
-                              warning=audio.warning)
+                              warning=audio.warning, transfer=False)
 
 
 def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
@@ -361,3 +361,53 @@ def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, b
         if part.exists():
             part.unlink(missing_ok=True)
     return size, digest, outcome.tagged
+
+
+@dataclass
+class RetagSummary:
+    retagged: int = 0
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] | None = None) -> RetagSummary:
+    """Rewrite the tags of archived audio from the database (after a config change, say).
+
+    No download happens; size and sha256 in the database follow the rewritten files.
+    `clip_keys` limits it to some (source, clip_id) pairs.
+    """
+    from sqlmodel import col, select
+
+    summary = RetagSummary()
+    with store.session() as s:
+        rows = list(s.exec(select(Asset, Clip, Task).join(Clip, col(Clip.id) == Asset.clip_pk)
+                           .join(Task, col(Task.id) == Clip.task_pk)
+                           .where(Asset.kind == "audio", Asset.state == "downloaded")))
+        covers = {a.clip_pk: a.path for a in s.exec(select(Asset).where(Asset.kind == "image",
+                                                                         Asset.state == "downloaded"))}
+    for asset, clip, task in rows:
+        if clip_keys is not None and (clip.source, clip.clip_id) not in clip_keys:
+            continue
+        path = config.library / (asset.path or "")
+        cover = None
+        if covers.get(clip.id):
+            try:
+                cover = (config.library / covers[clip.id]).read_bytes()
+            except OSError:
+                cover = None
+        try:
+            size, digest, tagged = retag_file(path, tag_data(clip, task, config, cover), config.id3_version)
+        except StorageError:
+            raise
+        except (ArchiverError, OSError) as exc:
+            summary.errors.append(f"{asset.path}: {exc}")
+            continue
+        if digest == asset.sha256:
+            summary.unchanged += 1
+        else:
+            summary.retagged += 1
+        store.asset_done(asset.id or 0, path=asset.path or "", size=size, sha256=digest, tagged=tagged,
+                         warning=asset.warning, transfer=False)
+        if config.lyrics_sidecar and clip.lyrics:
+            Archiver._write_lrc(path, clip.lyrics)
+    return summary

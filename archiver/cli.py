@@ -300,6 +300,37 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
     sys.exit(0 if report.clean else 1)
 
 
+@cli.command("retag")
+@click.argument("query", nargs=-1)
+@click.option("--wait", type=click.FloatRange(min=0), metavar="SECONDS", help="Wait this long for a running sync.")
+@pass_ctx
+@handle_errors
+def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
+    """Rewrite the tags of archived audio files from the database, without downloading.
+
+    Use it after changing tag settings (artist, album, id3_version, lyrics_sidecar). QUERY
+    selects clips like `archiver ls` does; no QUERY means every archived file.
+
+    \b
+    Example:
+      archiver retag
+      archiver retag source:acedata year:2026
+    """
+    from .archive import retag_library
+    from .library import list_clips
+    from .sync import LibraryLock
+
+    config = ctx.config()
+    with LibraryLock(config.library, wait), ctx.store(create=False) as store:
+        keys = {(r["source"], r["clip_id"]) for r in list_clips(store, query)} if query else None
+        summary = retag_library(config, store, keys)
+    for message in summary.errors:
+        click.echo(f"error: {message}", err=True)
+    click.echo(f"retagged {summary.retagged} file(s), {summary.unchanged} already up to date, "
+               f"{len(summary.errors)} error(s)")
+    sys.exit(1 if summary.errors else 0)
+
+
 @cli.command("demo")
 @click.option("--dir", "directory", metavar="DIR", help="Where to make the demo library (default: a new temp dir).")
 @handle_errors

@@ -24,6 +24,7 @@ import re
 import shlex
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -42,7 +43,6 @@ API_ONLY = frozenset({"malformed", "unknown_status"})
 MEDIA_ONLY = frozenset({"drop", "truncate", "no_length", "expire", "gone"})
 FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "reset", "html200"}
 WEIRD_STATUS = "WEIRD_STATE"
-_MEDIA_PATH = re.compile(r"g(\d+)/([\w-]+)\.(\w+)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ class _Server(ThreadingHTTPServer):
         TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up is routine here (aborted downloads, resets); only real bugs print.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real hosts
@@ -126,7 +131,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":  # unparsable request line: answer in 1.1 anyway
             self.request_version = self.protocol_version
         body = json.dumps({"error": message or HTTPStatus(code).phrase}).encode()
-        self._send(code, body, "application/json", close=True)
+        self._send(code, body, "application/json", {"Connection": "close"})
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except OSError:  # the client reset the connection between or during requests
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -135,15 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _send(self, status: int, body: bytes, ctype: str, *, close: bool = False,
+    def _send(self, status: int, body: bytes, ctype: str,
               headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if close:
-            self.send_header("Connection", "close")
         self.end_headers()
         if getattr(self, "command", None) != "HEAD":
             self.wfile.write(body)
@@ -160,12 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()  # the real close (RST) happens once finish() drops the files
 
     def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        if not length.strip().isdigit() or int(length) > 1 << 20:
-            return None
-        return self.rfile.read(int(length))
+        length = self.headers.get("Content-Length", "0").strip()
+        return self.rfile.read(int(length)) if length.isdigit() and int(length) <= 1 << 20 else None
 
     def _dispatch(self) -> None:
         self._status, self._fault, self._body, self._logged = None, None, None, False
@@ -308,17 +313,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command not in ("GET", "HEAD"):
             self._json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"})
             return
-        match = _MEDIA_PATH.fullmatch("/".join(parts[1:]))
         answer: tuple[int, bytes] | None = media.MISSING
         fault: Fault | None = None
         blob: Blob | None = None
         with sim._lock:
-            clip = sim._clips.get(match[2]) if match else None
-            if match and clip is not None and match[3] in (clip.audio_ext, clip.image_ext):
-                self._provider = SOURCES[clip.source]
-                blob = clip.audio if match[3] == clip.audio_ext else clip.image
-                generation = int(match[1])
-                answer = None
+            found = media.locate(sim._clips, "/" + "/".join(parts))
+            if found is not None:
+                clip, blob, generation = found
+                self._provider, answer = SOURCES[clip.source], None
                 if clip.gone or generation > clip.generation:
                     answer = media.MISSING
                 elif generation < clip.generation:
@@ -485,11 +487,10 @@ class Simulator:
 
     def media_bytes(self, url: str) -> bytes:
         """Exactly what the media endpoint serves for `url` (whatever its generation)."""
-        match = _MEDIA_PATH.search(urlsplit(url).path)
-        clip = self._clips.get(match[2]) if match else None
-        if match is None or clip is None:
+        found = media.locate(self._clips, re.sub(r"/{2,}", "/", urlsplit(url).path))
+        if found is None:
             raise KeyError(url)
-        blob = clip.audio if match[3] == clip.audio_ext else clip.image
+        blob = found[1]
         return b"".join(bytes(chunk) for chunk in blob.chunks(0, blob.size))
 
     def _record(self, record: RequestRecord) -> None:

@@ -337,6 +337,18 @@ class SimTask:
         return stage, (0 if stage < 3 else max(1, min(99, round(100 * (i + 1) / (s + 1)))))
 
 
+_MEDIA_PATH = re.compile(r"/media/g(\d+)/([\w-]+)\.(\w+)")  # generation, clip id, extension
+
+
+def locate(clips: dict[str, SimClip], path: str) -> tuple[SimClip, Blob, int] | None:
+    """The clip, blob and URL generation a media path names; None if it names nothing."""
+    match = _MEDIA_PATH.fullmatch(path)
+    clip = clips.get(match[2]) if match else None
+    if match is None or clip is None or match[3] not in (clip.audio_ext, clip.image_ext):
+        return None
+    return clip, clip.audio if match[3] == clip.audio_ext else clip.image, int(match[1])
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 

@@ -299,8 +299,11 @@ class Store:
             return asset.url if asset else None
 
     def asset_done(self, asset_id: int, *, path: str, size: int, sha256: str, tagged: bool,
-                   warning: str | None = None) -> None:
-        """Record a file as archived: call only once it is complete at its final path."""
+                   warning: str | None = None, transfer: bool = True) -> None:
+        """Record a file as archived: call only once it is complete at its final path.
+
+        `transfer` is False for a rewrite in place (retag), which is not a download attempt.
+        """
         now = utcnow()
         with self.session() as s:
             asset = s.get(Asset, asset_id)
@@ -308,8 +311,10 @@ class Store:
                 return
             asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
             asset.state, asset.last_error, asset.warning = "downloaded", None, warning
-            asset.downloaded_at = asset.updated_at = now
-            asset.attempts += 1
+            asset.updated_at = now
+            if transfer:
+                asset.downloaded_at = now
+                asset.attempts += 1
 
     def asset_failed(self, asset_id: int, error: str) -> None:
         with self.session() as s:
