@@ -93,6 +93,10 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
     """The whole job, as cron runs it."""
     for name in options.sources or ():
         get_source(name)  # unknown names fail before any work
+    if config.path_template:
+        from .paths import validate_template
+
+        validate_template(config.path_template)  # a bad template is a config error (exit 2), not N failures
     with LibraryLock(config.library, options.wait):
         store = Store(config.db_url)
         try:
