@@ -25,7 +25,8 @@ from .store import Store
 from .tagging import TagData, audio_length, read_tags, tag_file
 
 PART = ".part"
-SKIP_NAMES = {"archiver.db", "archiver.db-wal", "archiver.db-shm", ".archiver.lock"}
+SKIP_NAMES = {".archiver.lock"}
+SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
 
 
 @dataclass
@@ -104,7 +105,7 @@ def walk_library(root: Path) -> tuple[set[str], list[Path]]:
                 stack.append(Path(entry.path))
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
-            elif entry.name not in SKIP_NAMES:
+            elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
                 files.add(Path(entry.path).relative_to(root).as_posix())
     return files, parts
 

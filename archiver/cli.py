@@ -331,6 +331,34 @@ def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
     sys.exit(1 if summary.errors else 0)
 
 
+@cli.command("rebuild")
+@click.option("--force", is_flag=True, help="Rebuild even if the current database is readable.")
+@pass_ctx
+@handle_errors
+def rebuild_cmd(ctx: Context, force: bool) -> None:
+    """Recreate the database from the provenance tags of the archived files.
+
+    For a lost or damaged database: every archived audio file says in its tags which source,
+    task and clip it is, with its title, lyrics and duration; covers are found beside it. A
+    damaged database is moved aside (never deleted).
+
+    \b
+    Example:
+      archiver rebuild
+    """
+    from .rebuild import rebuild
+    from .sync import LibraryLock
+
+    config = ctx.config()
+    with LibraryLock(config.library, None):
+        report = rebuild(config.library, config.db_url, force=force)
+    if report.moved_aside:
+        click.echo(f"old database kept as {report.moved_aside}")
+    for path in report.skipped:
+        click.echo(f"skipped (no archiver tags): {path}", err=True)
+    click.echo(f"rebuilt {report.tasks} task(s) from {report.audio} audio file(s) and {report.covers} cover(s)")
+
+
 @cli.command("demo")
 @click.option("--dir", "directory", metavar="DIR", help="Where to make the demo library (default: a new temp dir).")
 @handle_errors

@@ -316,6 +316,21 @@ class Store:
                 asset.downloaded_at = now
                 asset.attempts += 1
 
+    def record_file(self, source: str, clip_id: str, kind: str, *, path: str, size: int, sha256: str,
+                    url: str | None, tagged: bool) -> None:
+        """Record a file found in place (rebuild): the asset row is created if needed."""
+        now = utcnow()
+        with self.session() as s:
+            clip = s.exec(select(Clip).where(Clip.source == source, Clip.clip_id == clip_id)).first()
+            if clip is None or clip.id is None:
+                return
+            asset = s.exec(select(Asset).where(Asset.clip_pk == clip.id, Asset.kind == kind)).first()
+            if asset is None:
+                asset = Asset(clip_pk=clip.id, kind=kind, url=url, created_at=now)
+                s.add(asset)
+            asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
+            asset.state, asset.updated_at, asset.downloaded_at = "downloaded", now, now
+
     def asset_failed(self, asset_id: int, error: str) -> None:
         with self.session() as s:
             asset = s.get(Asset, asset_id)

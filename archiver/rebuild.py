@@ -1,0 +1,130 @@
+"""`archiver rebuild`: recreate a lost or damaged database from the archived files themselves.
+
+Every archived audio file carries its provenance in its tags (source, task id, clip id, title,
+lyrics, duration, model, seed, source URL), and its cover sits beside it under the same stem, so a
+user who lost the database loses no clip: this walks the library and writes the rows back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .archive import walk_library
+from .download import sha256_file
+from .errors import ArchiverError, DatabaseError, TaggingError
+from .media import AUDIO, IMAGE, sniff
+from .records import ClipRecord, Status, TaskRecord, timestamp
+from .store import Store
+from .tagging import read_tags
+
+
+@dataclass
+class RebuildReport:
+    audio: int = 0
+    covers: int = 0
+    tasks: int = 0
+    skipped: list[str] = field(default_factory=list)  # files without provenance tags
+    moved_aside: Path | None = None
+
+
+def move_aside(db_path: Path) -> Path:
+    """Keep the old database (and its WAL files) next to it instead of deleting anything."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        old = db_path.with_name(db_path.name + suffix)
+        if old.exists():
+            shutil.move(str(old), str(target) + suffix)
+    return target
+
+
+def healthy(db_url: str) -> bool:
+    try:
+        with Store(db_url, create=False) as store:
+            return store.execute("PRAGMA quick_check")[0][0] == "ok"
+    except (DatabaseError, IndexError):
+        return False
+
+
+def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport:
+    report = RebuildReport()
+    db_path = Path(db_url.removeprefix("sqlite:///")) if db_url.startswith("sqlite:///") else None
+    if db_path is not None and db_path.exists():
+        if healthy(db_url) and not force:
+            raise ArchiverError(f"{db_path} is readable; pass --force to rebuild it anyway "
+                                "(the current file is kept beside it)")
+        report.moved_aside = move_aside(db_path)
+    files, _parts = walk_library(library)
+    records, placed = _scan(library, sorted(files), report)
+    with Store(db_url) as store:
+        result = store.apply(records)
+        report.tasks = result.tasks_added
+        for (source, clip_id, kind), (rel, url) in placed.items():
+            size, digest = sha256_file(library / rel)
+            store.record_file(source, clip_id, kind, path=rel, size=size, sha256=digest, url=url,
+                              tagged=kind == "audio")
+    return report
+
+
+def _scan(library: Path, files: list[str], report: RebuildReport
+          ) -> tuple[list[TaskRecord], dict[tuple[str, str, str], tuple[str, str | None]]]:
+    by_stem: dict[str, list[str]] = {}
+    for rel in files:
+        by_stem.setdefault(rel.rsplit(".", 1)[0], []).append(rel)
+    tasks: dict[tuple[str, str], list[ClipRecord]] = {}
+    placed: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    for stem, group in by_stem.items():
+        kinds = {rel: _kind(library / rel) for rel in group}
+        for rel in (r for r in group if kinds[r] in AUDIO | {"mp4"}):
+            try:
+                tags = read_tags(library / rel)
+            except (TaggingError, OSError):
+                tags = {}
+            if not (tags.get("source") and tags.get("task_id") and tags.get("clip_id")):
+                report.skipped.append(rel)
+                continue
+            clip = ClipRecord(
+                clip_id=tags["clip_id"], title=tags.get("title"), lyrics=tags.get("lyrics"),
+                duration=tags.get("duration"), model=tags.get("model"), seed=tags.get("seed"),
+                tags=_style(tags.get("comment")), created_at=timestamp(tags.get("date")) if tags.get("date") else None,
+                audio_url=tags.get("source_url"), state="succeeded",
+                raw={"rebuilt_from": rel},
+            )
+            tasks.setdefault((tags["source"], tags["task_id"]), []).append(clip)
+            placed[(tags["source"], clip.clip_id, "audio")] = (rel, clip.audio_url)
+            report.audio += 1
+            for image in (r for r in group if kinds[r] in IMAGE):
+                placed[(tags["source"], clip.clip_id, "image")] = (image, None)
+                report.covers += 1
+    now = datetime.now(timezone.utc)
+    records = [
+        TaskRecord(source=source, task_id=task_id, status=Status.SUCCEEDED, provider_status="REBUILT",
+                   progress=100, finished_at=now, clips=tuple(clips), raw={"rebuilt": True})
+        for (source, task_id), clips in tasks.items()
+    ]
+    return records, placed
+
+
+def _kind(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            return sniff(fh.read(64))
+    except OSError:
+        return None
+
+
+def _style(comment: str | None) -> str | None:
+    """The style tags, back out of the comment archiver wrote ("style: a, b; model: m")."""
+    if not comment:
+        return None
+    for part in comment.split("; "):
+        if part.startswith("style: "):
+            return part[len("style: "):]
+    return None
+
+
+__all__ = ["RebuildReport", "move_aside", "rebuild"]
