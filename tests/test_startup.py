@@ -1,0 +1,36 @@
+"""`archiver --help` and `--version` must start fast: no heavy library is imported for them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("sqlalchemy", "sqlmodel", "httpx", "mutagen", "aiofiles", "rich")
+
+PROBE = """
+import json, sys
+args, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.argv = ["archiver", *args]
+from archiver import cli
+try:
+    cli.main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["sync", "--help"], ["ls", "--help"]])
+def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+                         capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"{args} imported {loaded}"
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "archiver", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("archiver, version ")
