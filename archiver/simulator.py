@@ -161,6 +161,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self._send(status, body, "application/json; charset=utf-8", headers=headers)
 
+    def _drain(self, limit: float = 2.0) -> None:
+        """Wait (Linux: TIOCOUTQ) until the client's kernel has every byte written so far, so a
+        following RST cuts the body where we chose rather than discarding what was in flight."""
+        deadline = time.monotonic() + limit
+        with contextlib.suppress(OSError, ImportError):
+            import fcntl
+            import termios
+
+            while time.monotonic() < deadline:
+                queued = fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                if not struct.unpack("i", queued)[0] or self.server.sim._stopping.wait(0.002):
+                    return
+
     def _abort(self) -> None:
         """Close with an RST (SO_LINGER 0): the client sees a reset, not a clean end."""
         self.close_connection = True
@@ -328,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     fault = sim._take_fault("media", self._provider, clip.source, clip.clip_id)
                     if fault is not None and fault.kind == "expire":
-                        sim._expire(clip if fault.clip_id else None, fault.provider)
+                        media.expire(sim._clips, clip if fault.clip_id else None, fault.provider)
                         answer, self._fault = media.DENIED, "expire"
                     elif fault is not None and fault.kind == "gone":
                         clip.gone = True
@@ -380,6 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
             for chunk in blob.chunks(half, end):
                 self.wfile.write(chunk)
         elif kind == "drop":
+            self._drain()
             self._abort()
         elif kind in ("truncate", "no_length"):
             self.close_connection = True  # a clean FIN after a short body
@@ -564,13 +578,6 @@ class Simulator:
                         del self._faults[index]
                 return fault
         return None
-
-    def _expire(self, clip: SimClip | None, provider: str | None) -> None:
-        """Invalidate the links of one clip, or of all (the provider's) clips: the next poll
-        of their tasks hands out URLs of a new generation; old ones answer 403 forever."""
-        for each in [clip] if clip else self._clips.values():
-            if provider in (None, each.source, SOURCES[each.source]):
-                each.generation += 1
 
     def _poll(self, source: str, ids: list[str], weird: str | None, *,
               batch: bool = False) -> list[Any]:

@@ -349,6 +349,14 @@ def locate(clips: dict[str, SimClip], path: str) -> tuple[SimClip, Blob, int] | 
     return clip, clip.audio if match[3] == clip.audio_ext else clip.image, int(match[1])
 
 
+def expire(clips: dict[str, SimClip], clip: SimClip | None, provider: str | None) -> None:
+    """Invalidate the links of one clip, or of all (the provider's) clips: the next poll of
+    their tasks hands out URLs of a new generation; old ones answer 403 forever."""
+    for each in [clip] if clip else clips.values():
+        if provider in (None, each.source, SOURCES[each.source]):
+            each.generation += 1
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
