@@ -46,7 +46,9 @@ def _length(seconds: float | None) -> str:
     if seconds is None:
         return ""
     whole = int(round(seconds))
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}" if whole >= 3600 else f"{whole // 60}:{whole % 60:02d}"
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], str] | None:

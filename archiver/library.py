@@ -48,8 +48,8 @@ class Ambiguous(UsageError):
 
     def __init__(self, ident: str, candidates: list[dict[str, Any]]) -> None:
         lines = [f"  {c['kind']:<4}  {c['source']:<14}  {c['id']}" for c in candidates]
-        super().__init__(f"{ident!r} matches {len(candidates)} tasks/clips; use a longer prefix:\n"
-                         + "\n".join(lines))
+        super().__init__(f"{ident!r} matches {len(candidates)} tasks/clips; use a longer prefix "
+                         "(or task:ID / clip:ID):\n" + "\n".join(lines))
         self.candidates = candidates
 
 
@@ -158,7 +158,7 @@ def resolve(store: Store, ident: str) -> tuple[str, int]:
 
     `task:ID` or `clip:ID` restricts the lookup to one kind. An exact match beats prefixes.
     """
-    kinds = ("task", "clip")
+    kinds: tuple[str, ...] = ("task", "clip")
     kind_hint, sep, rest = ident.partition(":")
     if sep and kind_hint in kinds and rest:
         kinds, ident = (kind_hint,), rest

@@ -198,21 +198,20 @@ def _field_clause(q: Compiled, fld: Field, value: str, term: str) -> str:
         if bounds[1] is not None:
             parts.append(f"{column} <= {q.bind(_seconds(bounds[1], term))}")
         return "(" + " AND ".join(parts) + ")" if parts else f"{column} IS NOT NULL"
-    # date or year: compare ISO text; each bound covers its whole period
-    def check(text: str) -> str:
-        if fld.kind == "year" and not re.fullmatch(r"\d{4}", text.strip()):
-            raise UsageError(f"{term!r}: expected a year like 2025 or a range like 2025..2026")
-        return text
-
-    if bounds is None:
-        start, end = _period(check(value), term)
-        return f"({column} >= {q.bind(_iso(start))} AND {column} < {q.bind(_iso(end))})"
+    # date or year: compare ISO text; `2026-03` alone is the range 2026-03..2026-03
+    low, high = bounds if bounds is not None else (value, value)
     parts = []
-    if bounds[0] is not None:
-        parts.append(f"{column} >= {q.bind(_iso(_period(check(bounds[0]), term)[0]))}")
-    if bounds[1] is not None:
-        parts.append(f"{column} < {q.bind(_iso(_period(check(bounds[1]), term)[1]))}")
+    if low is not None:
+        parts.append(f"{column} >= {q.bind(_iso(_date_span(fld, low, term)[0]))}")
+    if high is not None:
+        parts.append(f"{column} < {q.bind(_iso(_date_span(fld, high, term)[1]))}")
     return "(" + " AND ".join(parts) + ")" if parts else f"{column} IS NOT NULL"
+
+
+def _date_span(fld: Field, text: str, term: str) -> tuple[datetime, datetime]:
+    if fld.kind == "year" and not re.fullmatch(r"\d{4}", text.strip()):
+        raise UsageError(f"{term!r}: expected a year like 2025 or a range like 2025..2026")
+    return _period(text, term)
 
 
 def _term_clause(q: Compiled, term: str) -> str | None:
