@@ -41,12 +41,13 @@ def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: Text
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold", max_width=48)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))  # titles are data, not markup
     Console(file=out).print(table)
 
 
