@@ -81,3 +81,16 @@ def sim_cli(library: Path, sim: Any, tmp_path: Path) -> Callable[..., Result]:
                              env=full_env, catch_exceptions=False)
 
     return invoke
+
+
+def sync_json(sim_cli: Callable[..., Result], *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    """`archiver sync --json ARGS`: its exit code and its summary object."""
+    result = sim_cli("sync", "--json", *args, **kw)
+    lines = [line for line in result.output.splitlines() if line.startswith("{")]
+    assert lines, result.output
+    return result.exit_code, json.loads(lines[-1])
+
+
+def sync_now(sim_cli: Callable[..., Result], *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    """The same, ignoring the poll schedule (`--now`)."""
+    return sync_json(sim_cli, "--now", *args, **kw)

@@ -16,6 +16,7 @@ import pytest
 
 from archiver.media import sniff
 from archiver.simulator import Simulator
+from conftest import sync_now as sync
 
 SOURCES = ["ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi"]
 
@@ -25,11 +26,6 @@ def add(sim_cli, source: str, *ids: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def sync(sim_cli, *args: str, **kw) -> tuple[int, dict]:
-    result = sim_cli("sync", "--json", "--now", *args, **kw)
-    lines = [line for line in result.output.splitlines() if line.startswith("{")]
-    assert lines, result.output
-    return result.exit_code, json.loads(lines[-1])
 
 
 def assets(library: Path) -> list[dict]:

@@ -11,6 +11,7 @@ import pytest
 
 from archiver.providers.http import join_url, parse_retry_after
 from archiver.sync import LibraryLock
+from conftest import sync_json
 
 SOURCES = ["ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi"]
 
@@ -27,11 +28,6 @@ def clips_json(sim_cli) -> list[dict]:
     return json.loads(result.output)
 
 
-def sync_json(sim_cli, *args: str, **kw) -> tuple[int, dict]:
-    result = sim_cli("sync", "--json", *args, **kw)
-    lines = [line for line in result.output.splitlines() if line.startswith("{")]
-    assert lines, result.output
-    return result.exit_code, json.loads(lines[-1])
 
 
 def test_add_is_idempotent_and_reads_files(sim_cli, tmp_path: Path) -> None:

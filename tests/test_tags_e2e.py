@@ -13,15 +13,11 @@ from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 
 from archiver.tagging import read_tags
+from conftest import sync_now as sync
 
 SOURCES = ["ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi"]
 
 
-def sync(sim_cli, *args: str, **kw) -> tuple[int, dict]:
-    result = sim_cli("sync", "--json", "--now", *args, **kw)
-    lines = [line for line in result.output.splitlines() if line.startswith("{")]
-    assert lines, result.output
-    return result.exit_code, json.loads(lines[-1])
 
 
 def audio_rows(library: Path) -> list[dict]:
