@@ -153,3 +153,15 @@ def test_audio_length_is_not_fooled_by_headers_of_a_cut_file(tmp_path: Path, nam
     data = source.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     assert (audio_length(cut) or 0.0) < whole * 0.75
+
+
+@pytest.mark.parametrize("fmt", ["flac", "opus", "wav"])
+def test_other_formats_a_provider_serves_are_tagged(sim, sim_cli, library: Path, fmt: str) -> None:
+    sim_cli("add", "aimusicapi", sim.add_task("aimusicapi", clips=1, steps=0, audio_format=fmt, lyrics="one\ntwo"))
+    code, summary = sync(sim_cli)
+    assert code == 0, summary
+    (row,) = audio_rows(library)
+    assert row["path"].endswith("." + fmt) and row["tagged"] == 1
+    tags = read_tags(library / row["path"])
+    assert tags["format"] == fmt and tags["title"] == row["title"] and tags["clip_id"] == row["clip_id"]
+    assert tags["lyrics"] == "one\ntwo" and tags["has_cover"]
