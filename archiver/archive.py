@@ -267,7 +267,7 @@ class Archiver:
             return self.store.asset_url(asset.id or 0)
 
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
-                       tuning=self.tuning)
+                       tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,
                            on_bytes=lambda n: self.reporter.download_advanced(handle, n),
                            warn=self.reporter.warning)

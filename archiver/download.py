@@ -64,6 +64,7 @@ class Transfer:
     expect: str  # asset kind: audio | image | video
     max_size: int
     tuning: Tuning = field(default_factory=Tuning)
+    on_total: Callable[[int | None, int], None] | None = None  # (size, resumed-from) once headers arrive
 
 
 def check_url(url: str | None) -> str:
@@ -140,6 +141,8 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
             if not resumed:
                 offset = 0
             total = _total_from(response, offset)
+            if job.on_total is not None:
+                job.on_total(total, offset)
             if total is not None and total > job.max_size:
                 raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
             digest = hashlib.sha256()

@@ -15,6 +15,7 @@ class Reporter(Protocol):
     def error(self, message: str) -> None: ...
     def warning(self, message: str) -> None: ...
     def download_started(self, name: str, total: int | None) -> object: ...
+    def download_total(self, handle: object, total: int | None, done: int) -> None: ...
     def download_advanced(self, handle: object, nbytes: int) -> None: ...
     def download_finished(self, handle: object) -> None: ...
     def close(self) -> None: ...
@@ -41,6 +42,9 @@ class PlainReporter:
 
     def download_started(self, name: str, total: int | None) -> object:
         return name
+
+    def download_total(self, handle: object, total: int | None, done: int) -> None:
+        pass
 
     def download_advanced(self, handle: object, nbytes: int) -> None:
         pass
@@ -87,6 +91,9 @@ class RichReporter(PlainReporter):
     def download_started(self, name: str, total: int | None) -> object:
         label = name if len(name) <= 40 else name[:37] + "..."
         return self.progress.add_task(label, total=total)
+
+    def download_total(self, handle: object, total: int | None, done: int) -> None:
+        self.progress.update(handle, total=total, completed=done)  # type: ignore[arg-type]
 
     def download_advanced(self, handle: object, nbytes: int) -> None:
         self.progress.advance(handle, nbytes)  # type: ignore[arg-type]
