@@ -70,9 +70,29 @@ def handle_errors(func: F) -> F:
         except Exception as exc:  # a bug: say so briefly unless debugging
             if os.environ.get("ARCHIVER_DEBUG"):
                 raise
+            problem = _database_problem(args, exc)
+            if problem:
+                fail(problem, 1)
             fail(f"internal error: {type(exc).__name__}: {exc} (set ARCHIVER_DEBUG=1 for a traceback)", 70)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_problem(args: tuple[Any, ...], exc: Exception) -> str | None:
+    """The one-line advice for a database that turns out damaged (or full) mid-query.
+
+    Opening it checks only its header and schema; a bad page elsewhere surfaces in whatever query
+    reads it, as an SQLAlchemy error no layer expects, and used to print as an internal error.
+    """
+    import sqlite3
+
+    orig = getattr(exc, "orig", exc)
+    if type(orig) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return None  # constraint and programming errors are bugs, not damage
+    from .store import _db_message
+
+    config = getattr(args[0], "_config", None) if args and isinstance(args[0], Context) else None
+    return _db_message(config.db_url if config is not None else "the library database", exc)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -139,6 +159,9 @@ def import_cmd(ctx: Context, files: tuple[str, ...], source: str | None, task_id
     """
     from .ingest import Body, import_bodies
 
+    if task_id is not None:
+        _require_text(task_id, "--task-id")
+
     bodies = []
     for name in files:
         if name == "-":
@@ -153,6 +176,15 @@ def import_cmd(ctx: Context, files: tuple[str, ...], source: str | None, task_id
     click.echo(f"tasks: {result.tasks_added} added, {result.tasks_updated} updated; "
                f"clips: {result.clips_added} added, {result.clips_updated} updated"
                + (f"; {result.stale} stale record(s) ignored" if result.stale else ""))
+
+
+def _require_text(value: str, what: str) -> None:
+    """Bytes that are not UTF-8 (an argument, stdin) reach Python as lone surrogates, which
+    no database or terminal accepts: a usage error, not an internal one."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(f"{what} is not valid UTF-8 text: {value.encode('utf-8', 'surrogateescape')!r}", EXIT_USAGE)
 
 
 def _read_ids(file: str) -> list[str]:
@@ -192,6 +224,8 @@ def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str |
 
     get_source(source)  # unknown source: exit 2 listing the valid ones
     ids = list(task_ids) + (_read_ids(id_file) if id_file else [])
+    for task_id in ids:
+        _require_text(task_id, "task id")
     if not ids:
         fail("no task ids given (pass them as arguments or with --file)", EXIT_USAGE)
     from .sync import add_tasks

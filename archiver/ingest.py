@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from .errors import PayloadError
 from .providers import detect_source, get_source
+from .providers.base import parse_json
 from .store import ApplyResult, Store
 
 
@@ -19,9 +20,11 @@ class Body:
 
 def parse_body(body: Body) -> Any:
     try:
-        return json.loads(body.text)
+        return parse_json(body.text)
     except json.JSONDecodeError as exc:
         raise PayloadError(body.label, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise PayloadError(body.label, "not valid JSON (nested too deeply)") from None
 
 
 def import_bodies(store: Store, bodies: Sequence[Body], *, source: str | None = None,

@@ -8,10 +8,13 @@ user who lost the database loses no clip: this walks the library and writes the 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .archive import walk_library
 from .download import sha256_file
@@ -43,10 +46,12 @@ def move_aside(db_path: Path) -> Path:
 
 
 def healthy(db_url: str) -> bool:
+    """Readable and whole. A bad page past the schema raises from the check itself (as an
+    SQLAlchemy error), which used to make `rebuild` refuse with "run archiver rebuild"."""
     try:
         with Store(db_url, create=False) as store:
             return store.execute("PRAGMA quick_check")[0][0] == "ok"
-    except (DatabaseError, IndexError):
+    except (DatabaseError, IndexError, SQLAlchemyError, sqlite3.DatabaseError):
         return False
 
 

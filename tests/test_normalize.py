@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +15,8 @@ from archiver.errors import ArchiverError, PayloadError, ProviderError, TaskIdRe
 from archiver.providers import SOURCES, detect_source, get_source
 from archiver.records import Status, duration, progress, timestamp
 from conftest import load_payload
+
+EXAMPLES = int(os.environ.get("ARCHIVER_HYPOTHESIS_EXAMPLES", "200"))  # the long run: bench/torture.py
 
 
 def ccapi_record(status: str, updated: int, *, clips: list[dict[str, Any]] | None = None,
@@ -237,7 +240,7 @@ def _shaped(source: str, clip: dict[str, Any], status: Any) -> Any:
     return {"code": 200, "data": [clip]}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(source=st.sampled_from(list(SOURCES)), clip=clip_objects, status=json_values)
 def test_normalizers_never_crash(source: str, clip: dict[str, Any], status: Any) -> None:
     """Arbitrary field values: either records with sane types, or an ArchiverError."""
@@ -255,7 +258,7 @@ def test_normalizers_never_crash(source: str, clip: dict[str, Any], status: Any)
             assert c.title is None or isinstance(c.title, str)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(body=json_values)
 def test_arbitrary_json_never_crashes(body: Any) -> None:
     for source in SOURCES.values():

@@ -7,6 +7,8 @@ provider is one module with those two functions plus a registry line in `__init_
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
@@ -65,6 +67,35 @@ class BaseSource:
         if not isinstance(payload, Mapping):
             raise PayloadError(self.name, f"expected {what}, got {type(payload).__name__}")
         return payload
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """A provider's JSON body, with every string valid Unicode.
+
+    JSON may carry a lone UTF-16 surrogate ("\\ud83c": a JavaScript backend cutting a title inside
+    an emoji). Python keeps it, but no UTF-8 writer (SQLite, tags, the terminal) accepts it, so one
+    such title would stop every later sync; it becomes U+FFFD here, where all bodies enter.
+    Raises ValueError when the body is not JSON, RecursionError when it nests absurdly deep.
+    """
+    payload = json.loads(data)
+    if isinstance(data, bytes):  # only an escape can make one in UTF-8 bytes: skip the walk otherwise
+        suspect = b"\\ud" in data or b"\\uD" in data
+    else:  # text read with surrogateescape (stdin) may hold them raw
+        suspect = "\\ud" in data or "\\uD" in data or _LONE_SURROGATE.search(data) is not None
+    return _valid_text(payload) if suspect else payload
+
+
+def _valid_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_valid_text(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
+    return value
 
 
 def error_message(payload: Any) -> str | None:

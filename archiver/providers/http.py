@@ -7,7 +7,6 @@ includes a request header, so a token cannot leak through an error.
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from .. import __version__
 from ..config import ProviderSettings
 from ..errors import AuthError, ProviderError, TaskNotFound, TransientError
 from ..records import TaskRecord
-from .base import Request, Source
+from .base import Request, Source, parse_json
 
 USER_AGENT = f"archiver/{__version__}"
 
@@ -163,6 +162,11 @@ class ApiClient:
         backoff = self.policy.initial * (2 ** (state.attempt_number - 1))
         return min(self.policy.maximum, backoff) * random.uniform(0.5, 1.0)
 
+    def _redacted(self, body: bytes) -> bytes:
+        """The body without our token, should the provider echo it (into an error message, say)."""
+        token = (self.settings.token or "").encode()
+        return body.replace(token, b"<redacted>") if token and token in body else body
+
     async def _once(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
         name = self.settings.name
         url = join_url(self.settings.base_url, request.path)
@@ -173,6 +177,8 @@ class ApiClient:
             raise TransientError(name, "timed out") from None
         except httpx.TooManyRedirects:
             raise ProviderError(name, "too many redirects") from None
+        except httpx.DecodingError:  # a Content-Encoding the body does not match (a broken proxy)
+            raise TransientError(name, "body could not be decoded") from None
         except httpx.TransportError as exc:
             raise TransientError(name, f"connection failed ({type(exc).__name__})") from None
         status = response.status_code
@@ -182,8 +188,8 @@ class ApiClient:
             raise TransientError(name, f"HTTP {status}", status_code=status,
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
         try:
-            payload = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = parse_json(self._redacted(response.content))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             if status >= 400:
                 raise source.error_for(status, None, ids) from None
             raise TransientError(name, f"HTTP {status} with a body that is not JSON", status_code=status) from None

@@ -1,0 +1,782 @@
+"""Issue #7: nothing is lost and nothing leaks. Part 1 (fault storm) and part 6 (lost database).
+
+This module is also the harness that the other `test_reliability_*` files and the long run,
+`bench/torture.py`, drive: one library of many clips across the five sources, every fault the
+simulator knows, repeated `archiver sync` runs, then a check of every byte and every row that
+returns a list of problems (empty means nothing was lost), so the same code proves the small CI
+version and the long one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from archiver.archive import walk_library
+from archiver.simulator import PROVIDERS, Simulator
+
+SOURCES = ("ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi")
+CONFIG = "connect_timeout = 2\nread_timeout = 1\n"  # short, so stalls cost about a second each
+# The person running the tests may have ARCHIVER_* set: the in-process CLI must not see any of it.
+BLANK: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ARCHIVER_")}
+SYNC = ("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "120", "--json")
+
+
+# ---------------------------------------------------------------------------- running the CLI
+
+
+@dataclass
+class Lib:
+    """A library folder, its config file and the simulator it syncs from; keeps every output."""
+
+    sim: Simulator
+    root: Path
+    config: Path
+    outputs: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)  # tracebacks that escaped the CLI
+
+    @classmethod
+    def create(cls, sim: Simulator, where: Path, config: str = CONFIG) -> "Lib":
+        where.mkdir(parents=True, exist_ok=True)
+        cfg = where / "config.toml"
+        cfg.write_text(config, encoding="utf-8")
+        cfg.chmod(0o600)
+        return cls(sim, where / "library", cfg)
+
+    @property
+    def db(self) -> Path:
+        return self.root / "archiver.db"
+
+    def env(self) -> dict[str, str]:
+        """What a subprocess needs: the simulator's URLs and tokens, this library and config."""
+        return {**self.sim.env(), "ARCHIVER_LIBRARY": str(self.root), "ARCHIVER_CONFIG": str(self.config)}
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+        """The real click CLI in this process; an escaped exception is recorded, not raised."""
+        from archiver.cli import cli
+
+        result = CliRunner().invoke(cli, ["--config", str(self.config), "--library", str(self.root), *args],
+                                    env={**BLANK, **self.sim.env(), **(env or {})}, input=input,
+                                    catch_exceptions=True)
+        self.outputs.append(result.output)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            self.crashes.append("".join(traceback.format_exception(*result.exc_info)))  # type: ignore[misc]
+        return result
+
+    def sync(self, *extra: str, env: dict[str, str] | None = None, once: bool = False) -> tuple[int, dict[str, Any]]:
+        """One `archiver sync --json` run (one pass with `once`): exit code and summary ({} if none)."""
+        result = self.cli(*(("sync", "--now", "--json") if once else SYNC), *extra, env=env)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        return result.exit_code, json.loads(lines[-1]) if lines else {}
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        con = sqlite3.connect(self.db)
+        con.row_factory = sqlite3.Row
+        try:
+            return list(con.execute(sql, params))
+        finally:
+            con.close()
+
+
+# ---------------------------------------------------------------------------- the library
+
+
+@dataclass
+class Plan:
+    """What the simulator holds, and so what the library must end up with."""
+
+    tasks: list[tuple[str, str]] = field(default_factory=list)  # succeed at the provider
+    provider_failed: list[tuple[str, str]] = field(default_factory=list)  # the provider reports failure
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # ids the provider never heard of
+    gone: set[str] = field(default_factory=set)  # clips whose media answers 404 forever
+    faults: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def all_tasks(self) -> list[tuple[str, str]]:
+        return self.tasks + self.provider_failed + self.unknown
+
+
+def sim_clips(sim: Simulator, source: str, task_id: str) -> list[Any]:
+    """The simulator's clips of a task (its private table: the truth to compare against)."""
+    return list(sim._tasks[(source, task_id)].clips)
+
+
+def populate(lib: Lib, rounds: int, rng: random.Random, *, big_audio: int = 300_000) -> Plan:
+    """`rounds` x 13 clips over the five sources (3 per task, MountSea 1) plus the odd cases.
+
+    Every other CCAPI-suno and MountSea task serves a padded MP3 of `big_audio` bytes, so a cut
+    body is long enough for the duration check to see it. One task lies about its duration,
+    one fails at the provider, one id is unknown to it.
+    """
+    plan = Plan()
+    for number in range(rounds):
+        for source in SOURCES:
+            big = source in ("ccapi-suno", "mountsea") and number % 2 == 0
+            task_id = lib.sim.add_task(source, clips=3, steps=rng.randint(0, 2),
+                                       audio_bytes=big_audio if big else None)
+            plan.tasks.append((source, task_id))
+    plan.tasks.append(("mountsea", lib.sim.add_task("mountsea", steps=0, duration_lie=600.0)))
+    plan.provider_failed.append(("acedata", lib.sim.add_task("acedata", outcome="failed", steps=1)))
+    plan.unknown.append(("ccapi-producer", f"task_unknown{rng.getrandbits(64):016x}"))
+    by_source: dict[str, list[str]] = {}
+    for source, task_id in plan.all_tasks:
+        by_source.setdefault(source, []).append(task_id)
+    for source, ids in by_source.items():
+        result = lib.cli("add", source, *ids)
+        assert result.exit_code == 0, result.output
+    return plan
+
+
+API_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("429", {"retry_after": 1}), ("429", {"retry_after": "date"}), ("500", {"times": 3}),
+    ("502", {"times": 2}), ("503", {"times": 2, "retry_after": 1}), ("reset", {}),
+    ("stall", {"delay": 1.5}), ("html200", {}), ("malformed", {}), ("unknown_status", {"times": 2}),
+]
+MEDIA_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("truncate", {}), ("drop", {}), ("no_length", {}), ("stall", {"delay": 1.5}), ("html200", {}),
+    ("500", {"times": 2}), ("502", {}), ("503", {}), ("429", {"retry_after": 1}), ("reset", {}),
+    ("expire", {}),
+]
+
+
+def inject_storm(sim: Simulator, plan: Plan, rng: random.Random, waves: int = 1) -> None:
+    """Every fault kind, API and media, `waves` times; one clip's media never heals.
+
+    API faults are per provider, so each provider's requests meet the whole list in turn.
+    Media faults hit whichever file of the provider is fetched next, or a chosen clip: a cut
+    body without Content-Length on a long MP3 (the duration check), an expired link.
+    """
+    for _ in range(waves):
+        for provider in PROVIDERS:
+            for kind, options in API_FAULTS:
+                sim.inject(kind, target="api", provider=provider, **options)
+                plan.faults[f"api {kind}"] += options.get("times", 1)
+        for kind, options in MEDIA_FAULTS:
+            for provider in rng.sample(PROVIDERS, 2):
+                sim.inject(kind, target="media", provider=provider, **options)
+                plan.faults[f"media {kind}"] += options.get("times", 1)
+        long_mp3 = [c.clip_id for s, t in plan.tasks if s == "mountsea"
+                    for c in sim_clips(sim, s, t) if c.audio.size > 100_000]
+        for clip_id in rng.sample(long_mp3, min(2, len(long_mp3))):
+            sim.inject("no_length", clip_id=clip_id)
+            plan.faults["media no_length (long mp3)"] += 1
+        source, task_id = rng.choice(plan.tasks)
+        sim.inject("expire", clip_id=sim_clips(sim, source, task_id)[0].clip_id)
+        plan.faults["media expire"] += 1
+    candidates = [c.clip_id for s, t in plan.tasks if s == "ccapi-suno" for c in sim_clips(sim, s, t)]
+    gone = rng.choice(candidates)
+    sim.inject("gone", clip_id=gone, times=-1)
+    plan.gone.add(gone)
+    plan.faults["media gone (never heals)"] += 1
+
+
+def storm(lib: Lib, plan: Plan, max_runs: int = 8) -> list[int]:
+    """Sync until everything recoverable is archived (at least two runs); the exit codes."""
+    codes: list[int] = []
+    for run in range(max_runs):
+        code, _summary = lib.sync()
+        codes.append(code)
+        if run >= 1 and not pending_recoverable(lib, plan):
+            break
+    return codes
+
+
+def pending_recoverable(lib: Lib, plan: Plan) -> int:
+    """Assets of clips that can be archived but are not yet."""
+    if not lib.db.exists():
+        return 1
+    marks = ",".join("?" * len(plan.gone)) or "''"
+    rows = lib.query("SELECT COUNT(*) FROM assets a JOIN clips c ON c.id = a.clip_pk "
+                     f"WHERE a.state != 'downloaded' AND c.clip_id NOT IN ({marks})", *plan.gone)
+    unfinished = lib.query("SELECT COUNT(*) FROM tasks WHERE status NOT IN ('succeeded','failed','cancelled')")
+    return int(rows[0][0]) + int(unfinished[0][0])
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+def strip_id3(data: bytes) -> bytes:
+    """MPEG audio frames of an MP3: what tagging must never change."""
+    if data[:3] == b"ID3":
+        size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]
+        data = data[10 + size + (10 if data[5] & 0x10 else 0):]
+    return data[:-128] if data[-128:-125] == b"TAG" else data
+
+
+def mp4_media(data: bytes) -> bytes:
+    """The sample data of an MP4/M4A (its `mdat` atoms): tagging rewrites `moov`, never these."""
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < header:
+            break
+        if data[pos + 4:pos + 8] == b"mdat":
+            out.append(data[pos + header:pos + size])
+        pos += size
+    return b"".join(out)
+
+
+def audio_essence(data: bytes, ext: str) -> bytes:
+    """What must be identical between the served file and the archived, tagged one."""
+    if ext == "mp3":
+        return strip_id3(data)
+    if ext in ("m4a", "mp4"):
+        return mp4_media(data)
+    return data
+
+
+def integrity(db: Path) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return str(con.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        con.close()
+
+
+@dataclass
+class Figures:
+    """What a check found: counts for the report, and every problem (none = nothing lost)."""
+
+    files: int = 0
+    clips: int = 0
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def lost_files(self) -> int:
+        return sum(1 for p in self.problems if p.startswith("file"))
+
+    @property
+    def lost_rows(self) -> int:
+        return sum(1 for p in self.problems if p.startswith("row"))
+
+
+def check_library(lib: Lib, plan: Plan) -> Figures:
+    """Every recoverable clip archived intact, every unrecoverable one reported, nothing extra.
+
+    Problems start with "file" (a file missing, changed, partial or extra) or "row" (a row
+    missing, wrong or duplicated) or "other".
+    """
+    figures = Figures()
+    problems = figures.problems
+    if not lib.db.exists():
+        return Figures(problems=["row: no database"])
+    if (check := integrity(lib.db)) != "ok":
+        problems.append(f"row: integrity_check says {check}")
+    for table, key in (("tasks", "source, task_id"), ("clips", "source, clip_id"), ("assets", "clip_pk, kind")):
+        for row in lib.query(f"SELECT {key}, COUNT(*) FROM {table} GROUP BY {key} HAVING COUNT(*) > 1"):
+            problems.append(f"row: duplicate {table} row {tuple(row)}")
+    tasks = {(r["source"], r["task_id"]): r for r in lib.query("SELECT * FROM tasks")}
+    clips = {(r["source"], r["clip_id"]): r for r in lib.query("SELECT * FROM clips")}
+    assets: dict[tuple[int, str], sqlite3.Row] = {(r["clip_pk"], r["kind"]): r
+                                                  for r in lib.query("SELECT * FROM assets")}
+    figures.rows = len(tasks) + len(clips) + len(assets)
+    for source, task_id in plan.tasks:
+        task = tasks.get((source, task_id))
+        if task is None or task["status"] != "succeeded":
+            problems.append(f"row: task {source} {task_id} is {task['status'] if task else 'missing'}")
+            continue
+        for clip in sim_clips(lib.sim, source, task_id):
+            found = clips.get((source, clip.clip_id))
+            if found is None:
+                problems.append(f"row: clip {source} {clip.clip_id} missing")
+                continue
+            figures.clips += 1
+            if found["title"] != clip.title:
+                problems.append(f"row: clip {clip.clip_id} title {found['title']!r} != {clip.title!r}")
+            kinds = ("audio",) if source == "mountsea" else ("audio", "image")
+            for kind in kinds:
+                asset = assets.get((found["id"], kind))
+                _check_asset(lib, clip, kind, asset, clip.clip_id in plan.gone, figures)
+    for source, task_id in plan.provider_failed:
+        task = tasks.get((source, task_id))
+        if task is None or task["status"] != "failed" or not task["error"]:
+            problems.append(f"row: provider-failed task {task_id} not recorded as failed with its reason")
+    for source, task_id in plan.unknown:
+        task = tasks.get((source, task_id))
+        if task is None or task["status"] != "failed" or task["provider_status"] != "NOT_FOUND":
+            problems.append(f"row: unknown task {task_id} not recorded as failed/NOT_FOUND")
+    on_disk, parts = walk_library(lib.root)
+    recorded = {r["path"] for r in assets.values() if r["state"] == "downloaded" and r["path"]}
+    for path in sorted(on_disk - recorded):
+        if not path.endswith(".lrc"):
+            problems.append(f"file: {path} on disk but not recorded (duplicate or partial?)")
+    for part in parts:
+        problems.append(f"file: leftover {part.relative_to(lib.root)}")
+    for row in assets.values():
+        if row["state"] == "downloaded" and row["path"]:
+            path = lib.root / row["path"]
+            if not path.is_file():
+                problems.append(f"file: {row['path']} recorded but missing")
+                continue
+            data = path.read_bytes()
+            if len(data) != row["size"] or hashlib.sha256(data).hexdigest() != row["sha256"]:
+                problems.append(f"file: {row['path']} differs from its recorded size/sha256")
+    return figures
+
+
+def _check_asset(lib: Lib, clip: Any, kind: str, asset: sqlite3.Row | None, gone: bool,
+                 figures: Figures) -> None:
+    problems = figures.problems
+    if asset is None:
+        problems.append(f"row: {kind} asset of {clip.clip_id} missing")
+        return
+    if gone:
+        if asset["state"] != "failed" or asset["path"] is not None or not asset["last_error"]:
+            problems.append(f"row: unrecoverable {kind} of {clip.clip_id} not reported as failed "
+                            f"(state {asset['state']}, path {asset['path']})")
+        return
+    if asset["state"] != "downloaded" or not asset["path"]:
+        problems.append(f"file: {kind} of {clip.clip_id} not archived ({asset['state']}: {asset['last_error']})")
+        return
+    path = lib.root / asset["path"]
+    if not path.is_file():
+        problems.append(f"file: {asset['path']} missing")
+        return
+    data, served = path.read_bytes(), lib.sim.media_bytes(asset["url"])
+    ext = path.suffix.lstrip(".")
+    same = data == served if kind == "image" else audio_essence(data, ext) == audio_essence(served, ext)
+    if not same or (kind == "audio" and ext in ("mp3", "m4a") and not audio_essence(data, ext)):
+        problems.append(f"file: {asset['path']} is not what the provider served")
+    figures.files += 1
+
+
+def snapshot(lib: Lib) -> dict[str, dict[str, Any]]:
+    """Per archived clip: what rebuild must bring back from the files alone."""
+    rows = lib.query(
+        "SELECT t.source, t.task_id, c.clip_id, c.title, c.lyrics, c.duration, a.kind, a.path, a.sha256 "
+        "FROM assets a JOIN clips c ON c.id = a.clip_pk JOIN tasks t ON t.id = c.task_pk "
+        "WHERE a.state = 'downloaded'")
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = out.setdefault(r["clip_id"], {
+            "source": r["source"], "task_id": r["task_id"], "title": r["title"], "lyrics": r["lyrics"],
+            "duration": round(r["duration"], 2) if r["duration"] is not None else None})
+        entry[f"{r['kind']}_path"], entry[f"{r['kind']}_sha256"] = r["path"], r["sha256"]
+    return {k: v for k, v in out.items() if "audio_path" in v}  # a cover alone carries no provenance
+
+
+def drop_database(lib: Lib) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(lib.db) + suffix).unlink(missing_ok=True)
+
+
+def rebuild_matches(lib: Lib) -> list[str]:
+    """Delete the database, `archiver rebuild`, compare with the snapshot; the differences."""
+    before = snapshot(lib)
+    drop_database(lib)
+    result = lib.cli("rebuild")
+    if result.exit_code != 0:
+        return [f"rebuild exited {result.exit_code}: {result.output}"]
+    after = snapshot(lib)
+    problems = [f"row: clip {k} lost by rebuild" for k in before.keys() - after.keys()]
+    problems += [f"row: clip {k} rebuilt as {after[k]} instead of {before[k]}"
+                 for k in before.keys() & after.keys() if after[k] != before[k]]
+    return problems
+
+
+def no_tracebacks(lib: Lib) -> list[str]:
+    found = [f"other: crash: {c.splitlines()[-1]}" for c in lib.crashes]
+    found += [f"other: output shows {needle!r}" for text in lib.outputs
+              for needle in ("Traceback", "internal error") if needle in text]
+    return found
+
+
+def media_requests_for(sim: Simulator, clip_id: str) -> int:
+    return sum(1 for r in sim.requests if r.target == "media" and clip_id in r.path)
+
+
+# ---------------------------------------------------------------------------- a tiny loopback server
+
+Route = Callable[["_LoopbackHandler"], None]
+
+
+class _LoopbackHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_LoopbackServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet on purpose
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.owner.seen.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}, body))
+        route = self.server.owner.routes.get(path)
+        if route is None:
+            self.reply(404, b'{"error": "no such route"}', "application/json")
+        else:
+            route(self)
+
+    do_POST = do_GET
+
+    def reply(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None,
+              length: bool = True) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def file(self, data: bytes, ctype: str) -> None:
+        """`data` with Range support, like a CDN."""
+        start, status, headers = 0, 200, {"Accept-Ranges": "bytes"}
+        wanted = self.headers.get("Range", "")
+        if wanted.startswith("bytes=") and wanted[6:].rstrip("-").isdigit():
+            start = int(wanted[6:].rstrip("-"))
+            if start >= len(data):
+                self.reply(416, b"", ctype, {"Content-Range": f"bytes */{len(data)}"})
+                return
+            status, headers["Content-Range"] = 206, f"bytes {start}-{len(data) - 1}/{len(data)}"
+        self.reply(status, data[start:], ctype, headers)
+
+
+class _LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: "Loopback") -> None:
+        self.owner = owner
+        super().__init__(("127.0.0.1", 0), _LoopbackHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (refused downloads) are routine; a bug in a route still prints."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class Loopback:
+    """An HTTP server on 127.0.0.1 for what the simulator cannot do (routes are functions)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._server = _LoopbackServer(self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def __enter__(self) -> "Loopback":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def hits(self, path: str) -> int:
+        return sum(1 for _m, p, _h, _b in self.seen if p == path)
+
+    def redirect_loop(self, path: str) -> None:
+        """`path` redirects to itself forever."""
+        self.routes[path] = lambda h: h.reply(302, b"", "text/plain", {"Location": self.url(path)})
+
+
+# ---------------------------------------------------------------------------- killing syncs
+
+# `python -c KILLER ARGS...`: the CLI with a SIGKILL armed at one point of the code (chosen by the
+# RELIABILITY_KILL environment variable, "point:nth"), so a kill provably lands in a given phase.
+# This is test code around an unmodified archiver; pure-timing kills complement it.
+KILLER = r"""
+import os, random, signal, sys, threading
+
+point, nth = os.environ["RELIABILITY_KILL"].split(":")
+nth, seen = int(nth), [0]
+
+
+def due() -> bool:
+    seen[0] += 1
+    return seen[0] == nth
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point in ("before-commit", "after-commit"):
+    from sqlalchemy.engine.default import DefaultDialect
+
+    real_commit = DefaultDialect.do_commit
+
+    def do_commit(self, conn):
+        if point == "before-commit" and due():
+            die()
+        real_commit(self, conn)
+        if point == "after-commit" and due():
+            die()
+
+    DefaultDialect.do_commit = do_commit
+elif point in ("before-rename", "after-rename"):
+    import archiver.archive as archive
+
+    real_place = archive.place
+
+    def place(part, final):
+        if point == "before-rename" and due():
+            die()
+        real_place(part, final)
+        if point == "after-rename" and due():
+            die()
+
+    archive.place = place
+elif point == "mid-tag":
+    import archiver.archive as archive
+
+    real_tag = archive.tag_file
+
+    def tag_file(*args, **kwargs):
+        if due():
+            threading.Timer(random.uniform(0, 0.004), die).start()
+        return real_tag(*args, **kwargs)
+
+    archive.tag_file = tag_file
+elif point == "mid-download":
+    import archiver.download as download
+
+    real_stream = download._stream_body
+
+    async def stream_body(*args, **kwargs):
+        if due():
+            threading.Timer(random.uniform(0, 0.03), die).start()
+        return await real_stream(*args, **kwargs)
+
+    download._stream_body = stream_body
+else:
+    raise SystemExit(f"unknown kill point {point}")
+
+from archiver.cli import cli
+
+cli(sys.argv[1:], prog_name="archiver")
+"""
+KILL_POINTS = ("before-commit", "after-commit", "mid-download", "mid-tag", "before-rename", "after-rename")
+SYNC_ARGS = ("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "60", "--quiet")
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any ARCHIVER_* setting of the person running it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+
+
+def spawn(lib: Lib, *args: str, kill: str | None = None, env: dict[str, str] | None = None,
+          **popen: Any) -> subprocess.Popen[str]:
+    """`python -m archiver ARGS` (or the killer wrapper) on this library, as cron would run it."""
+    env = base_env() | lib.env() | (env or {}) | ({"RELIABILITY_KILL": kill} if kill else {})
+    command = [sys.executable, "-c", KILLER, *args] if kill else [sys.executable, "-m", "archiver", *args]
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(command, env=env, text=True, **popen)
+
+
+@dataclass
+class Kill:
+    how: str  # a kill point, or "timed"
+    phase: str  # what was going on: the point, or what the filesystem and simulator showed
+    killed: bool  # False when the process finished before the kill landed
+    stderr: str = ""
+
+
+def timed_kill(lib: Lib, rng: random.Random, window: float) -> Kill:
+    """Start a sync, wait until it talks to the simulator, SIGKILL it a random moment later."""
+    seen = len(lib.sim.requests)
+    proc = spawn(lib, *SYNC_ARGS)
+    deadline = time.monotonic() + 30
+    while len(lib.sim.requests) == seen and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0, window))
+    requests = lib.sim.requests[seen:]
+    parts = list(lib.root.rglob("*.part"))
+    proc.send_signal(signal.SIGKILL)
+    _out, err = proc.communicate()
+    killed = proc.returncode == -signal.SIGKILL
+    if parts:
+        phase = "download/tag"
+    elif any(r.target == "media" for r in requests):
+        phase = "between files"
+    elif requests:
+        phase = "polling"
+    else:
+        phase = "startup"
+    return Kill("timed", phase, killed, err)
+
+
+def point_kill(lib: Lib, point: str, nth: int) -> Kill:
+    proc = spawn(lib, *SYNC_ARGS, kill=f"{point}:{nth}")
+    _out, err = proc.communicate(timeout=120)
+    return Kill(point, point, proc.returncode == -signal.SIGKILL, err)
+
+
+def add_tasks(lib: Lib, plan: Plan, rng: random.Random, count: int) -> None:
+    """New work arrives between runs, as it does for a cron job (so later kills still hit work)."""
+    for _ in range(count):
+        source = rng.choice(SOURCES)
+        big = 1_500_000 if source in ("ccapi-suno", "mountsea") and rng.random() < 0.5 else None
+        task_id = lib.sim.add_task(source, clips=3, steps=rng.randint(0, 1), audio_bytes=big)
+        plan.tasks.append((source, task_id))
+        assert lib.cli("add", source, task_id).exit_code == 0
+
+
+def crash_loop(lib: Lib, plan: Plan, rng: random.Random, kills: int, *, window: float = 2.0,
+               new_tasks: int = 2) -> list[Kill]:
+    """`kills` SIGKILLs in a row, alternating armed kill points and random moments.
+
+    Media stalls stretch some downloads so timed kills land mid-transfer; a kill point that the
+    run never reached (it finished first) is retried with a smaller `nth`, up to a bound.
+    """
+    done: list[Kill] = []
+    attempts = 0
+    while len(done) < kills and attempts < kills * 4:
+        attempts += 1
+        add_tasks(lib, plan, rng, new_tasks)
+        if rng.random() < 0.5:
+            lib.sim.inject("stall", target="media", delay=rng.uniform(0.2, 0.8), times=rng.randint(1, 3))
+            plan.faults["media stall"] += 1
+        if attempts % 2:
+            point = KILL_POINTS[(attempts // 2) % len(KILL_POINTS)]
+            kill = point_kill(lib, point, rng.randint(1, 6))
+        else:
+            kill = timed_kill(lib, rng, window)
+        if kill.killed:
+            done.append(kill)
+    return done
+
+
+# ---------------------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module")
+def stormed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lib, Plan, list[int]]]:
+    """One library of 54+ clips through the whole storm, shared by the two tests below (in order)."""
+    rng = random.Random(int(os.environ.get("ARCHIVER_TORTURE_SEED", "7")))
+    with Simulator(seed=rng.randrange(1 << 30)) as sim:
+        lib = Lib.create(sim, tmp_path_factory.mktemp("storm"))
+        plan = populate(lib, rounds=4, rng=rng)
+        inject_storm(sim, plan, rng)
+        codes = storm(lib, plan)
+        yield lib, plan, codes
+
+
+def test_fault_storm_loses_nothing_and_reports_the_unrecoverable(stormed: tuple[Lib, Plan, list[int]]) -> None:
+    lib, plan, codes = stormed
+    assert len([c for s, t in plan.tasks for c in sim_clips(lib.sim, s, t)]) >= 50
+    figures = check_library(lib, plan)
+    assert figures.problems == []
+    assert figures.files >= 90 and figures.clips >= 50
+    assert no_tracebacks(lib) == []
+    assert set(codes) <= {0, 1} and codes[-1] == 1  # the dead link keeps the run from being clean
+    hit = {r.fault for r in lib.sim.requests if r.fault}
+    assert {"429", "500", "502", "503", "reset", "stall", "html200", "malformed", "unknown_status",
+            "truncate", "drop", "no_length", "expire", "gone"} <= hit, hit
+
+    (gone,) = plan.gone
+    before = media_requests_for(lib.sim, gone)
+    code, summary = lib.sync()
+    assert code == 1 and any(gone in e for e in summary["errors"])  # reported again ...
+    assert media_requests_for(lib.sim, gone) > before  # ... because it was tried again
+    stats = json.loads(lib.cli("stats", "--format", "json").output)
+    assert stats["files"]["failed"] == 2 and stats["last_sync"]["exit_code"] == 1  # its audio and cover
+    listed = {t["task_id"]: t for t in json.loads(lib.cli("tasks", "--format", "json").output)}
+    for _source, task_id in plan.unknown + plan.provider_failed:
+        assert listed[task_id]["status"] == "failed" and listed[task_id]["error"]
+    assert lib.cli("verify").exit_code == 0
+
+
+def test_rebuild_after_the_storm_restores_every_archived_clip(stormed: tuple[Lib, Plan, list[int]]) -> None:
+    lib, plan, _codes = stormed
+    before = snapshot(lib)
+    assert len(before) >= 50
+    assert rebuild_matches(lib) == []
+    assert lib.cli("verify").exit_code == 0
+    code, summary = lib.sync()  # the rebuilt library syncs on without fetching anything again
+    assert summary.get("files_downloaded", 0) == 0 or code == 1
+    assert snapshot(lib) == before
+    assert no_tracebacks(lib) == []
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: FLAC and WAV headers state the full length, so a body cut "
+                                       "without Content-Length passes the duration check (MP3, M4A, Opus do not)")
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_cut_body_without_length_in_formats_whose_header_states_the_length(tmp_path: Path, fmt: str) -> None:
+    with Simulator() as sim:
+        lib = Lib.create(sim, tmp_path / fmt)
+        task_id = sim.add_task("mountsea", steps=0, audio_format=fmt)
+        lib.cli("add", "mountsea", task_id)
+        sim.inject("no_length", clip_id=sim_clips(sim, "mountsea", task_id)[0].clip_id)  # once: the retry is whole
+        lib.sync(once=True)
+        (row,) = lib.query("SELECT state, size, url FROM assets")
+        assert row["state"] == "downloaded" and row["size"] >= len(sim.media_bytes(row["url"]))
+
+
+def test_damaged_database_is_one_clear_message_and_rebuild_recovers(tmp_path: Path) -> None:
+    """Damage to the whole file, or to one page that only a later query reads."""
+    with Simulator() as sim:
+        lib = Lib.create(sim, tmp_path / "lib")
+        for _ in range(8):
+            lib.cli("add", "acedata", sim.add_task("acedata", steps=0))
+        assert lib.sync(once=True)[0] == 0
+        con = sqlite3.connect(lib.db)
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = int(con.execute("PRAGMA page_size").fetchone()[0])
+        roots = [int(r[0]) for r in con.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name IN ('tasks', 'clips', 'assets', 'clips_fts_data', "
+            "'ix_assets_path', 'sqlite_autoindex_clips_1') ORDER BY rootpage")]
+        con.close()
+        before, good = snapshot(lib), lib.db.read_bytes()
+        noise = random.Random(1)
+
+        def scrambled(number: int) -> bytes:
+            data = bytearray(good)
+            data[(number - 1) * page:number * page] = noise.randbytes(page)
+            return bytes(data)
+
+        damages = {"garbage": b"\x00garbage" * 512, "header only": b"SQLite format 3\x00" + b"\xff" * 84,
+                   "cut in half": good[:len(good) // 2],
+                   "all but the header": good[:100] + noise.randbytes(len(good) - 100)}
+        damages |= {f"page {number}": scrambled(number) for number in [*roots, len(good) // page]}
+        commands = [("ls",), ("tasks",), ("stats",), ("search", "x"), ("verify",), ("sync", "--now"),
+                    ("add", "acedata", "x"), ("show", "x"), ("export", "json")]
+        for name, data in damages.items():
+            for stale in [*lib.root.glob("archiver.db-*"), *lib.root.glob("archiver.db.damaged-*")]:
+                stale.unlink()
+            lib.db.write_bytes(data)
+            for args in commands:
+                result = lib.cli(*args)
+                assert result.exit_code != 70, (name, args, result.output)
+                assert "Traceback" not in result.output and "internal error" not in result.output, (name, args)
+                assert result.exit_code == 0 or result.output.count("error:") == 1, (name, args, result.output)
+                if " is damaged " in result.output or not name.startswith("page"):
+                    assert result.exit_code != 0 and "archiver.db" in result.output, (name, args, result.output)
+                    assert "archiver rebuild" in result.output, (name, args, result.output)
+            rebuilt = lib.cli("rebuild", "--force")
+            assert rebuilt.exit_code == 0, (name, rebuilt.output)
+            assert snapshot(lib) == before, name
+        assert lib.crashes == []
