@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from .config import Config
 from .download import (Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place,
-                       sha256_file, storage_error, STORAGE_ERRNOS)
+                       sha256_file, storage_error, sync_file, STORAGE_ERRNOS)
 from .errors import ArchiverError, DownloadError, StorageError
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
@@ -25,6 +25,9 @@ from .store import Store
 from .tagging import TagData, audio_length, read_tags, tag_file
 
 PART = ".part"
+# A verified download being tagged, named from the stem (names leave room for 5 more bytes
+# only) with a character no URL-guessed extension has: never resumed, only removed.
+TAGGING = ".~tag.part"
 SKIP_NAMES = {".archiver.lock"}
 SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
 
@@ -45,10 +48,11 @@ def _stem_key(path: str) -> str:
 
 
 def truncated(real: float | None, expected: float | None) -> bool:
-    """Shorter than the payload says by more than max(2 s, 5 %)?"""
+    """Shorter than the payload says by more than max(2 s, 5 %)? A length of 0 (what
+    `audio_length` gives a file whose structure is cut short) is always short."""
     if real is None or not expected:
         return False
-    return expected - real > max(2.0, 0.05 * expected)
+    return real <= 0 or expected - real > max(2.0, 0.05 * expected)
 
 
 def created_of(clip: Clip, task: Task) -> Any:
@@ -88,25 +92,30 @@ class _Blank(dict):  # type: ignore[type-arg]
 
 
 def walk_library(root: Path) -> tuple[set[str], list[Path]]:
-    """Every file under the root (relative POSIX paths) and every `.part` file: one directory scan."""
+    """Every file under the root (relative POSIX paths) and every `.part` file: one directory scan.
+
+    Relative paths are built from the entry names as strings: a pathlib object per file made
+    this walk most of an idle sync's time on a large library (~25 µs a file).
+    """
     files: set[str] = set()
     parts: list[Path] = []
     if not root.exists():
         return files, parts
-    stack = [root]
+    stack: list[tuple[str, str]] = [(str(root), "")]  # (directory, its relative POSIX prefix)
     while stack:
-        directory = stack.pop()
+        directory, prefix = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            with os.scandir(directory) as scan:
+                entries = list(scan)
         except OSError:
             continue
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
+                stack.append((entry.path, f"{prefix}{entry.name}/"))
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
             elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
-                files.add(Path(entry.path).relative_to(root).as_posix())
+                files.add(prefix + entry.name)
     return files, parts
 
 
@@ -123,6 +132,7 @@ class Archiver:
         self.summary = DownloadSummary()
         self.taken: set[str] = set()
         self.keep_parts: set[Path] = set()
+        self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
         on_disk, parts = walk_library(self.root)
@@ -195,7 +205,10 @@ class Archiver:
             asset.path, asset.state = final_rel.as_posix(), "downloaded"
             cover_changed |= kind == "image"
         audio = assets.get("audio")
-        if cover_changed and audio is not None and audio.state == "downloaded" and audio.tagged:
+        # Only audio tagged before its cover arrived needs the cover added; audio fetched after the
+        # cover in this loop already has it (rewriting it again cost a full copy, tag and fsync).
+        if cover_changed and audio is not None and audio.state == "downloaded" and audio.tagged \
+                and (audio.id or 0) not in self.covered:
             await self._retag(clip, task, audio, assets)
 
     def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
@@ -232,20 +245,44 @@ class Archiver:
             final_rel = PurePosixPath(final.relative_to(self.root.resolve()).as_posix())
             tagged, warning = False, asset.warning
             if asset.kind == "audio":
+                # Tags rewrite the file, so it stops being a prefix of the source: a run killed
+                # from here on must not leave it where the next one resumes with Range (that
+                # spliced the source's tail onto our tags); this name is only ever cleaned up.
+                tagging = part.with_name(target.name.rpartition(".")[0] + TAGGING)
+                await asyncio.to_thread(os.replace, part, tagging)
+                self.keep_parts.discard(part)
+                part = tagging
+                cover = self._cover(assets)
                 outcome = await asyncio.to_thread(
-                    tag_file, part, tag_data(clip, task, self.config, self._cover(assets)),
+                    tag_file, part, tag_data(clip, task, self.config, cover),
                     id3_version=self.config.id3_version)
                 tagged = outcome.tagged
+                if tagged and cover is not None:
+                    self.covered.add(asset.id or 0)
                 if outcome.warning:
                     warning = outcome.warning
                     self.reporter.warning(f"{final_rel}: {outcome.warning}")
                 size, digest = await asyncio.to_thread(sha256_file, part)
             else:
                 size, digest = fetched.size, fetched.sha256
-            await asyncio.to_thread(place, part, final)
+            await asyncio.to_thread(sync_file, part)  # after tagging: its bytes reach the disk once
+            placing = asyncio.ensure_future(asyncio.to_thread(place, part, final))
+            try:
+                await asyncio.shield(placing)
+            except asyncio.CancelledError:
+                # Stopped (another download hit a full disk) while the rename ran in its thread: it
+                # completes anyway, so record the file rather than leave it unrecorded in place.
+                if await asyncio.gather(placing, return_exceptions=True) == [None]:
+                    self.store.asset_done(asset.id or 0, path=final_rel.as_posix(), size=size, sha256=digest,
+                                          tagged=tagged, warning=warning)
+                    self.summary.downloaded += 1
+                    self.summary.bytes += fetched.size
+                raise
             if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
                 await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
         except BaseException:
+            if part.name.endswith(TAGGING):
+                part.unlink(missing_ok=True)
             if not part.exists():
                 self.keep_parts.discard(part)
             raise
@@ -266,8 +303,9 @@ class Archiver:
                 return None
             return self.store.asset_url(asset.id or 0)
 
+        # Audio is hashed once tagged (tags rewrite it): hashing it while it streams was wasted work.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
-                       tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
+                       hash=asset.kind != "audio", tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,
                            on_bytes=lambda n: self.reporter.download_advanced(handle, n),
                            warn=self.reporter.warning)
@@ -278,12 +316,13 @@ class Archiver:
         real = await asyncio.to_thread(audio_length, fetched.part)
         if not truncated(real, clip.duration):
             return fetched
-        first = fetched.sha256
+        first = fetched.sha256 or (await asyncio.to_thread(sha256_file, fetched.part))[1]
         fetched.part.unlink(missing_ok=True)
         again = await self._fetch(client, clip, task, asset, fetched.part, handle)
         real = await asyncio.to_thread(audio_length, again.part)
         if truncated(real, clip.duration):
-            if again.sha256 != first:
+            second = again.sha256 or (await asyncio.to_thread(sha256_file, again.part))[1]
+            if second != first:
                 raise DownloadError(f"audio is {real or 0:.1f} s long, payload says {clip.duration:.1f} s "
                                     "(truncated twice, differently); will retry")
             message = (f"audio is {real or 0:.1f} s long but the provider says {clip.duration:.1f} s; "
@@ -345,7 +384,7 @@ class Archiver:
 
 def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
     """Rewrite the tags of an archived file without ever leaving it half-written."""
-    part = path.with_name(path.name + PART)
+    part = path.with_name(path.name.rpartition(".")[0] + TAGGING)  # a download resumes `.part`
     try:
         shutil.copyfile(path, part)
         outcome = tag_file(part, data, id3_version=id3_version)

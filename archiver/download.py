@@ -28,7 +28,7 @@ from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, Transi
 from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
 
-WRITE_SIZE = 256 * 1024  # bytes per write call: few syscalls, bounded memory
+WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
@@ -65,15 +65,42 @@ class Transfer:
     max_size: int
     tuning: Tuning = field(default_factory=Tuning)
     on_total: Callable[[int | None, int], None] | None = None  # (size, resumed-from) once headers arrive
+    hash: bool = True  # False when the caller rewrites the file and hashes it after (tagged audio)
+
+
+class _NoDigest:
+    """Stands in for sha256 when the body's hash would be thrown away; hexdigest "" = not computed."""
+
+    def update(self, data: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
 
 
 def check_url(url: str | None) -> str:
+    """Only http(s) URLs naming a host and a valid port: anything else fails its asset alone
+    (a URL httpx cannot even parse used to escape as a ValueError and stop the whole run)."""
     if not url:
         raise RefusedURL("no URL")
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when it is not a number or out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        raise RefusedURL("refusing to fetch a malformed URL") from None
+    scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise RefusedURL(f"refusing to fetch a {scheme or 'relative'}: URL (only http and https)")
+    if not parts.hostname:
+        raise RefusedURL("refusing to fetch a URL without a host")
     return url
+
+
+async def _check_hop(request: httpx.Request) -> None:
+    """Every request, redirects included, must pass `check_url`: a Location header pointing at
+    file:, ftp: or a port over 65535 fails its file alone instead of escaping the error handling."""
+    check_url(str(request.url))
 
 
 def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
@@ -83,6 +110,7 @@ def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs),
         follow_redirects=True,
         max_redirects=5,
+        event_hooks={"request": [_check_hop]},
     )
 
 
@@ -145,12 +173,14 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
                 job.on_total(total, offset)
             if total is not None and total > job.max_size:
                 raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
-            digest = hashlib.sha256()
-            if resumed:
+            digest: Any = hashlib.sha256() if job.hash else _NoDigest()
+            if resumed and job.hash:
                 await _hash_existing(job.part, digest)
             return await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
     except httpx.TimeoutException:
         raise TransientError("media", "timed out (stalled)") from None
+    except httpx.TooManyRedirects:  # not a TransportError: it used to stop the whole run
+        raise DownloadError("too many redirects (more than 5)") from None
     except httpx.TransportError as exc:
         raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
 
@@ -159,9 +189,18 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
 class _Progress:
     size: int
     head: bytes = b""
-    buffer: bytearray = field(default_factory=bytearray)
+    pieces: list[bytes] = field(default_factory=list)  # received, not yet hashed and written
+    pending: int = 0  # bytes in `pieces`
     window_start: float = field(default_factory=time.monotonic)
     window_bytes: int = 0
+
+
+def _batch(state: _Progress, digest: Any) -> bytes:
+    """The received pieces as one write (taking them), hashed: one copy, one hop to aiofiles' thread."""
+    pieces, state.pieces, state.pending = state.pieces, [], 0
+    for piece in pieces:
+        digest.update(piece)
+    return b"".join(pieces)
 
 
 async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, offset: int,
@@ -173,11 +212,12 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
             try:
                 await _pump(response, job, out, state, digest, resumed, on_bytes)
             finally:
-                if state.buffer:  # keep what arrived before a break: the next attempt resumes after it
-                    await out.write(bytes(state.buffer))
-                    state.buffer.clear()
-            await out.flush()
-            await asyncio.to_thread(os.fsync, out.fileno())
+                if state.pieces:  # keep what arrived before a break: the next attempt resumes after it
+                    await out.write(_batch(state, digest))
+            await out.flush()  # fsynced by `place`, after tagging: the final bytes reach the disk once
+    except RefusedURL:
+        job.part.unlink(missing_ok=True)  # an oversized file is never resumed: keep none of it
+        raise
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             job.part.unlink(missing_ok=True)
@@ -199,19 +239,18 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
 
 async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
                 resumed: bool, on_bytes: Callable[[int], None]) -> None:
-    """Body -> file in writes of at least WRITE_SIZE, checking size, kind and throughput."""
-    async for chunk in response.aiter_raw(WRITE_SIZE):
+    """Body -> file in batches of at least WRITE_SIZE, checking size, kind and throughput."""
+    async for chunk in response.aiter_raw():  # as received: re-chunking would copy every byte again
         state.size += len(chunk)
         if state.size > job.max_size:
             raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
         if not resumed and len(state.head) < 64:
             state.head += chunk[:64 - len(state.head)]
             _check_head(state.head, job.expect, final=False)
-        state.buffer += chunk
-        digest.update(chunk)
-        if len(state.buffer) >= WRITE_SIZE:
-            await out.write(bytes(state.buffer))
-            state.buffer.clear()
+        state.pieces.append(chunk)
+        state.pending += len(chunk)
+        if state.pending >= WRITE_SIZE:
+            await out.write(_batch(state, digest))
         on_bytes(len(chunk))
         state.window_bytes += len(chunk)
         elapsed = time.monotonic() - state.window_start
@@ -276,6 +315,25 @@ def sha256_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def sync_file(part: Path) -> None:
+    """Make a finished `.part` durable, just before `place` moves it.
+
+    Called after the file's last write (tagging rewrites audio) rather than when the transfer
+    ends: audio used to reach the disk twice, and its tagged bytes were moved into place unsynced.
+    """
+    try:
+        fd = os.open(part, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            part.unlink(missing_ok=True)  # never resume from bytes the disk refused to keep
+            raise storage_error(exc, part) from None
+        raise
+
+
 def place(part: Path, final: Path) -> None:
     """Move a finished `.part` into place atomically and make the rename durable."""
     try:
@@ -303,7 +361,10 @@ async def download_pending(config: Config, store: Any, reporter: Reporter, *,
 
 def guess_ext(url: str | None, kind: str) -> str:
     """Extension from the URL path, for naming before the bytes arrive."""
-    suffix = Path(urlsplit(url or "").path).suffix.lower().lstrip(".")
+    try:
+        suffix = Path(urlsplit(url or "").path).suffix.lower().lstrip(".")
+    except ValueError:  # not a URL ("http://[::1"): `check_url` refuses it when the fetch starts
+        suffix = ""
     aliases: Mapping[str, str] = {"jpeg": "jpg", "mpeg": "mp3", "mp4a": "m4a"}
     suffix = aliases.get(suffix, suffix)
     if suffix.isalnum() and 0 < len(suffix) <= 5:

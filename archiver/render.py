@@ -18,8 +18,23 @@ def _cell(value: Any) -> str:
 
 
 def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    json.dump(list(rows), out, ensure_ascii=False, indent=2, default=str)
-    out.write("\n")
+    """Indented JSON in 64 KiB writes.
+
+    json.dump writes a few small strings per value, each a write(2) when stdout is unbuffered
+    (PYTHONUNBUFFERED=1, common in containers): 1.4 million of them for 20,000 clips. Joining
+    pieces up to 64 KiB keeps the syscalls few and the memory bounded.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=str)
+    pending: list[str] = []
+    size = 0
+    for piece in encoder.iterencode(list(rows)):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 65536:
+            out.write("".join(pending))
+            pending, size = [], 0
+    pending.append("\n")
+    out.write("".join(pending))
 
 
 def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:

@@ -404,8 +404,11 @@ class Simulator:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  tokens: dict[str, str] | None = None, seed: int = 0,
-                 range_support: bool = True) -> None:
+                 range_support: bool = True, media_base_url: str | None = None) -> None:
         self.host, self.port = host, port
+        # Payload media URLs point here instead of this server's own /media/ endpoint; the
+        # benchmark serves the same /media/g0/<clip>.<ext> paths from nginx with this.
+        self.media_base_url = media_base_url.rstrip("/") if media_base_url else None
         self.tokens = {name: "sim-token" for name in PROVIDERS} | dict(tokens or {})
         self.range_support = range_support
         self._rng = random.Random(seed)
@@ -582,7 +585,7 @@ class Simulator:
     def _poll(self, source: str, ids: list[str], weird: str | None, *,
               batch: bool = False) -> list[Any]:
         with self._lock:
-            renderer = media.Renderer(self.base_url)
+            renderer = media.Renderer(self.media_base_url or self.base_url)
             return media.poll_tasks(self._tasks, source, ids, renderer, weird, batch=batch)
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,16 +16,37 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, text
+from sqlalchemy import bindparam, event, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from .errors import DatabaseError
-from .models import ASSET_KINDS, Asset, Clip, SyncRun, Task, utcnow
+from .models import ASSET_KINDS, Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, ClipRecord, Status, TaskRecord
 
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+# Store.asset_done runs once per archived file: one prepared UPDATE costs ~0.3 ms where loading the
+# row through the ORM and flushing it cost ~1.4 ms.
+_ASSET_DONE = text(
+    "UPDATE assets SET path = :path, size = :size, sha256 = :sha256, tagged = :tagged, "
+    "state = 'downloaded', last_error = NULL, warning = :warning, updated_at = :now, "
+    "downloaded_at = CASE WHEN :transfer THEN :now ELSE downloaded_at END, "
+    "attempts = attempts + :transfer WHERE id = :id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+# Store.schedule touches every polled task: reading four columns and one driver-level executemany
+# (times formatted once, not per row) cost a third of loading each row as an ORM object and
+# flushing it (10,000 tasks: 1.65 s -> 0.5 s).
+_SCHEDULE = (
+    "UPDATE tasks SET polls = polls + 1, last_polled = :now, idle_polls = :idle_polls, "
+    "poll_errors = :poll_errors, next_poll_at = :next_poll_at, "
+    "error = CASE WHEN :failed THEN :error ELSE error END, "
+    "updated_at = CASE WHEN :failed THEN :now ELSE updated_at END, "
+    "status = COALESCE(:status, status), provider_status = COALESCE(:provider_status, provider_status) "
+    "WHERE id = :id"
+)
 
 
 def dumps(value: Any) -> str:
@@ -157,6 +178,7 @@ class Store:
             for asset in s.exec(select(Asset).where(col(Asset.clip_pk).in_(part))):
                 assets[(asset.clip_pk, asset.kind)] = asset
 
+        fresh: list[TaskRecord] = []
         for record in records:
             task = existing.get(record.task_id)
             if task is None:
@@ -182,8 +204,13 @@ class Store:
             if changed:
                 task.updated_at = now
                 result.changed_task_ids.append(record.task_id)
-            if task.id is None:
-                s.flush()
+            fresh.append(record)
+        # One flush per phase, not per row: new tasks, then new clips, get their ids in one batched
+        # INSERT each (a flush per object cost ~1.5 ms, most of a big first poll's time).
+        s.flush()
+        touched: list[Clip] = []
+        for record in fresh:
+            task = existing[record.task_id]
             for clip_record in record.clips:
                 clip = clips.get(clip_record.clip_id)
                 if clip is None:
@@ -191,13 +218,15 @@ class Store:
                     _update_clip(clip, clip_record)
                     clip.updated_at = now
                     s.add(clip)
-                    s.flush()
                     clips[clip.clip_id] = clip
                     result.clips_added += 1
                 elif _update_clip(clip, clip_record):
                     clip.updated_at = now
                     result.clips_updated += 1
-                _sync_assets(s, clip, assets, now)
+                touched.append(clip)
+        s.flush()
+        for clip in touched:
+            _sync_assets(s, clip, assets, now)
 
     def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
                   ignore_schedule: bool = False) -> list[Task]:
@@ -230,26 +259,34 @@ class Store:
 
         `outcomes` maps task_id -> "ok", "error:<message>" or "notfound:<message>".
         """
+        updates: list[dict[str, Any]] = []
+        stamp = UTCDateTime().process_bind_param  # the text every datetime column holds
+        now_text = stamp(now, None)
+        next_at: dict[int, str | None] = {}  # exponent -> next poll time; only a few differ
         with self.session() as s:
-            ids = list(outcomes)
-            for part in chunks(ids):
-                for task in s.exec(select(Task).where(Task.source == source, col(Task.task_id).in_(part))):
-                    outcome = outcomes[task.task_id]
-                    task.polls += 1
-                    task.last_polled = now
+            conn = s.connection()
+            for part in chunks(list(outcomes)):
+                rows = conn.execute(select(Task.id, Task.task_id, Task.idle_polls, Task.poll_errors)
+                                    .where(Task.source == source, col(Task.task_id).in_(part)))
+                for pk, task_id, idle_polls, poll_errors in rows:
+                    outcome = outcomes[task_id]
+                    failed, message, status, provider_status = False, None, None, None
                     if outcome == "ok":
-                        task.poll_errors = 0
-                        task.idle_polls = 0 if task.task_id in changed else task.idle_polls + 1
+                        poll_errors = 0
+                        idle_polls = 0 if task_id in changed else idle_polls + 1
                     else:
                         kind, _, message = outcome.partition(":")
-                        task.poll_errors += 1
-                        task.error = message
-                        task.updated_at = now
-                        if kind == "notfound" and task.poll_errors >= max_not_found:
-                            task.status = Status.FAILED.value
-                            task.provider_status = "NOT_FOUND"
-                    exponent = min(task.idle_polls + task.poll_errors, 30)
-                    task.next_poll_at = now + timedelta(seconds=min(cap, base * (2 ** exponent)))
+                        failed, poll_errors = True, poll_errors + 1
+                        if kind == "notfound" and poll_errors >= max_not_found:
+                            status, provider_status = Status.FAILED.value, "NOT_FOUND"
+                    exponent = min(idle_polls + poll_errors, 30)
+                    if exponent not in next_at:
+                        next_at[exponent] = stamp(now + timedelta(seconds=min(cap, base * (2 ** exponent))), None)
+                    updates.append({"id": pk, "now": now_text, "idle_polls": idle_polls, "poll_errors": poll_errors,
+                                    "next_poll_at": next_at[exponent], "failed": failed, "error": message,
+                                    "status": status, "provider_status": provider_status})
+            if updates:
+                conn.exec_driver_sql(_SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
 
     # --- assets --------------------------------------------------------------------------
 
@@ -304,17 +341,10 @@ class Store:
 
         `transfer` is False for a rewrite in place (retag), which is not a download attempt.
         """
-        now = utcnow()
+        params = {"path": path, "size": size, "sha256": sha256, "tagged": tagged, "warning": warning,
+                  "now": utcnow(), "transfer": int(transfer), "id": asset_id}
         with self.session() as s:
-            asset = s.get(Asset, asset_id)
-            if asset is None:
-                return
-            asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
-            asset.state, asset.last_error, asset.warning = "downloaded", None, warning
-            asset.updated_at = now
-            if transfer:
-                asset.downloaded_at = now
-                asset.attempts += 1
+            s.connection().execute(_ASSET_DONE, params)
 
     def record_file(self, source: str, clip_id: str, kind: str, *, path: str, size: int, sha256: str,
                     url: str | None, tagged: bool) -> None:
@@ -439,7 +469,7 @@ def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], n
 def _db_message(url: str, exc: BaseException) -> str:
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     where = url.removeprefix("sqlite:///")
-    if "not a database" in detail or "malformed" in detail:
+    if "not a database" in detail or "malformed" in detail or "vtable constructor failed" in detail:
         return (f"{where} is damaged ({detail}); move it aside and run `archiver rebuild` "
                 "to recreate it from the tags of the archived files")
     if "locked" in detail:

@@ -567,6 +567,8 @@ def audio_length(path: Path) -> float | None:
             length = min(length, (path.stat().st_size - start) * 8 / audio.info.bitrate)
         elif length is not None and fmt == "m4a" and not _atoms_fit(path):
             length = 0.0
+        elif length is not None and fmt == "wav":
+            length = min(length, _wav_seconds_present(path))
     except Exception:  # noqa: BLE001 - "unreadable" is an answer here, not an error
         return None
     return length if length is not None and math.isfinite(length) else None
@@ -585,6 +587,29 @@ def _audio_start(path: Path) -> int:
             for b in head[6:10]:
                 size = (size << 7) | (b & 0x7F)
             offset += 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def _wav_seconds_present(path: Path) -> float:
+    """Seconds of PCM in a WAV file; 0 when its `data` chunk is cut short.
+
+    The header states the full size even in a cut file, so, as for an MP4 whose atoms run past
+    the end, a short `data` chunk means the download is incomplete, however little is missing.
+    """
+    size = path.stat().st_size
+    byte_rate, offset = 0, 12
+    with path.open("rb") as fh:
+        while offset + 8 <= size:
+            fh.seek(offset)
+            header = fh.read(8)
+            chunk, length = header[:4], int.from_bytes(header[4:8], "little")
+            if chunk == b"fmt ":
+                byte_rate = int.from_bytes(fh.read(12)[8:12], "little")
+            elif chunk == b"data":
+                if size - offset - 8 < length or not byte_rate:
+                    return 0.0
+                return length / byte_rate
+            offset += 8 + length + (length & 1)
+    return 0.0
 
 
 def _atoms_fit(path: Path) -> bool:

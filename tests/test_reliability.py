@@ -722,9 +722,12 @@ def test_rebuild_after_the_storm_restores_every_archived_clip(stormed: tuple[Lib
     assert no_tracebacks(lib) == []
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: FLAC and WAV headers state the full length, so a body cut "
-                                       "without Content-Length passes the duration check (MP3, M4A, Opus do not)")
-@pytest.mark.parametrize("fmt", ["flac", "wav"])
+@pytest.mark.parametrize("fmt", [
+    pytest.param("flac", marks=pytest.mark.xfail(strict=True, reason=(
+        "known gap: a FLAC header states the full length and its frames carry no cheap end marker, so a "
+        "body cut without Content-Length passes the duration check (MP3, M4A, Opus and WAV do not)"))),
+    "wav",
+])
 def test_cut_body_without_length_in_formats_whose_header_states_the_length(tmp_path: Path, fmt: str) -> None:
     with Simulator() as sim:
         lib = Lib.create(sim, tmp_path / fmt)
