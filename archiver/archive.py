@@ -40,6 +40,7 @@ class DownloadSummary:
     adopted: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why downloads stopped early (a full disk); counts above still hold
 
 
 def _stem_key(path: str) -> str:
@@ -151,8 +152,8 @@ class Archiver:
                     async with asyncio.TaskGroup() as group:
                         for clip, task, assets in work:
                             group.create_task(self._guarded(limit, client, clip, task, assets))
-                except* StorageError as storage:
-                    raise storage.exceptions[0] from None
+                except* StorageError as storage:  # the other transfers were cancelled with it
+                    self.summary.stopped = str(storage.exceptions[0])
         for part in parts:
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
@@ -201,6 +202,9 @@ class Archiver:
                 raise
             except (ArchiverError, OSError) as exc:
                 self._failed(clip, [asset], str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one file's surprise must not end a cron run
+                self._failed(clip, [asset], f"internal error: {type(exc).__name__}: {exc}")
                 continue
             asset.path, asset.state = final_rel.as_posix(), "downloaded"
             cover_changed |= kind == "image"

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from .errors import DatabaseError
 from .models import ASSET_KINDS, Asset, Clip, SyncRun, Task, UTCDateTime, utcnow

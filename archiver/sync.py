@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Config
-from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, LockHeld, StorageError,
+from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, LockHeld,
                      TaskNotFound)
 from .models import Task, utcnow
 from .providers import SOURCES, Source, get_source
@@ -160,21 +160,14 @@ def _until_next(store: Store, names: Sequence[str], deadline: float | None) -> f
 
 async def _download(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
                     report: SyncReport, poller: "Poller") -> None:
-    try:
-        from .download import download_pending
-    except ImportError:  # pragma: no cover - downloads arrive with their own module
-        return
-    try:
-        ids = list(options.asset_ids) if options.asset_ids is not None else None
-        result = await download_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
-    except StorageError as exc:
-        report.errors.append(str(exc))
-        reporter.error(str(exc))
-        return
+    from .download import download_pending
+
+    ids = list(options.asset_ids) if options.asset_ids is not None else None
+    result = await download_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
     report.files_downloaded += result.downloaded
     report.bytes_downloaded += result.bytes
     report.downloads_failed += result.failed
-    for message in result.errors:
+    for message in [*result.errors, *([result.stopped] if result.stopped else [])]:
         report.errors.append(message)
         reporter.error(message)
 

@@ -275,6 +275,10 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
             assert (library / row["path"]).stat().st_size == row["size"]
         else:
             assert row["path"] is None
+    con = sqlite3.connect(library / "archiver.db")
+    (recorded,) = con.execute("select files_downloaded from sync_runs order by id desc limit 1").fetchone()
+    con.close()
+    assert recorded == sum(r["state"] == "downloaded" for r in rows)  # counted even though the run stopped
     monkeypatch.setattr(download.aiofiles, "open", real_open)
     code, summary = sync(sim_cli)
     assert code == 0, summary
