@@ -392,8 +392,7 @@ def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, b
     try:
         shutil.copyfile(path, part)
         outcome = tag_file(part, data, id3_version=id3_version)
-        with part.open("rb+") as fh:
-            os.fsync(fh.fileno())
+        sync_file(part)
         size, digest = sha256_file(part)
         place(part, path)
     except OSError as exc:

@@ -315,6 +315,15 @@ def sha256_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file or directory by name (a directory's fsync makes a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sync_file(part: Path) -> None:
     """Make a finished `.part` durable, just before `place` moves it.
 
@@ -322,11 +331,7 @@ def sync_file(part: Path) -> None:
     ends: audio used to reach the disk twice, and its tagged bytes were moved into place unsynced.
     """
     try:
-        fd = os.open(part, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(part)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             part.unlink(missing_ok=True)  # never resume from bytes the disk refused to keep
@@ -338,11 +343,7 @@ def place(part: Path, final: Path) -> None:
     """Move a finished `.part` into place atomically and make the rename durable."""
     try:
         os.replace(part, final)
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(final.parent)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
