@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -67,8 +67,6 @@ class Config:
     def provider(self, name: str) -> ProviderSettings:
         return self.providers[name]
 
-    def with_overrides(self, **changes: Any) -> "Config":
-        return replace(self, **changes)
 
     @property
     def db_path(self) -> Path | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
 from typing import Any, Sequence, TextIO
@@ -75,9 +74,3 @@ def emit(rows: Sequence[dict[str, Any]], fmt: str, *, table_columns: Sequence[st
         rows_csv(rows, all_columns, out)
     else:
         rows_table(rows, table_columns, out, title=title)
-
-
-def to_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    rows_table(rows, columns, buf, tty=False)
-    return buf.getvalue()

@@ -64,12 +64,6 @@ class ApplyResult:
     newly_failed: int = 0
     changed_task_ids: list[str] = field(default_factory=list)
 
-    def merge(self, other: "ApplyResult") -> None:
-        for name in ("tasks_added", "tasks_updated", "clips_added", "clips_updated", "stale",
-                     "newly_succeeded", "newly_failed"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.changed_task_ids.extend(other.changed_task_ids)
-
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
