@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from .config import Config
 from .download import (Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place,
                        sha256_file, storage_error, sync_file, STORAGE_ERRNOS)
-from .errors import ArchiverError, DownloadError, StorageError
+from .errors import ArchiverError, DownloadError, StorageError, TaggingError
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
@@ -41,6 +41,16 @@ class DownloadSummary:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stopped: str | None = None  # why downloads stopped early (a full disk); counts above still hold
+
+
+def storage_cause(exc: BaseException) -> OSError | None:
+    """The full-disk (or read-only, I/O) OSError behind a wrapped error, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _stem_key(path: str) -> str:
@@ -257,9 +267,16 @@ class Archiver:
                 self.keep_parts.discard(part)
                 part = tagging
                 cover = self._cover(assets)
-                outcome = await asyncio.to_thread(
-                    tag_file, part, tag_data(clip, task, self.config, cover),
-                    id3_version=self.config.id3_version)
+                try:
+                    outcome = await asyncio.to_thread(
+                        tag_file, part, tag_data(clip, task, self.config, cover),
+                        id3_version=self.config.id3_version)
+                except TaggingError as exc:
+                    full = storage_cause(exc)
+                    if full is None:
+                        raise
+                    part.unlink(missing_ok=True)  # a full disk while tagging stops every download
+                    raise storage_error(full, part) from None
                 tagged = outcome.tagged
                 if tagged and cover is not None:
                     self.covered.add(asset.id or 0)

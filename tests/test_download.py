@@ -361,3 +361,23 @@ def test_no_progress_bar_when_not_a_tty(sim, sim_cli) -> None:
     assert result.exit_code == 0
     assert "━" not in result.output and "\x1b[" not in result.output
     assert "2 file" not in result.output or "downloaded" in result.output
+
+
+def test_a_full_disk_behind_a_tagging_error_is_recognised() -> None:
+    from archiver.archive import storage_cause
+    from archiver.errors import TaggingError
+
+    def wrapped(errno_value: int) -> TaggingError:
+        try:
+            try:
+                raise OSError(errno_value, os.strerror(errno_value))
+            except OSError as inner:
+                raise RuntimeError("library error") from inner  # what mutagen does
+        except RuntimeError as middle:
+            try:
+                raise TaggingError("cannot write mp3 tags") from middle
+            except TaggingError as outer:
+                return outer
+
+    assert storage_cause(wrapped(errno.ENOSPC)).errno == errno.ENOSPC
+    assert storage_cause(wrapped(errno.EACCES)) is None
