@@ -24,7 +24,7 @@ import httpx
 
 from . import __version__
 from .config import Config
-from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError
+from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError, WrongContent
 from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
 
@@ -273,7 +273,7 @@ def _check_head(head: bytes, expect: str, *, final: bool) -> str | None:
     kind = sniff(head)
     if kind not in expected_kinds(expect):
         what = kind or "unrecognised data"
-        raise TransientError("media", f"expected {expect}, got {what}")
+        raise WrongContent("media", f"expected {expect}, got {what}")
     return kind
 
 
@@ -298,7 +298,7 @@ async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[
             job.part.unlink(missing_ok=True)  # another URL may be another file: no resume across it
         except TransientError as exc:
             last = exc
-            if "expected" in str(exc):  # wrong content: what we stored is garbage
+            if isinstance(exc, WrongContent):  # what we stored is garbage: no resume from it
                 job.part.unlink(missing_ok=True)
             warn(f"{job.part.name}: {exc}; retrying")
             await asyncio.sleep(job.tuning.backoff * (2 ** attempt) * random.uniform(0.5, 1.0))

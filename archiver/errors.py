@@ -14,6 +14,7 @@ never need to know which library failed.
     │   ├── AuthError               401/403: the token was rejected
     │   ├── TaskNotFound            the API does not know this task id
     │   └── TransientError          worth retrying: timeouts, resets, 5xx, 429
+    │       └── WrongContent        a body that is not the expected media (an HTML page)
     ├── DownloadError               a media file could not be fetched or verified
     │   ├── LinkExpired             403/404/410 from a media host: re-poll for a fresh URL
     │   ├── RefusedURL              not http(s), or bigger than max_file_size
@@ -93,6 +94,10 @@ class TransientError(ProviderError):
     ) -> None:
         super().__init__(provider, message, status_code=status_code)
         self.retry_after = retry_after
+
+
+class WrongContent(TransientError):
+    """Retry, but from scratch: the bytes received so far are not worth resuming."""
 
 
 class DownloadError(ArchiverError):
