@@ -70,29 +70,9 @@ def handle_errors(func: F) -> F:
         except Exception as exc:  # a bug: say so briefly unless debugging
             if os.environ.get("ARCHIVER_DEBUG"):
                 raise
-            problem = _database_problem(args, exc)
-            if problem:
-                fail(problem, 1)
             fail(f"internal error: {type(exc).__name__}: {exc} (set ARCHIVER_DEBUG=1 for a traceback)", 70)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _database_problem(args: tuple[Any, ...], exc: Exception) -> str | None:
-    """The one-line advice for a database that turns out damaged (or full) mid-query.
-
-    Opening it checks only its header and schema; a bad page elsewhere surfaces in whatever query
-    reads it, as an SQLAlchemy error no layer expects, and used to print as an internal error.
-    """
-    import sqlite3
-
-    orig = getattr(exc, "orig", exc)
-    if type(orig) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
-        return None  # constraint and programming errors are bugs, not damage
-    from .store import _db_message
-
-    config = getattr(args[0], "_config", None) if args and isinstance(args[0], Context) else None
-    return _db_message(config.db_url if config is not None else "the library database", exc)
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -69,7 +69,7 @@ def _row(mapping: Any, columns: Sequence[str]) -> dict[str, Any]:
 
 def _query(store: Store, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
     """Run one statement on a connection that knows the query helpers (archiver_fold)."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         register_functions(conn.connection.driver_connection)
         return list(conn.execute(text(sql), params or {}))
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
 from .errors import DatabaseError
@@ -116,12 +116,26 @@ class Store:
             try:
                 yield session
                 session.commit()
-            except OperationalError as exc:
+            except BaseException as exc:
                 session.rollback()
-                raise DatabaseError(_db_message(self.url, exc)) from None
-            except BaseException:
-                session.rollback()
+                if _is_damage(exc):
+                    raise DatabaseError(_db_message(self.url, exc)) from None
                 raise
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A plain connection for reads; damage found by any query is a DatabaseError.
+
+        Opening checks only the header and schema: a bad page elsewhere surfaces in whatever
+        query reads it, so every query goes through here or `session`.
+        """
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            if _is_damage(exc):
+                raise DatabaseError(_db_message(self.url, exc)) from None
+            raise
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -286,13 +300,13 @@ class Store:
 
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(text("SELECT path, id FROM assets WHERE state = 'downloaded' AND path IS NOT NULL"))
             return {path: asset_id for path, asset_id in rows}
 
     def all_paths(self) -> set[str]:
         """Every path recorded for any asset, case-folded: a new file must not collide with one."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {p.casefold() for (p,) in conn.execute(text("SELECT path FROM assets WHERE path IS NOT NULL"))}
 
     def mark_missing(self, asset_ids: Sequence[int], now: datetime | None = None) -> None:
@@ -458,6 +472,15 @@ def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], n
             asset.updated_at = now
             if asset.state == "failed":
                 asset.state = "pending"
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """An SQLite error about the file itself (damaged, full, locked), not a bug in a statement.
+
+    Constraint and programming errors are subclasses of these and stay exceptions to report.
+    """
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, SQLAlchemyError) and type(orig) in (sqlite3.DatabaseError, sqlite3.OperationalError)
 
 
 def _db_message(url: str, exc: BaseException) -> str:

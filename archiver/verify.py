@@ -32,7 +32,7 @@ class VerifyReport:
 
 def verify_library(root: Path, store: Store, progress: Callable[[str], None] | None = None) -> VerifyReport:
     report = VerifyReport()
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = list(conn.execute(text(
             "SELECT id, path, size, sha256 FROM assets WHERE state = 'downloaded' AND path IS NOT NULL ORDER BY path")))
     on_disk, _parts = walk_library(root)
