@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from .config import Config
 from .download import (Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place,
                        sha256_file, storage_error, sync_file, STORAGE_ERRNOS)
-from .errors import ArchiverError, DownloadError, StorageError, TaggingError
+from .errors import ArchiverError, DatabaseError, DownloadError, StorageError, TaggingError
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
@@ -164,6 +164,9 @@ class Archiver:
                             group.create_task(self._guarded(limit, client, clip, task, assets))
                 except* StorageError as storage:  # the other transfers were cancelled with it
                     self.summary.stopped = str(storage.exceptions[0])
+                except* DatabaseError as database:  # nothing more could be recorded (a full disk, say)
+                    self.summary.stopped = f"{database.exceptions[0]}; downloads stopped"
+
         for part in parts:
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
@@ -208,8 +211,8 @@ class Archiver:
             rel = stem if kind == "audio" else sibling(stem, guess_ext(asset.url, kind))
             try:
                 final_rel = await self._asset(client, clip, task, asset, rel, assets)
-            except StorageError:
-                raise
+            except (StorageError, DatabaseError):
+                raise  # not this file's fault: every download stops (see `run`)
             except (ArchiverError, OSError) as exc:
                 self._failed(clip, [asset], str(exc))
                 continue
