@@ -27,9 +27,9 @@ from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError, WrongContent
 from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
-from .transport import MediaClient, Response
+from .transport import CurlTransport
 
-PROGRESS_STEP = 1024 * 1024  # bytes between progress reports from a transfer thread to the event loop
+WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
@@ -81,8 +81,7 @@ class _NoDigest:
 
 def check_url(url: str | None) -> str:
     """Only http(s) URLs naming a host and a valid port: anything else fails its asset alone
-    (a URL that cannot even be parsed used to escape as a ValueError and stop the whole run).
-    Redirect hops are held to http(s) by the transport (libcurl's REDIR_PROTOCOLS)."""
+    (a URL httpx cannot even parse used to escape as a ValueError and stop the whole run)."""
     if not url:
         raise RefusedURL("no URL")
     try:
@@ -99,10 +98,24 @@ def check_url(url: str | None) -> str:
     return url
 
 
-def media_client(config: Config, jobs: int) -> MediaClient:
-    """The media transport: libcurl in `jobs` threads (see `transport`), connections kept alive."""
-    return MediaClient(user_agent=f"archiver/{__version__}", connect_timeout=config.connect_timeout,
-                       read_timeout=config.read_timeout, jobs=jobs)
+async def _check_hop(request: httpx.Request) -> None:
+    """Every request, redirects included, must pass `check_url`: a Location header pointing at
+    file:, ftp: or a port over 65535 fails its file alone instead of escaping the error handling."""
+    check_url(str(request.url))
+
+
+def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
+    """httpx for the protocol (redirects with a check per hop, timeouts, errors), libcurl for the
+    bytes (see `transport`). Proxy variables are read by libcurl itself, hence no `trust_env`."""
+    return httpx.AsyncClient(
+        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
+        timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        transport=CurlTransport(jobs=jobs),
+        trust_env=False,
+        follow_redirects=True,
+        max_redirects=5,
+        event_hooks={"request": [_check_hop]},
+    )
 
 
 def storage_error(exc: OSError, path: Path) -> StorageError:
@@ -129,26 +142,83 @@ def _content_range_start(value: str | None) -> int | None:
         return None
 
 
-def _total_from(status: int, headers: Mapping[str, str], offset: int) -> int | None:
-    if status == 206:
-        total = headers.get("content-range", "").rpartition("/")[2]
+def _total_from(response: httpx.Response, offset: int) -> int | None:
+    if response.status_code == 206:
+        total = response.headers.get("content-range", "").rpartition("/")[2]
         if total.isdigit():
             return int(total)
-    length = headers.get("content-length")
+    length = response.headers.get("content-length")
     if length and length.isdigit():
-        return int(length) + (offset if status == 206 else 0)
+        return int(length) + (offset if response.status_code == 206 else 0)
     return None
 
 
-async def fetch_once(client: MediaClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
+async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
     offset = job.part.stat().st_size if job.part.exists() else 0
-    digest: Any = hashlib.sha256() if job.hash else _NoDigest()
-    if offset and job.hash:
-        await _hash_existing(job.part, digest)  # thrown away if the server ignores the Range
-    body = _Body(job, offset, digest, asyncio.get_running_loop(), on_bytes)
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
-        return await _stream_body(client, job, body)
+        async with client.stream("GET", job.url, headers=headers) as response:
+            status = response.status_code
+            if status in (403, 404, 410):
+                raise LinkExpired(f"media link answered HTTP {status}")
+            if status == 416 and offset:
+                job.part.unlink(missing_ok=True)  # our .part is longer than the file: start over
+                raise TransientError("media", "range not satisfiable; restarting")
+            if status == 429 or status >= 500:
+                raise TransientError("media", f"HTTP {status}", status_code=status)
+            if status not in (200, 206):
+                raise DownloadError(f"media host answered HTTP {status}")
+            resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == offset
+            if not resumed:
+                offset = 0
+            total = _total_from(response, offset)
+            if job.on_total is not None:
+                job.on_total(total, offset)
+            if total is not None and total > job.max_size:
+                raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
+            digest: Any = hashlib.sha256() if job.hash else _NoDigest()
+            if resumed and job.hash:
+                await _hash_existing(job.part, digest)
+            return await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
+    except httpx.TimeoutException:
+        raise TransientError("media", "timed out (stalled)") from None
+    except httpx.TooManyRedirects:  # not a TransportError: it used to stop the whole run
+        raise DownloadError("too many redirects (more than 5)") from None
+    except httpx.TransportError as exc:
+        raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
+
+
+@dataclass
+class _Progress:
+    size: int
+    head: bytes = b""
+    pieces: list[bytes] = field(default_factory=list)  # received, not yet hashed and written
+    pending: int = 0  # bytes in `pieces`
+    window_start: float = field(default_factory=time.monotonic)
+    window_bytes: int = 0
+
+
+def _batch(state: _Progress, digest: Any) -> bytes:
+    """The received pieces as one write (taking them), hashed: one copy, one hop to aiofiles' thread."""
+    pieces, state.pieces, state.pending = state.pieces, [], 0
+    for piece in pieces:
+        digest.update(piece)
+    return b"".join(pieces)
+
+
+async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, offset: int,
+                       total: int | None, resumed: bool, on_bytes: Callable[[int], None]) -> Fetched:
+    state = _Progress(size=offset)
+    job.part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        async with aiofiles.open(job.part, "ab" if resumed else "wb") as out:
+            try:
+                await _pump(response, job, out, state, digest, resumed, on_bytes)
+            finally:
+                if state.pieces:  # keep what arrived before a break: the next attempt resumes after it
+                    await out.write(_batch(state, digest))
+            await out.flush()  # fsynced by `place`, after tagging: the final bytes reach the disk once
     except RefusedURL:
         job.part.unlink(missing_ok=True)  # an oversized file is never resumed: keep none of it
         raise
@@ -157,120 +227,41 @@ async def fetch_once(client: MediaClient, job: Transfer, on_bytes: Callable[[int
             job.part.unlink(missing_ok=True)
             raise storage_error(exc, job.part) from None
         raise
-
-
-class _Body:
-    """Where one transfer's bytes go: the `.part` file, checked as they arrive.
-
-    `start` and `write` run in the transport's worker thread; progress reaches the event loop
-    through `call_soon_threadsafe`, in steps of at least PROGRESS_STEP bytes.
-    """
-
-    def __init__(self, job: Transfer, offset: int, digest: Any, loop: asyncio.AbstractEventLoop,
-                 on_bytes: Callable[[int], None]) -> None:
-        self.job = job
-        self.offset = offset
-        self.digest = digest
-        self.loop = loop
-        self.on_bytes = on_bytes
-        self.started = False
-        self.resumed = False
-        self.total: int | None = None
-        self.size = offset
-        self.head = b""
-        self.fd = -1
-        self.unreported = 0
-        self.window_start = time.monotonic()
-        self.window_bytes = 0
-
-    def start(self, response: Response) -> None:
-        self.started = True
-        status, headers = response.status, response.headers
-        if status in (403, 404, 410):
-            raise LinkExpired(f"media link answered HTTP {status}")
-        if status == 416 and self.offset:
-            self.job.part.unlink(missing_ok=True)  # our .part is longer than the file: start over
-            raise TransientError("media", "range not satisfiable; restarting")
-        if status == 429 or status >= 500:
-            raise TransientError("media", f"HTTP {status}", status_code=status)
-        if status not in (200, 206):
-            raise DownloadError(f"media host answered HTTP {status}")
-        self.resumed = bool(self.offset) and status == 206 \
-            and _content_range_start(headers.get("content-range")) == self.offset
-        if status == 206 and not self.resumed:
-            self.job.part.unlink(missing_ok=True)  # a range we did not ask for: never splice it in
-            raise TransientError("media", "the server answered another byte range; restarting")
-        if not self.resumed:
-            self.offset = self.size = 0
-            self.digest = hashlib.sha256() if self.job.hash else _NoDigest()
-        self.total = _total_from(status, headers, self.offset)
-        if self.job.on_total is not None:
-            self.loop.call_soon_threadsafe(self.job.on_total, self.total, self.offset)
-        if self.total is not None and self.total > self.job.max_size:
-            raise RefusedURL(f"file is {self.total} bytes, over max_file_size ({self.job.max_size})")
-        self.job.part.parent.mkdir(parents=True, exist_ok=True)
-        mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self.resumed else os.O_TRUNC)
-        self.fd = os.open(self.job.part, mode, 0o644)
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.job.max_size:
-            raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
-        if not self.resumed and len(self.head) < 64:
-            self.head += data[:64 - len(self.head)]
-            _check_head(self.head, self.job.expect, final=False)
-        self.digest.update(data)
-        write_all(self.fd, data)
-        self.window_bytes += len(data)
-        self.unreported += len(data)
-        if self.unreported >= PROGRESS_STEP:
-            self.report()
-
-    def tick(self, now: float) -> None:
-        elapsed = now - self.window_start
-        if elapsed >= self.job.tuning.stall_window:
-            if self.window_bytes / elapsed < self.job.tuning.min_speed:
-                raise TransientError("media", f"stalled ({self.window_bytes / elapsed:.0f} B/s)")
-            self.window_start, self.window_bytes = now, 0
-
-    def report(self) -> None:
-        if self.unreported:
-            self.loop.call_soon_threadsafe(self.on_bytes, self.unreported)
-            self.unreported = 0
-
-    def close(self) -> None:
-        self.report()
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)  # fsynced by `sync_file`, after tagging: the final bytes reach the disk once
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-async def _stream_body(client: MediaClient, job: Transfer, body: _Body) -> Fetched:
-    """The transfer itself, then the checks that need the whole body."""
-    try:
-        response = await client.get(job.url, body, offset=body.offset)
-        if not body.started:  # no body at all: the status alone decides
-            body.start(response)
-    finally:
-        body.close()
-    if body.total is not None and body.size != body.total:
-        raise TransientError("media", f"got {body.size} of {body.total} bytes")
-    if body.size == 0:
+    if total is not None and state.size != total:
+        raise TransientError("media", f"got {state.size} of {total} bytes")
+    if state.size == 0:
         raise TransientError("media", "empty body")
-    head = body.head
-    if body.resumed:
+    head = state.head
+    if resumed:
         with job.part.open("rb") as fh:
             head = fh.read(64)
     kind = _check_head(head, job.expect, final=True)
-    if body.total is None and kind and not looks_complete(_tail(job.part), kind):
+    if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, body.size, body.digest.hexdigest(), kind or "bin", body.resumed)
+    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", resumed)
+
+
+async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
+                resumed: bool, on_bytes: Callable[[int], None]) -> None:
+    """Body -> file in batches of at least WRITE_SIZE, checking size, kind and throughput."""
+    async for chunk in response.aiter_raw():  # as received: re-chunking would copy every byte again
+        state.size += len(chunk)
+        if state.size > job.max_size:
+            raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
+        if not resumed and len(state.head) < 64:
+            state.head += chunk[:64 - len(state.head)]
+            _check_head(state.head, job.expect, final=False)
+        state.pieces.append(chunk)
+        state.pending += len(chunk)
+        if state.pending >= WRITE_SIZE:
+            await out.write(_batch(state, digest))
+        on_bytes(len(chunk))
+        state.window_bytes += len(chunk)
+        elapsed = time.monotonic() - state.window_start
+        if elapsed >= job.tuning.stall_window:
+            if state.window_bytes / elapsed < job.tuning.min_speed:
+                raise TransientError("media", f"stalled ({state.window_bytes / elapsed:.0f} B/s)")
+            state.window_start, state.window_bytes = time.monotonic(), 0
 
 
 def _tail(path: Path, size: int = 64) -> bytes:
@@ -290,7 +281,7 @@ def _check_head(head: bytes, expect: str, *, final: bool) -> str | None:
     return kind
 
 
-async def fetch(client: MediaClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
+async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
                 on_bytes: Callable[[int], None], warn: Callable[[str], None]) -> Fetched:
     """Transfer with retries and resume; re-polls for a fresh URL when the link expired."""
     refreshes = 0

@@ -1,172 +1,206 @@
-"""Media transfers through libcurl (pycurl), each run in a worker thread.
+"""An httpx transport that moves media bytes with libcurl (pycurl), one worker thread per transfer.
 
-The provider APIs answer small JSON documents and stay on httpx. Media bodies are where the
-bytes are: on the benchmark machine httpx's pure-Python HTTP/1.1 stack moved about a quarter
-of what `curl` does from the same server, while libcurl's C loop runs at curl's speed and
-releases the GIL while it waits. Each `perform` runs in a thread of a pool sized to `--jobs`;
-the caller's `Sink` gets the final response before the first body byte and the bytes as they
-arrive, in that thread. Easy handles are reused, so connections are kept alive between files.
+Downloads keep httpx's client API (streaming, redirects checked hop by hop by an event hook,
+timeouts, its exception types); only the bytes on the wire go through libcurl. httpx's own
+HTTP/1.1 stack parses every read in Python: on the benchmark machine it moved about a quarter
+of what `curl` does from the same server (docs/performance.md), while libcurl's loop runs at
+curl's speed and releases the GIL while it waits. The body reaches the event loop in chunks of
+about CHUNK bytes through a queue bounded at MAX_BUFFERED, so memory stays flat for any file
+size; a slow consumer pauses the transfer rather than buffering it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import AsyncIterator
 
+import httpx
 import pycurl
 
-from .errors import ArchiverError, DownloadError, RefusedURL, TransientError
-
-BUFFER_SIZE = 512 * 1024  # libcurl's receive buffer: large reads, few Python callbacks
-MAX_REDIRECTS = 5
-REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-
-
-@dataclass(frozen=True)
-class Response:
-    """The last response of a transfer (redirects followed): what decides where its body goes."""
-
-    status: int
-    headers: dict[str, str]  # lower-case names; the last value of a repeated header
+CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
+MAX_BUFFERED = 4 * CHUNK  # per transfer: received but not yet taken by the consumer
+RECEIVE_BUFFER = 512 * 1024  # libcurl's receive buffer: large reads, few Python callbacks
+_END = object()
 
 
-class Sink(Protocol):
-    """Receives one transfer; called in the worker thread. Raising aborts the transfer and the
-    exception is what `MediaClient.get` raises."""
-
-    def start(self, response: Response) -> None: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def tick(self, now: float) -> None: ...  # a few times a second: judge throughput
-
-
-@dataclass
 class _Transfer:
-    sink: Sink
-    read_timeout: float
-    status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
-    started: bool = False
-    error: BaseException | None = None
-    cancelled: bool = False
-    last_activity: float = field(default_factory=time.monotonic)
+    """State shared by the worker thread (libcurl's callbacks) and the event loop (the stream)."""
 
-    def response(self) -> Response:
-        return Response(self.status, dict(self.headers))
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
+        self.loop = loop
+        self.read_timeout = read_timeout
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head: asyncio.Future[None] = loop.create_future()  # the response's headers are in
+        self.chunks: asyncio.Queue[object] = asyncio.Queue()
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.buffered = 0  # queued for the consumer, not yet taken
+        self.room = threading.Condition()
+        self.cancelled = False
+        self.timed_out = False
+        self.last_activity = time.monotonic()
+
+    # --- worker thread -----------------------------------------------------------------------
 
     def on_header(self, line: bytes) -> None:
         self.last_activity = time.monotonic()
-        text = line.decode("latin-1").strip()
-        if text.startswith("HTTP/"):
-            parts = text.split(None, 2)
+        if line.startswith(b"HTTP/"):
+            parts = line.split(None, 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.headers = {}
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
+            self.reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
+            self.headers = []
+        elif line in (b"\r\n", b"\n"):
+            if self.status >= 200:  # the end of the final headers (1xx ones are followed by more)
+                self.loop.call_soon_threadsafe(_resolve, self.head)
+        elif b":" in line:
+            name, _, value = line.partition(b":")
+            self.headers.append((name.strip(), value.strip()))
 
     def on_body(self, data: bytes) -> int | None:
+        if self.cancelled:
+            return 0  # anything but len(data) stops the transfer
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= CHUNK:
+            self.hand_over()
+            with self.room:
+                while self.buffered >= MAX_BUFFERED and not self.cancelled:
+                    self.room.wait(0.5)  # the consumer is behind: stop reading the socket
+            if self.cancelled:
+                return 0
         self.last_activity = time.monotonic()
-        try:
-            if not self.started:
-                if self.status in REDIRECT_STATUSES and "location" in self.headers:
-                    return None  # the body of a redirect being followed: not ours
-                self.started = True
-                self.sink.start(self.response())
-            self.sink.write(data)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller, never lost in C
-            self.error = exc
-            return 0  # anything but len(data) makes libcurl stop with CURLE_WRITE_ERROR
         return None
 
     def on_progress(self, _dltotal: int, _dlnow: int, _ultotal: int, _ulnow: int) -> int:
         if self.cancelled:
             return 1
-        now = time.monotonic()
-        try:
-            if now - self.last_activity > self.read_timeout:
-                raise TransientError("media", "timed out (stalled)")
-            if self.started:
-                self.sink.tick(now)
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
+        if self.read_timeout is not None and time.monotonic() - self.last_activity > self.read_timeout:
+            self.timed_out = True
             return 1
         return 0
 
+    def hand_over(self) -> None:
+        if not self.pending_bytes:
+            return
+        chunk = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        with self.room:
+            self.buffered += len(chunk)
+        self.loop.call_soon_threadsafe(self.chunks.put_nowait, chunk)
 
-class MediaClient:
-    """A pool of libcurl handles and the threads that drive them; `async with` closes both."""
+    def finish(self, error: BaseException | None) -> None:
+        self.hand_over()  # what arrived before a break too: the download resumes after it
+        self.loop.call_soon_threadsafe(self.chunks.put_nowait, error or _END)
+        self.loop.call_soon_threadsafe(_resolve, self.head)
 
-    def __init__(self, *, user_agent: str, connect_timeout: float, read_timeout: float, jobs: int) -> None:
-        self.user_agent = user_agent
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+    # --- event loop ----------------------------------------------------------------------------
+
+    def taken(self, size: int) -> None:
+        with self.room:
+            self.buffered -= size
+            self.room.notify()
+
+    def cancel(self) -> None:
+        with self.room:
+            self.cancelled = True
+            self.room.notify()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, transfer: _Transfer, running: asyncio.Future[None]) -> None:
+        self.transfer = transfer
+        self.running = running
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self.transfer.chunks.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            self.transfer.taken(len(item))
+            yield item
+
+    async def aclose(self) -> None:
+        """Stop the transfer if it is still running and wait until its thread lets go of it."""
+        self.transfer.cancel()
+        await asyncio.wait([self.running])
+        if not self.running.cancelled():
+            self.running.exception()  # seen here; asyncio would log it as never retrieved
+
+
+class CurlTransport(httpx.AsyncBaseTransport):
+    """GET requests through libcurl; easy handles are reused, so connections stay alive.
+
+    Redirects are not followed here: httpx follows them, so its hooks see every hop.
+    """
+
+    def __init__(self, *, jobs: int) -> None:
         self._threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="archiver-media")
         self._idle: list[pycurl.Curl] = []  # list.pop/append are atomic under the GIL
         self._ca_file = _ca_file()
 
-    async def __aenter__(self) -> "MediaClient":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._threads.shutdown(wait=True)  # `get` never leaves a transfer running behind it
-        while self._idle:
-            self._idle.pop().close()
-
-    async def get(self, url: str, sink: Sink, *, offset: int = 0) -> Response:
-        """GET `url` (from byte `offset` when non-zero) into `sink`; the last response's status
-        and headers come back once the body is complete. Raises `ArchiverError` subclasses."""
-        transfer = _Transfer(sink, self.read_timeout)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in ("GET", "HEAD"):
+            raise httpx.UnsupportedProtocol(f"the media transport only sends GET, not {request.method}")
+        timeouts = request.extensions.get("timeout", {})
         loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._threads, self._perform, url, offset, transfer)
+        transfer = _Transfer(loop, timeouts.get("read"))
+        running = loop.run_in_executor(self._threads, self._perform, request, transfer, timeouts.get("connect"))
         try:
-            return await asyncio.shield(running)
+            await asyncio.shield(transfer.head)
         except asyncio.CancelledError:
-            transfer.cancelled = True  # the progress callback stops it within a second
+            transfer.cancel()
             await asyncio.wait([running])
             if not running.cancelled():
-                running.exception()  # whatever ended it was seen; asyncio would log it otherwise
+                running.exception()  # seen here; asyncio would log it as never retrieved
             raise
+        if transfer.status < 200:  # ended before any response: the error is the transfer's
+            await running
+            raise httpx.RemoteProtocolError("no response", request=request)
+        headers = list(transfer.headers)
+        return httpx.Response(transfer.status, headers=headers, stream=_Body(transfer, running),
+                              request=request, extensions={"reason_phrase": transfer.reason.encode()})
 
-    def _perform(self, url: str, offset: int, transfer: _Transfer) -> Response:
+    def _perform(self, request: httpx.Request, transfer: _Transfer, connect_timeout: float | None) -> None:
         handle = self._idle.pop() if self._idle else pycurl.Curl()
+        error: BaseException | None = None
         try:
-            self._configure(handle, url, offset, transfer)
+            self._configure(handle, request, transfer, connect_timeout)
             try:
                 handle.perform()
             except pycurl.error as exc:
-                if transfer.error is not None:
-                    raise transfer.error from None
-                if transfer.cancelled:
-                    raise DownloadError("transfer cancelled") from None
-                raise _curl_error(exc.args[0] if exc.args else -1, transfer) from None
-            if transfer.error is not None:
-                raise transfer.error
-            return transfer.response()
+                error = _httpx_error(exc.args[0] if exc.args else -1, transfer, request)
         finally:
-            handle.reset()  # drops the callbacks (and the sink); keeps the live connection
+            handle.reset()  # drops the callbacks and options; keeps the live connection
             self._idle.append(handle)
+            transfer.finish(error)
+        if error is not None and transfer.status < 200:
+            raise error  # before the headers: `handle_async_request` raises it
 
-    def _configure(self, handle: pycurl.Curl, url: str, offset: int, transfer: _Transfer) -> None:
-        handle.setopt(pycurl.URL, url)
+    def _configure(self, handle: pycurl.Curl, request: httpx.Request, transfer: _Transfer,
+                   connect_timeout: float | None) -> None:
+        handle.setopt(pycurl.URL, str(request.url))
         handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.FOLLOWLOCATION, 1)
-        handle.setopt(pycurl.MAXREDIRS, MAX_REDIRECTS)
         handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        handle.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(self.connect_timeout * 1000)))
-        handle.setopt(pycurl.USERAGENT, self.user_agent)
-        handle.setopt(pycurl.HTTPHEADER, ["Accept-Encoding: identity"])
-        handle.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
-        if offset:
-            handle.setopt(pycurl.RANGE, f"{offset}-")
+        if request.method == "HEAD":
+            handle.setopt(pycurl.NOBODY, 1)
+        if connect_timeout is not None:
+            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(connect_timeout * 1000)))
+        handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in request.headers.items()
+                                          if name.lower() not in ("host", "content-length")])
+        handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         if self._ca_file:
             handle.setopt(pycurl.CAINFO, self._ca_file)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
@@ -174,9 +208,14 @@ class MediaClient:
         handle.setopt(pycurl.NOPROGRESS, 0)
         handle.setopt(pycurl.XFERINFOFUNCTION, transfer.on_progress)
 
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._threads.shutdown, True)
+        while self._idle:
+            self._idle.pop().close()
+
 
 def _ca_file() -> str | None:
-    """The CA bundle httpx uses (certifi's), so both clients trust the same roots."""
+    """certifi's bundle, the one httpx verifies against, so both paths trust the same roots."""
     try:
         import certifi
     except ImportError:  # pragma: no cover - httpx depends on certifi
@@ -184,15 +223,19 @@ def _ca_file() -> str | None:
     return certifi.where()
 
 
-def _curl_error(code: int, transfer: _Transfer) -> ArchiverError:
-    """libcurl's error codes as archiver's errors; the message names the code, never the URL."""
-    if code == pycurl.E_TOO_MANY_REDIRECTS:
-        return DownloadError(f"too many redirects (more than {MAX_REDIRECTS})")
+def _httpx_error(code: int, transfer: _Transfer, request: httpx.Request) -> httpx.TransportError:
+    """libcurl's error codes as httpx's exceptions; messages name the code, never the URL."""
+    if transfer.timed_out or code == pycurl.E_OPERATION_TIMEDOUT:
+        if transfer.status:
+            return httpx.ReadTimeout("no data within the read timeout", request=request)
+        return httpx.ConnectTimeout("connect timed out", request=request)
+    if code in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST):
+        return httpx.ConnectError(f"could not connect (curl error {code})", request=request)
     if code in (pycurl.E_UNSUPPORTED_PROTOCOL, pycurl.E_URL_MALFORMAT):
-        what = "a redirect to " if transfer.status in REDIRECT_STATUSES else ""
-        return RefusedURL(f"refusing to fetch {what}a non-http(s) or malformed URL")
-    if code == pycurl.E_OPERATION_TIMEDOUT:
-        return TransientError("media", "timed out (stalled)")
+        return httpx.UnsupportedProtocol(f"unsupported or malformed URL (curl error {code})", request=request)
+    if transfer.cancelled:
+        return httpx.ReadError("transfer stopped by the client", request=request)
     if code == pycurl.E_PARTIAL_FILE:
-        return TransientError("media", "the connection closed before the whole body arrived")
-    return TransientError("media", f"transfer broken (curl error {code})")
+        return httpx.RemoteProtocolError("peer closed the connection before the whole body arrived",
+                                         request=request)
+    return httpx.ReadError(f"transfer broken (curl error {code})", request=request)
