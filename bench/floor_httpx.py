@@ -1,11 +1,12 @@
 """The HTTP floor under `archiver sync`: the same URLs through httpx alone, nothing else.
 
-    python bench/floor_httpx.py URLS_FILE OUT_DIR JOBS
+    python bench/floor_httpx.py URLS_FILE OUT_DIR JOBS [httpx|curl]
 
 Streams every URL with one `httpx.AsyncClient` (JOBS connections, as `archiver sync --jobs`
 makes), hashing each body with sha256 and writing it to OUT_DIR; no polling, database, tagging or
-fsync. run.py times it beside curl and archiver, so the report can say how much of archiver's
-time is the HTTP library and how much is archiver's own work.
+fsync. `httpx` (the default) uses httpx's own transport, `curl` the libcurl transport archiver
+uses for media (`archiver.transport`). run.py times both beside curl and archiver, so the report
+can say how much of archiver's time is the HTTP layer and how much is archiver's own work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sys
 from pathlib import Path
 
 import httpx
+
+if __package__ in (None, ""):  # `python bench/floor_httpx.py`: make `archiver` importable from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 async def _one(client: httpx.AsyncClient, url: str, out: Path, limit: asyncio.Semaphore) -> int:
@@ -32,10 +36,15 @@ async def _one(client: httpx.AsyncClient, url: str, out: Path, limit: asyncio.Se
         return size
 
 
-async def _main(urls: list[str], out: Path, jobs: int) -> int:
+async def _main(urls: list[str], out: Path, jobs: int, transport: str) -> int:
     limit = asyncio.Semaphore(jobs)
     limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
-    async with httpx.AsyncClient(limits=limits, headers={"Accept-Encoding": "identity"}) as client:
+    options: dict[str, object] = {"limits": limits}
+    if transport == "curl":
+        from archiver.transport import CurlTransport
+
+        options = {"transport": CurlTransport(jobs=jobs), "trust_env": False}
+    async with httpx.AsyncClient(headers={"Accept-Encoding": "identity"}, **options) as client:  # type: ignore[arg-type]
         sizes = await asyncio.gather(*(_one(client, url, out, limit) for url in urls))
     return sum(sizes)
 
@@ -44,7 +53,7 @@ def main(argv: list[str]) -> int:
     urls = Path(argv[0]).read_text().split()
     out = Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    total = asyncio.run(_main(urls, out, int(argv[2])))
+    total = asyncio.run(_main(urls, out, int(argv[2]), argv[3] if len(argv) > 3 else "httpx"))
     print(total)
     return 0
 

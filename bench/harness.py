@@ -323,7 +323,17 @@ def versions(nginx: str | None) -> dict[str, str]:
         "sqlite3 (CLI)": _first_line(["sqlite3", "--version"]).split(" ")[0],
         "sqlite (Python's)": sqlite3.sqlite_version,
         "httpx / SQLAlchemy / mutagen": f"{dist('httpx')} / {dist('SQLAlchemy')} / {dist('mutagen')}",
+        "pycurl (libcurl)": _libcurl(dist("pycurl")),
     }
+
+
+def _libcurl(pycurl_version: str) -> str:
+    try:
+        import pycurl
+    except ImportError:
+        return "absent"
+    found = [part for part in pycurl.version.split() if part.startswith("libcurl/")]
+    return f"{pycurl_version} ({found[0].removeprefix('libcurl/') if found else '?'})"
 
 
 def _git_revision() -> str:

@@ -79,14 +79,28 @@ Fixed in product code:
    (`PYTHONUNBUFFERED=1`, as in this sandbox and many container images): 1.44 million syscalls
    for 20,000 clips, 4.5 s. It now writes 64 KiB at a time: 1.9 s, same bytes, same memory.
 
+10. **httpx's own transport was most of item 1** (`download.py`, new `transport.py`): on this VM
+   it moved ~110–250 MB/s, CPU-bound in h11's per-read parsing and buffer copies and anyio's
+   per-read machinery, where `curl` moves 400–700 MB/s from the same nginx. Media requests keep
+   httpx's client (streaming, redirects checked hop by hop, timeouts, its exception types) but
+   run over an httpx transport built on libcurl (pycurl): one worker thread per transfer, the
+   body handed to the event loop in 1 MiB chunks, at most 4 MiB buffered per transfer. Same
+   200-clip setup, N=4, in one session: 10.4 s wall and 10.9 s CPU before, 6.4–6.7 s and
+   ~7 s after (see item 1's two `httpx` rows for the floor each transport sets).
+
+Tried and not kept:
+
+- **pycurl without httpx** (libcurl's callbacks writing the `.part` directly in the worker
+  thread): the same wall time as the transport above, at the cost of a second HTTP code path
+  beside httpx's. The transport keeps one client API for every request.
+- **Separate transfer and clip slots** (N transfers at a time, 2N clips in progress, so one
+  clip's tagging and fsync overlap other transfers): no measurable change; on 2 cores archiver
+  is CPU-bound, not waiting on the disk.
+- **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
+  CPU ~25% but meant patching a private constant of a dependency.
+
 Measured but not changed:
 
-- **httpx** is most of item 1: on this VM one connection moves ~250 MB/s with httpx's async
-  client, CPU-bound in h11's buffer copies and anyio's per-read machinery, where raw asyncio
-  socket reads move 1.2 GB/s and httpx's sync client 540 MB/s (`httpx alone` in item 1 is that
-  floor with nothing of archiver around it). Raising httpcore's 64 KiB read size
-  (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut the floor's CPU ~25% but means patching a private
-  constant of a dependency; replacing the HTTP client for media is a design decision, not a fix.
 - **Imports**: SQLAlchemy, SQLModel/pydantic and httpx take about a second to import here
   (item 5, last row); every `sync`, `ls` and `search` pays it, and it is most of items 3 and 6.
 - **fsync**: archiver never renames a file into place before its bytes are on disk; on this disk

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "sqlmodel", "httpx", "mutagen", "aiofiles", "rich")
+HEAVY = ("sqlalchemy", "sqlmodel", "httpx", "pycurl", "mutagen", "aiofiles", "rich")
 
 PROBE = """
 import json, sys
