@@ -166,7 +166,6 @@ class Archiver:
                     self.summary.stopped = str(storage.exceptions[0])
                 except* DatabaseError as database:  # nothing more could be recorded (a full disk, say)
                     self.summary.stopped = f"{database.exceptions[0]}; downloads stopped"
-
         for part in parts:
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
