@@ -176,6 +176,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
     def _perform(self, request: httpx.Request, transfer: _Transfer, connect_timeout: float | None) -> None:
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         error: BaseException | None = None
+        transfer.last_activity = time.monotonic()  # the read timeout starts now, not when queued
         try:
             self._configure(handle, request, transfer, connect_timeout)
             try:
