@@ -340,8 +340,9 @@ def _git_revision() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)docs/performance.md", ":(exclude)docs/reliability.md"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()  # not the reports
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return f" (git {rev}{', with uncommitted changes' if dirty else ''})" if rev else ""

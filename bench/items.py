@@ -112,8 +112,10 @@ def download(bench: Bench) -> Section:
                "`httpx` rows are bench/floor_httpx.py: the same URLs through httpx with nothing else "
                "(stream, sha256, write; no start-up of archiver, polling, tags or fsync), once with "
                "httpx's own transport and once with the libcurl transport archiver uses for media "
-               "(`archiver/transport.py`): the floor under archiver's figure. Runs alternate the "
-               "tools; medians of "
+               "(`archiver/transport.py`): the floor under archiver's figure. The `diagnostic` rows "
+               "(first N only) are bench/ablate.py: the same `archiver sync` with the fsyncs, then "
+               "also tagging, switched off, to show what they cost; users have no such switch. Runs "
+               "alternate the tools; medians of "
                f"{plan.runs}. MB = 10^6 bytes."),
         columns=["N", "tool", "wall", "MB/s", "CPU", "peak RSS", "vs curl"],
     )
@@ -145,6 +147,7 @@ def download(bench: Bench) -> Section:
             floor: list[Sample] = []
             floor_curl: list[Sample] = []
             ours: list[Sample] = []
+            ablated: dict[str, list[Sample]] = {name: [] for name in ABLATIONS} if not figures else {}
             for run in range(plan.runs):
                 bench.log(f"download N={jobs} run {run + 1}/{plan.runs}")
                 sample, sync_time = _curl(bench, curl_cfg, curl_out, jobs, len(media.urls))
@@ -153,6 +156,8 @@ def download(bench: Bench) -> Section:
                 floor.append(_httpx_floor(bench, urls_file, jobs))
                 floor_curl.append(_httpx_floor(bench, urls_file, jobs, transport="curl"))
                 ours.append(_archiver_download(bench, env, ids, jobs, len(media.urls)))
+                for name, samples in ablated.items():
+                    samples.append(_archiver_download(bench, env, ids, jobs, len(media.urls), ablation=name))
             c_wall, a_wall = median([s.wall for s in curl]), median([s.wall for s in ours])
             s_wall, f_wall = median(synced), median([s.wall for s in floor])
             fc_wall = median([s.wall for s in floor_curl])
@@ -171,6 +176,11 @@ def download(bench: Bench) -> Section:
                  fmt_s(median([s.cpu for s in ours])), f"{median([s.maxrss_mib for s in ours]):.0f} MiB",
                  f"{ratio(a_wall, c_wall):.2f}×"],
             ]
+            for name, samples in ablated.items():
+                wall = bench.results[f"download_{name}"] = median([s.wall for s in samples])
+                section.rows.append([str(jobs), ABLATIONS[name], fmt_s(wall), f"{total / MB / wall:.0f}",
+                                     fmt_s(median([s.cpu for s in samples])),
+                                     f"{median([s.maxrss_mib for s in samples]):.0f} MiB", f"{ratio(wall, c_wall):.2f}×"])
             figures.setdefault("first", (jobs, c_wall, s_wall, fc_wall, a_wall))
             section.checks.append(Check(f"download: archiver sync ≤ 1.5× curl, N={jobs}",
                                         f"{ratio(a_wall, c_wall):.2f}× ({fmt_s(a_wall)} vs {fmt_s(c_wall)})",
@@ -182,18 +192,21 @@ def download(bench: Bench) -> Section:
     jobs, c_wall, s_wall, f_wall, a_wall = figures["first"]
     if a_wall > 1.5 * c_wall:
         imports = median([measure([sys.executable, "-c", IMPORTS.split('"')[1]]).wall for _ in range(3)])
+        no_fsync = bench.results.get("download_nofsync", a_wall)
+        bare = bench.results.get("download_nofsync-notag", a_wall)
         section.notes.append(
             f"**Where the time goes (N={jobs}), and why the 1.5× target is out of reach here.** Putting "
             f"the bytes on disk before recording them, which archiver promises (a file is fsynced before "
             f"it is renamed into place and recorded) and curl does not do, already costs curl itself "
             f"{ratio(s_wall, c_wall):.1f}× (`curl + sync`): that alone is over the target on this disk. "
-            f"archiver's imports take {fmt_s(imports)} before it starts (item 5), "
-            f"{ratio(imports, c_wall):.2f}× of curl's whole run. The HTTP layer is no longer the "
-            f"limit: httpx with the libcurl transport moves the files in {ratio(f_wall, c_wall):.1f}× "
-            f"curl's time. The {max(0.0, a_wall - f_wall):.1f} s archiver spends beyond that floor is "
-            "the start-up, polling, the length check, tagging (mutagen rewrites each MP3 once to fit "
-            "its tag), hashing, the fsyncs and the database, on 2 cores that every step competes for. "
-            "What was cut to get here, and what was tried and not kept, is at the end of this page.")
+            f"archiver's imports (SQLAlchemy, SQLModel/pydantic, httpx) take {fmt_s(imports)} before it "
+            f"starts (item 5), {ratio(imports, c_wall):.2f}× of curl's whole run. httpx with the libcurl "
+            f"transport moves the files in {ratio(f_wall, c_wall):.1f}× curl's time. Switching off the "
+            f"fsyncs takes archiver from {fmt_s(a_wall)} to {fmt_s(no_fsync)}, and tagging as well to "
+            f"{fmt_s(bare)} ({ratio(bare, c_wall):.1f}× curl): what remains is start-up, the poll, "
+            "per-file Python work on one event loop (the request, the length check, hashing, naming, "
+            "the database row), on 2 cores that the transfers also need. What was cut to get here, and "
+            "what was tried and not kept, is at the end of this page.")
     return section
 
 
@@ -231,12 +244,23 @@ def _httpx_floor(bench: Bench, urls: Path, jobs: int, transport: str = "httpx") 
     return sample
 
 
-def _archiver_download(bench: Bench, env: dict[str, str], ids: Path, jobs: int, files: int) -> Sample:
+ABLATIONS = {  # bench/ablate.py: diagnostics for the first N only, not modes a user has
+    "nofsync": "diagnostic: archiver sync, no fsync",
+    "nofsync-notag": "diagnostic: archiver sync, no fsync, no tags",
+}
+
+
+def _archiver_download(bench: Bench, env: dict[str, str], ids: Path, jobs: int, files: int,
+                       ablation: str | None = None) -> Sample:
     library = bench.work / "download-library"
     shutil.rmtree(library, ignore_errors=True)
     env = env | {"ARCHIVER_LIBRARY": str(library)}
     bench.archiver("add", "ccapi-suno", "--file", str(ids), env=env)
-    sample = bench.archiver("sync", "--jobs", str(jobs), "--json", env=env)
+    if ablation:
+        sample = measure([sys.executable, str(REPO / "bench" / "ablate.py"), ablation, "sync", "--jobs", str(jobs),
+                          "--json"], env=env, timeout=900)
+    else:
+        sample = bench.archiver("sync", "--jobs", str(jobs), "--json", env=env)
     report = json.loads(sample.stdout.strip().splitlines()[-1])
     if report["files_downloaded"] != files or report["exit_code"] != 0:
         raise RuntimeError(f"archiver sync downloaded {report['files_downloaded']} of {files} files: "

@@ -1,0 +1,34 @@
+"""`archiver sync` with parts of its per-file work switched off: a diagnostic, not a user mode.
+
+    python bench/ablate.py WHAT ARCHIVER-ARGS...     # WHAT: nofsync | nofsync-notag
+
+run.py times it beside the real `archiver sync` (item 1) to show what durability (the fsync of
+each file and of its folder after the rename) and tagging cost on this machine. Everything else
+is the installed code, unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> None:
+    what, args = argv[0], argv[1:]
+    import archiver.archive as archive
+    import archiver.download as download
+
+    if what not in ("nofsync", "nofsync-notag"):
+        raise SystemExit(f"unknown ablation {what!r}")
+    archive.sync_file = lambda part: None
+    download.fsync_path = lambda path: None
+    if what == "nofsync-notag":
+        from archiver.tagging import TagOutcome
+
+        archive.tag_file = lambda *a, **k: TagOutcome(format="mp3", tagged=True)
+    from archiver.cli import cli
+
+    cli(args, prog_name="archiver")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
