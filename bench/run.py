@@ -85,8 +85,9 @@ Fixed in product code:
    httpx's client (streaming, redirects checked hop by hop, timeouts, its exception types) but
    run over an httpx transport built on libcurl (pycurl): one worker thread per transfer, the
    body handed to the event loop in 1 MiB chunks, at most 4 MiB buffered per transfer. Same
-   200-clip setup, N=4, in one session: 10.4 s wall and 10.9 s CPU before, 6.4–6.7 s and
-   ~7 s after (see item 1's two `httpx` rows for the floor each transport sets).
+   200-clip setup, N=4, `archiver sync` timed alone back to back in one session: 10.4 s wall
+   and 10.9 s CPU before, 6.4–6.7 s and ~7 s after (item 1's two `httpx` rows show the floor
+   each transport sets).
 
 Tried and not kept:
 
@@ -96,6 +97,8 @@ Tried and not kept:
 - **Separate transfer and clip slots** (N transfers at a time, 2N clips in progress, so one
   clip's tagging and fsync overlap other transfers): no measurable change; on 2 cores archiver
   is CPU-bound, not waiting on the disk.
+- **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
+  change beyond the run-to-run noise.
 - **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
   CPU ~25% but meant patching a private constant of a dependency.
 
