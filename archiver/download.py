@@ -56,6 +56,7 @@ class Fetched:
     sha256: str
     kind: str  # sniffed format: "mp3", "m4a", "jpg", ...
     resumed: bool = False
+    unsized: bool = False  # the body came without Content-Length: its end is confirmed separately
 
 
 @dataclass
@@ -180,13 +181,39 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
             digest: Any = hashlib.sha256() if job.hash else _NoDigest()
             if resumed and job.hash:
                 await _hash_existing(job.part, digest)
-            return await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
+            fetched = await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
     except httpx.TimeoutException:
         raise TransientError("media", "timed out (stalled)") from None
     except httpx.TooManyRedirects:  # not a TransportError: it used to stop the whole run
         raise DownloadError("too many redirects (more than 5)") from None
     except httpx.TransportError as exc:
         raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
+    if fetched.unsized:
+        await _confirm_end(client, job, fetched.size)
+    return fetched
+
+
+async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> None:
+    """A body without Content-Length ends when the connection closes, which is also how a cut
+    one ends; formats whose header states the full length (FLAC, say) cannot tell the two apart.
+    Asking for what follows it (`Range: bytes=<size>-`) can: a 416 naming this size means the
+    file is whole, a 206 or a longer stated size means it was cut, and the `.part` is resumed."""
+    try:
+        async with client.stream("GET", job.url, headers={"Range": f"bytes={size}-"}) as response:
+            status, headers = response.status_code, response.headers
+    except httpx.HTTPError:
+        return  # the server cannot say; the format's own end check already passed
+    real: int | None = None
+    if status in (206, 416):
+        stated = headers.get("content-range", "").rpartition("/")[2]
+        real = int(stated) if stated.isdigit() else (size if status == 416 else None)
+    elif status == 200 and (length := headers.get("content-length", "")).isdigit():
+        real = int(length)
+    if real is not None and real > size:
+        raise TransientError("media", f"body ended early (got {size} of {real} bytes, no Content-Length)")
+    if real is not None and real < size:
+        job.part.unlink(missing_ok=True)
+        raise TransientError("media", f"got {size} bytes, the server says the file has {real}; restarting")
 
 
 @dataclass
@@ -238,7 +265,7 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
     kind = _check_head(head, job.expect, final=True)
     if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", resumed)
+    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", resumed, unsized=total is None)
 
 
 async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,

@@ -339,13 +339,12 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
         "- A refused oversized download left its `.part` behind, to be resumed and refused again.",
         "- A database damaged past its schema printed an internal error with SQL; `archiver rebuild` refused to "
         "rebuild it and told the user to run `archiver rebuild`.",
+        "- A body cut short without Content-Length was archived when the format's header states the full "
+        "length (FLAC; an M4A whose `moov` comes first): its end is now confirmed by asking the server for "
+        "what follows it (`Range: bytes=<size>-`), and a cut one is resumed (`test_cut_body_without_length_*`).",
+        "- After a disk-full stop, the summary and `sync_runs` counted 0 files downloaded even when some were.",
         "",
-        "Known gaps (described, not fixed):",
-        "",
-        "- FLAC and WAV headers state the full length, so a body cut short without Content-Length passes the "
-        "duration check and is archived (MP3, M4A and Opus are caught); `test_cut_body_without_length_*` is "
-        "a strict xfail until it is. Probing with `Range: bytes=<size>-` after such a body would close it.",
-        "- After a disk-full stop, the summary and `sync_runs` count 0 files downloaded even when some were.",
+        "Known gaps: none open.",
         "",
         "## Timings",
         "",
