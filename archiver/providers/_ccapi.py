@@ -32,9 +32,6 @@ class CcapiSource(BaseSource):
     def request_for(self, ids: Sequence[str]) -> Request:
         return Request("POST", f"{self.platform}/fetch", json={"ids": list(ids)})
 
-    def single_request(self, task_id: str) -> Request:
-        return Request("GET", f"{self.platform}/fetch/{task_id}")
-
     def detect(self, payload: Any) -> bool:
         if not isinstance(payload, Mapping) or "data" not in payload or not isinstance(payload.get("code"), str):
             return False

@@ -37,9 +37,6 @@ class Acedata(BaseSource):
     def request_for(self, ids: Sequence[str]) -> Request:
         return Request("POST", "producer/tasks", json={"ids": list(ids), "action": "retrieve_batch"})
 
-    def single_request(self, task_id: str) -> Request:
-        return Request("POST", "producer/tasks", json={"id": task_id, "action": "retrieve"})
-
     def detect(self, payload: Any) -> bool:
         if not isinstance(payload, Mapping):
             return False
