@@ -1,6 +1,6 @@
 """Benchmark archiver against plain tools on this machine and write docs/performance.md.
 
-    .venv/bin/python bench/run.py            # the full run (~7 min on 2 cores), writes the doc
+    .venv/bin/python bench/run.py            # the full run (~8 min on 2 cores), writes the doc
     .venv/bin/python bench/run.py --quick    # a ~2 min smoke run, prints the doc instead
     .venv/bin/python bench/run.py --only download,idle --out /tmp/perf.md
 
