@@ -22,7 +22,7 @@ import pycurl
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
 MAX_BUFFERED = 4 * CHUNK  # per transfer: received but not yet taken by the consumer
-RECEIVE_BUFFER = 512 * 1024  # libcurl's receive buffer: large reads, few Python callbacks
+RECEIVE_BUFFER = 512 * 1024  # libcurl's receive buffer: the most one read (and one callback) can carry
 _END = object()
 
 

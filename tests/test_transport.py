@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,9 +134,11 @@ def test_errors_are_httpx_exceptions(server: str) -> None:
         asyncio.run(fetch(f"{server}/cut"))
     with pytest.raises(httpx.ReadTimeout):
         asyncio.run(fetch(f"{server}/silent", timeout=httpx.Timeout(1.0)))
-    port = server.rsplit(":", 1)[1]
+    with socket.socket() as probe:  # a port that was just free: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
     with pytest.raises(httpx.ConnectError):
-        asyncio.run(fetch(f"http://127.0.0.1:{int(port) + 1 if int(port) < 65535 else 1}/"))
+        asyncio.run(fetch(f"http://127.0.0.1:{closed}/"))
     with pytest.raises(httpx.UnsupportedProtocol):
         asyncio.run(client().post(f"{server}/big", content=b"x"))
 
