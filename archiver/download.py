@@ -144,10 +144,14 @@ def _content_range_start(value: str | None) -> int | None:
 
 
 def _total_from(response: httpx.Response, offset: int) -> int | None:
-    if response.status_code == 206:
+    """The whole file's size: stated by Content-Range (206, or 416 `bytes */N`), else
+    Content-Length (plus the offset a 206 starts at)."""
+    if response.status_code in (206, 416):
         total = response.headers.get("content-range", "").rpartition("/")[2]
         if total.isdigit():
             return int(total)
+        if response.status_code == 416:
+            return None  # its Content-Length is the error body's
     length = response.headers.get("content-length")
     if length and length.isdigit():
         return int(length) + (offset if response.status_code == 206 else 0)
@@ -200,15 +204,12 @@ async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> N
     file is whole, a 206 or a longer stated size means it was cut, and the `.part` is resumed."""
     try:
         async with client.stream("GET", job.url, headers={"Range": f"bytes={size}-"}) as response:
-            status, headers = response.status_code, response.headers
+            status = response.status_code
+            real = _total_from(response, size) if status in (200, 206, 416) else None
     except httpx.HTTPError:
         return  # the server cannot say; the format's own end check already passed
-    real: int | None = None
-    if status in (206, 416):
-        stated = headers.get("content-range", "").rpartition("/")[2]
-        real = int(stated) if stated.isdigit() else (size if status == 416 else None)
-    elif status == 200 and (length := headers.get("content-length", "")).isdigit():
-        real = int(length)
+    if real is None and status == 416:
+        real = size  # nothing lies at or past this offset
     if real is not None and real > size:
         raise TransientError("media", f"body ended early (got {size} of {real} bytes, no Content-Length)")
     if real is not None and real < size:
