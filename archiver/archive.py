@@ -296,10 +296,7 @@ class Archiver:
                 # Stopped (another download hit a full disk) while the rename ran in its thread: it
                 # completes anyway, so record the file rather than leave it unrecorded in place.
                 if await asyncio.gather(placing, return_exceptions=True) == [None]:
-                    self.store.asset_done(asset.id or 0, path=final_rel.as_posix(), size=size, sha256=digest,
-                                          tagged=tagged, warning=warning)
-                    self.summary.downloaded += 1
-                    self.summary.bytes += fetched.size
+                    self._record(asset, final_rel, size, digest, tagged, warning, fetched.size)
                 raise
             if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
                 await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
@@ -312,12 +309,17 @@ class Archiver:
         finally:
             self.reporter.download_finished(handle)
         self.keep_parts.discard(part)
-        self.store.asset_done(asset.id or 0, path=final_rel.as_posix(), size=size, sha256=digest,
-                              tagged=tagged, warning=warning)
+        self._record(asset, final_rel, size, digest, tagged, warning, fetched.size)
+        return final_rel
+
+    def _record(self, asset: Asset, rel: PurePosixPath, size: int, digest: str, tagged: bool,
+                warning: str | None, transferred: int) -> None:
+        """The file is complete at its final path: record it in the database and count it."""
+        self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest, tagged=tagged,
+                              warning=warning)
         asset.tagged = tagged
         self.summary.downloaded += 1
-        self.summary.bytes += fetched.size
-        return final_rel
+        self.summary.bytes += transferred
 
     async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
                      handle: object) -> Fetched:

@@ -67,7 +67,6 @@ class Config:
     def provider(self, name: str) -> ProviderSettings:
         return self.providers[name]
 
-
     @property
     def db_path(self) -> Path | None:
         prefix = "sqlite:///"
