@@ -6,8 +6,11 @@ This module stays import-light (no httpx/sqlalchemy) because `archiver --help` l
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
+import string
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
+from .redact import REDACTED, redact, redact_url, register, url_secrets
 
 PROVIDERS: dict[str, str] = {
     # provider name -> default base URL, as given in the provider docs
@@ -24,8 +28,9 @@ PROVIDERS: dict[str, str] = {
     "aimusicapi": "https://api.aimusicapi.ai/",
 }
 
-REDACTED = "<redacted>"
 GIB = 1024**3
+MAX_SECONDS = 365 * 24 * 3600.0  # a timeout or interval beyond a year is a typo, not a wish
+TAG_FIELDS: frozenset[str] = frozenset({"source", "model", "task_id", "title", "style"})
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class ProviderSettings:
     def __repr__(self) -> str:  # never show the token, even by accident
         token = REDACTED if self.token else None
         return (
-            f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, token={token!r}, "
+            f"ProviderSettings(name={self.name!r}, base_url={redact_url(self.base_url)!r}, token={token!r}, "
             f"batch_size={self.batch_size}, concurrency={self.concurrency}, interval={self.interval})"
         )
 
@@ -48,7 +53,7 @@ class ProviderSettings:
 @dataclass(frozen=True)
 class Config:
     library: Path
-    db_url: str
+    db_url: str = field(repr=False)  # may hold a database password
     providers: Mapping[str, ProviderSettings]
     config_file: Path | None = None
     path_template: str | None = None  # None = archiver.paths.DEFAULT_TEMPLATE
@@ -78,7 +83,10 @@ class Config:
         """The effective configuration as plain data, tokens replaced, with origins."""
         out: dict[str, Any] = {}
         for key, spec in TOP_KEYS.items():
-            out[key] = {"value": _plain(getattr(self, spec.attr)), "from": self.origins.get(key, "default")}
+            value = _plain(getattr(self, spec.attr))
+            if key == "db" and isinstance(value, str):
+                value = redact_url(value)
+            out[key] = {"value": value, "from": self.origins.get(key, "default")}
         out["providers"] = {}
         for name, prov in self.providers.items():
             entry: dict[str, Any] = {}
@@ -86,6 +94,8 @@ class Config:
                 value = getattr(prov, key)
                 if key == "token":
                     value = REDACTED if value else None
+                elif key == "base_url":
+                    value = redact_url(value)
                 entry[key] = {"value": _plain(value), "from": self.origins.get(f"providers.{name}.{key}", "default")}
             out["providers"][name] = entry
         return out
@@ -93,6 +103,9 @@ class Config:
 
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
+
+
+SECONDS_HINT = f"seconds, a finite number > 0 and <= {MAX_SECONDS:.0f}"
 
 
 @dataclass(frozen=True)
@@ -103,10 +116,49 @@ class _Key:
     convert: Callable[[Any], Any] | None = None
     check: Callable[[Any], bool] | None = None
     hint: str = ""
+    explain: Callable[[Any], str | None] | None = None  # why a value is invalid, None when valid
+    secret: bool = False  # never echoed in an error message
 
 
 def _positive(value: Any) -> bool:
     return value > 0
+
+
+def _seconds(value: Any) -> bool:
+    """inf and nan pass a plain `> 0` check, and then no timeout or sleep ever ends (or all fail)."""
+    return math.isfinite(value) and 0 < value <= MAX_SECONDS
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def _token(value: Any) -> bool:
+    """What an HTTP header can carry: printable ASCII, no blank, no line break."""
+    return value == "" or _TOKEN.fullmatch(value) is not None
+
+
+def tag_template_problem(template: str) -> str | None:
+    """Why a tag template (`artist`, `album`) cannot be filled, or None when it can.
+
+    Only plain `{field}` names from TAG_FIELDS: positional `{0}`, attribute or index access, or a
+    nested field would otherwise fail (or leak objects) on every clip, at tagging time.
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return str(exc)
+    for _literal, name, spec, _conversion in parts:
+        if name is None:
+            continue
+        if name not in TAG_FIELDS:
+            return f"unknown field {{{name}}} (fields: {', '.join(sorted(TAG_FIELDS))})"
+        if spec and ("{" in spec or "}" in spec):
+            return f"a nested field in {{{name}:{spec}}}"
+    try:
+        template.format_map({name: "x" for name in TAG_FIELDS})
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        return f"cannot be filled ({exc})"
+    return None
 
 
 TOP_KEYS: dict[str, _Key] = {
@@ -117,20 +169,20 @@ TOP_KEYS: dict[str, _Key] = {
     "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
     "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),
     "lyrics_sidecar": _Key("lyrics_sidecar", bool),
-    "artist": _Key("tag_artist", str),
-    "album": _Key("tag_album", str),
-    "connect_timeout": _Key("connect_timeout", (int, float), check=_positive, convert=float),
-    "read_timeout": _Key("read_timeout", (int, float), check=_positive, convert=float),
+    "artist": _Key("tag_artist", str, explain=tag_template_problem),
+    "album": _Key("tag_album", str, explain=tag_template_problem),
+    "connect_timeout": _Key("connect_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
+    "read_timeout": _Key("read_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
     "retry_budget": _Key("retry_budget", int, check=lambda v: v >= 0, hint="an integer >= 0"),
-    "max_backoff": _Key("max_backoff", (int, float), check=_positive, convert=float),
+    "max_backoff": _Key("max_backoff", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
 }
 
 PROVIDER_KEYS: dict[str, _Key] = {
-    "token": _Key("token", str),
+    "token": _Key("token", str, check=_token, hint="printable ASCII without blanks or line breaks", secret=True),
     "base_url": _Key("base_url", str, check=lambda v: v.startswith(("http://", "https://")), hint="an http(s) URL"),
     "batch_size": _Key("batch_size", int, check=_positive, hint="a positive integer"),
     "concurrency": _Key("concurrency", int, check=_positive, hint="a positive integer"),
-    "interval": _Key("interval", (int, float), check=_positive, convert=float),
+    "interval": _Key("interval", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
 }
 
 
@@ -158,10 +210,17 @@ def _coerce(where: str, key: str, spec: _Key, value: Any) -> Any:
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
         names = " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(f"{where}: {key} must be {spec.hint or names}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: {key} must be {spec.hint or names}, got {type(value).__name__} {_shown(spec, value)}")
     if spec.check and not spec.check(value):
-        raise ConfigError(f"{where}: {key} must be {spec.hint or 'valid'}, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be {spec.hint or 'valid'}, got {_shown(spec, value)}")
+    if spec.explain and (why := spec.explain(value)):
+        raise ConfigError(f"{where}: {key} = {_shown(spec, value)} is not a valid template: {why}")
     return spec.convert(value) if spec.convert else value
+
+
+def _shown(spec: _Key, value: Any) -> str:
+    """A rejected value as an error message may show it: one line, never a secret."""
+    return "(value not shown)" if spec.secret else redact(repr(value))
 
 
 def _from_env(env: Mapping[str, str], name: str, key: str, spec: _Key) -> Any:
@@ -176,7 +235,7 @@ def _from_env(env: Mapping[str, str], name: str, key: str, spec: _Key) -> Any:
         elif bool in kinds:
             value = raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError:
-        raise ConfigError(f"environment {name}: {key} must be {spec.hint or 'a number'}, got {raw!r}") from None
+        raise ConfigError(f"environment {name}: {key} must be {spec.hint or 'a number'}, got {_shown(spec, raw)}") from None
     return _coerce(f"environment {name}", key, spec, value)
 
 
@@ -201,7 +260,8 @@ def _warn_if_exposed(path: Path, parsed: Mapping[str, Any]) -> None:
     """Tokens in a file others can read deserve a warning (like ssh does for keys)."""
     if os.name != "posix":
         return
-    has_token = any(isinstance(v, Mapping) and v.get("token") for v in (parsed.get("providers") or {}).values())
+    table = parsed.get("providers")
+    has_token = isinstance(table, Mapping) and any(isinstance(v, Mapping) and v.get("token") for v in table.values())
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -259,6 +319,8 @@ def load_config(
     if not db_value:
         origins["db"] = "default (<library>/archiver.db)"
     kwargs = {TOP_KEYS[k].attr: v for k, v in values.items()}
+    register([*(p.token for p in providers.values()), *url_secrets(db_url),
+              *(s for p in providers.values() for s in url_secrets(p.base_url))])
     return Config(
         library=library,
         db_url=db_url,

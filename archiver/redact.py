@@ -1,0 +1,122 @@
+"""Secrets out of every text that leaves the program: API tokens and credentials inside URLs.
+
+A provider may echo a token back in any spelling JSON or a URL allows (`\\/`, `\\u002d`, `%2D`),
+so a secret is matched in all of them at once, and decoded JSON is searched string by string
+(keys too). Every text that leaves goes through here: provider payloads and errors, reporter
+lines, the configuration shown by `archiver config`. Loading a config registers its secrets,
+because not every path that builds a message holds the Config.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import urllib.parse
+from typing import Any, Iterable
+
+REDACTED = "<redacted>"
+MIN_SECRET = 4  # a shorter "secret" protects nothing and would blank out ordinary words
+
+_registered: set[str] = set()
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)(.*)", re.DOTALL)
+
+
+def register(secrets: Iterable[str | None]) -> None:
+    """Remember secrets for every later `redact`, for the life of the process."""
+    _registered.update(s for s in secrets if s and len(s) >= MIN_SECRET)
+
+
+def registered() -> frozenset[str]:
+    return frozenset(_registered)
+
+
+def _char_pattern(char: str) -> str:
+    """One character of a secret in every spelling: itself, a JSON escape, a percent escape."""
+    code = ord(char)
+    forms = [re.escape(char)]
+    if code < 0x10000:
+        forms.append(r"\\u(?i:%04x)" % code)
+    if char in '"\\/':
+        forms.append(re.escape("\\" + char))
+    if code < 0x80:
+        forms.append("%%(?i:%02x)" % code)
+    return "(?:" + "|".join(forms) + ")"
+
+
+class Redactor:
+    """Replaces a fixed set of secrets (in any escaped spelling) and URL credentials."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        kept = sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self.secrets = tuple(kept)
+        self._pattern = (
+            re.compile("|".join("".join(_char_pattern(c) for c in s) for s in kept)) if kept else None
+        )
+
+    def text(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        if "://" in text:
+            text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+        return text
+
+    def holds_secret(self, text: str) -> bool:
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def value(self, value: Any) -> Any:
+        """A decoded JSON value with every string (keys included) redacted."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        if isinstance(value, dict):
+            return {self.value(key): self.value(item) for key, item in value.items()}
+        return value
+
+
+@functools.lru_cache(maxsize=64)
+def _redactor(secrets: frozenset[str]) -> Redactor:
+    return Redactor(secrets)
+
+
+def redactor(secrets: Iterable[str | None] = ()) -> Redactor:
+    """A Redactor for the registered secrets plus `secrets`."""
+    return _redactor(frozenset(_registered.union(s for s in secrets if s)))
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without the registered secrets, the given ones, or any URL's credentials."""
+    return redactor(secrets).text(text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries (what `redact_url` hides), to be redacted wherever they appear."""
+    shown = redact_url(url)
+    if shown == url:
+        return []
+    head, _, tail = shown.partition(REDACTED)
+    raw = url[len(head):len(url) - len(tail)]
+    return list(dict.fromkeys([raw, urllib.parse.unquote(raw)]))
+
+
+def redact_url(url: str) -> str:
+    """`scheme://user:pass@host/...` -> `scheme://user:<redacted>@host/...` (a lone user is hidden too).
+
+    The password runs to the last `@`: SQLAlchemy URLs may carry `/`, `:` or `@` in it unencoded.
+    Hiding too much of an odd URL is preferred to showing any of a password.
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    scheme, rest = match.groups()
+    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    user_end = min((i for i in (rest.find(c) for c in ":/?#@") if i >= 0), default=len(rest))
+    if user_end < len(rest) and rest[user_end] == ":" and "@" in rest[user_end:]:
+        at = rest.rfind("@")
+        return f"{scheme}{rest[:user_end]}:{REDACTED}@{rest[at + 1:]}"
+    at = rest.rfind("@", 0, authority_end)
+    if at >= 0:
+        return f"{scheme}{REDACTED}@{rest[at + 1:]}"
+    return url
