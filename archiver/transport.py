@@ -5,8 +5,14 @@ timeouts, its exception types); only the bytes on the wire go through libcurl. h
 HTTP/1.1 stack parses every read in Python: on the benchmark machine it moved about a quarter
 of what `curl` does from the same server (docs/performance.md), while libcurl's loop runs at
 curl's speed and releases the GIL while it waits. The body reaches the event loop in chunks of
-about CHUNK bytes through a queue bounded at MAX_BUFFERED, so memory stays flat for any file
-size; a slow consumer pauses the transfer rather than buffering it.
+about CHUNK bytes (or what arrived in FLUSH_EVERY seconds, whichever comes first) through a queue
+bounded at MAX_BUFFERED, so memory stays flat for any file size; a slow consumer pauses the
+transfer rather than buffering it.
+
+Every transfer has a deadline a slow sender cannot extend: besides the read timeout (no byte at
+all for that long), the worker thread measures the bytes actually received, and a response that
+moves less than a minimum speed over a whole window fails with `Stalled`. A server trickling a few
+bytes a second, each under the read timeout, would otherwise hold a download open forever.
 """
 
 from __future__ import annotations
@@ -21,17 +27,28 @@ import httpx
 import pycurl
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
+FLUSH_EVERY = 0.5  # seconds: a slow body still reaches the loop (progress, checks) this often
+MIN_SPEED = 1024.0  # bytes/s: the default minimum throughput of a response
+THROUGHPUT = "archiver.throughput"  # request extension: (minimum bytes/s, window in seconds)
 MAX_BUFFERED = 4 * CHUNK  # per transfer: received but not yet taken by the consumer
 RECEIVE_BUFFER = 512 * 1024  # libcurl's receive buffer: the most one read (and one callback) can carry
 _END = object()
 
 
+class Stalled(httpx.ReadTimeout):
+    """Bytes kept coming, but fewer than the minimum speed over a whole window."""
+
+
 class _Transfer:
     """State shared by the worker thread (libcurl's callbacks) and the event loop (the stream)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float | None, *,
+                 min_speed: float = 0.0, window: float | None = None) -> None:
         self.loop = loop
         self.read_timeout = read_timeout
+        self.min_speed = min_speed
+        self.window = window  # None: no throughput check
+        self.head_done = False  # the final response's headers are complete
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -43,12 +60,19 @@ class _Transfer:
         self.room = threading.Condition()
         self.cancelled = False
         self.timed_out = False
+        self.stalled = ""  # why the throughput check stopped the transfer
         self.last_activity = time.monotonic()
+        self.last_flush = time.monotonic()
+        self.window_start: float | None = None  # the response began: throughput is judged from here
+        self.window_bytes = 0
 
     # --- worker thread -----------------------------------------------------------------------
 
     def on_header(self, line: bytes) -> None:
         self.last_activity = time.monotonic()
+        if self.window_start is None:
+            self.window_start = self.last_activity
+        self.window_bytes += len(line)  # headers trickled byte by byte are as slow as a body
         if line.startswith(b"HTTP/"):
             parts = line.split(None, 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -56,6 +80,7 @@ class _Transfer:
             self.headers = []
         elif line in (b"\r\n", b"\n"):
             if self.status >= 200:  # the end of the final headers (1xx ones are followed by more)
+                self.head_done = True
                 self.loop.call_soon_threadsafe(_resolve, self.head)
         elif b":" in line:
             name, _, value = line.partition(b":")
@@ -66,25 +91,52 @@ class _Transfer:
             return 0  # anything but len(data) stops the transfer
         self.pending.append(data)
         self.pending_bytes += len(data)
-        if self.pending_bytes >= CHUNK:
+        self.window_bytes += len(data)
+        now = time.monotonic()
+        if self.pending_bytes >= CHUNK or now - self.last_flush >= FLUSH_EVERY:
             self.hand_over()
             with self.room:
                 while self.buffered >= MAX_BUFFERED and not self.cancelled:
                     self.room.wait(0.5)  # the consumer is behind: stop reading the socket
+            waited = time.monotonic() - now
+            if self.window_start is not None:
+                self.window_start += waited  # our own pause is not the sender's slowness
             if self.cancelled:
                 return 0
         self.last_activity = time.monotonic()
         return None
 
     def on_progress(self, _dltotal: int, _dlnow: int, _ultotal: int, _ulnow: int) -> int:
+        """Called by libcurl about once a second even when nothing arrives: the clocks live here."""
         if self.cancelled:
             return 1
-        if self.read_timeout is not None and time.monotonic() - self.last_activity > self.read_timeout:
+        now = time.monotonic()
+        if self.pending_bytes and now - self.last_flush >= FLUSH_EVERY:
+            self.hand_over()
+        if self.read_timeout is not None and now - self.last_activity > self.read_timeout:
             self.timed_out = True
+            return 1
+        if self.too_slow(now):
             return 1
         return 0
 
+    def too_slow(self, now: float) -> bool:
+        """Judge throughput over consecutive windows, on the bytes received in each."""
+        if self.window is None or self.window_start is None or self.min_speed <= 0:
+            return False
+        elapsed = now - self.window_start
+        if elapsed < self.window:
+            return False
+        speed = self.window_bytes / elapsed
+        if speed < self.min_speed:
+            self.stalled = (f"stalled: {speed:.0f} B/s over {elapsed:.0f} s "
+                            f"(minimum {self.min_speed:.0f} B/s)")
+            return True
+        self.window_start, self.window_bytes = now, 0
+        return False
+
     def hand_over(self) -> None:
+        self.last_flush = time.monotonic()
         if not self.pending_bytes:
             return
         chunk = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
@@ -143,10 +195,15 @@ class _Body(httpx.AsyncByteStream):
 class CurlTransport(httpx.AsyncBaseTransport):
     """GET requests through libcurl; easy handles are reused, so connections stay alive.
 
-    Redirects are not followed here: httpx follows them, so its hooks see every hop.
+    Redirects are not followed here: httpx follows them, so its hooks see every hop. A response
+    must move at least `min_speed` bytes/s over each `stall_window` seconds; the window is the
+    request's read timeout unless a shorter one is given. A request may set both through its
+    THROUGHPUT extension, `(min_speed, stall_window)`.
     """
 
-    def __init__(self, *, jobs: int) -> None:
+    def __init__(self, *, jobs: int, min_speed: float = MIN_SPEED, stall_window: float | None = None) -> None:
+        self._min_speed = min_speed
+        self._stall_window = stall_window
         self._threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="archiver-media")
         self._idle: list[pycurl.Curl] = []  # list.pop/append are atomic under the GIL
         self._ca_file = _ca_file()
@@ -156,7 +213,8 @@ class CurlTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"the media transport only sends GET, not {request.method}")
         timeouts = request.extensions.get("timeout", {})
         loop = asyncio.get_running_loop()
-        transfer = _Transfer(loop, timeouts.get("read"))
+        min_speed, window = self._throughput(request, timeouts.get("read"))
+        transfer = _Transfer(loop, timeouts.get("read"), min_speed=min_speed, window=window)
         running = loop.run_in_executor(self._threads, self._perform, request, transfer, timeouts.get("connect"))
         try:
             await asyncio.shield(transfer.head)
@@ -166,12 +224,19 @@ class CurlTransport(httpx.AsyncBaseTransport):
             if not running.cancelled():
                 running.exception()  # seen here; asyncio would log it as never retrieved
             raise
-        if transfer.status < 200:  # ended before any response: the error is the transfer's
+        if not transfer.head_done:  # ended before a whole response head: the error is the transfer's
             await running
             raise httpx.RemoteProtocolError("no response", request=request)
         headers = list(transfer.headers)
         return httpx.Response(transfer.status, headers=headers, stream=_Body(transfer, running),
                               request=request, extensions={"reason_phrase": transfer.reason.encode()})
+
+    def _throughput(self, request: httpx.Request, read_timeout: float | None) -> tuple[float, float | None]:
+        """(minimum bytes/s, window): the request's own, else the transport's, the window capped
+        by the read timeout, since moving next to nothing for that long is as good as silence."""
+        min_speed, window = request.extensions.get(THROUGHPUT, (self._min_speed, self._stall_window))
+        windows = [w for w in (window, read_timeout) if w is not None and w > 0]
+        return float(min_speed), min(windows) if windows else None
 
     def _perform(self, request: httpx.Request, transfer: _Transfer, connect_timeout: float | None) -> None:
         handle = self._idle.pop() if self._idle else pycurl.Curl()
@@ -187,8 +252,8 @@ class CurlTransport(httpx.AsyncBaseTransport):
             handle.reset()  # drops the callbacks and options; keeps the live connection
             self._idle.append(handle)
             transfer.finish(error)
-        if error is not None and transfer.status < 200:
-            raise error  # before the headers: `handle_async_request` raises it
+        if error is not None and not transfer.head_done:
+            raise error  # before the whole head: `handle_async_request` raises it
 
     def _configure(self, handle: pycurl.Curl, request: httpx.Request, transfer: _Transfer,
                    connect_timeout: float | None) -> None:
@@ -226,6 +291,8 @@ def _ca_file() -> str | None:
 
 def _httpx_error(code: int, transfer: _Transfer, request: httpx.Request) -> httpx.TransportError:
     """libcurl's error codes as httpx's exceptions; messages name the code, never the URL."""
+    if transfer.stalled:
+        return Stalled(transfer.stalled, request=request)
     if transfer.timed_out or code == pycurl.E_OPERATION_TIMEDOUT:
         if transfer.status:
             return httpx.ReadTimeout("no data within the read timeout", request=request)

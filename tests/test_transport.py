@@ -2,7 +2,8 @@
 
 End-to-end behaviour (resume, expiry, redirects, stalls through the simulator) is covered by
 test_download.py; these tests pin the transport's own promises: httpx's exception types,
-bounded buffering when the consumer is slow, and no thread left running after a cancel.
+bounded buffering when the consumer is slow, no thread left running after a cancel, and a
+minimum throughput that a server trickling bytes under the read timeout cannot get around.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
-from archiver.transport import CHUNK, MAX_BUFFERED, CurlTransport
+from archiver.download import Transfer, Tuning, fetch_once
+from archiver.errors import TransientError
+from archiver.transport import CHUNK, MAX_BUFFERED, THROUGHPUT, CurlTransport, Stalled
 
 BIG = 24 * 1024 * 1024
 
@@ -27,9 +31,16 @@ def body(size: int) -> bytes:
     return hashlib.shake_256(b"archiver").digest(size)
 
 
+MP3_HEAD = b"\xff\xfb\x90\x64" + bytes(60)  # sniffs as mp3, so download checks pass the first bytes
+TRICKLE_SIZE = 100_000
+HOLD = 15.0  # seconds the /first-then-wait handler waits for the client to see its first bytes
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sent: dict[str, int] = {}
+    seen_first = threading.Event()  # the client got /first-then-wait's first bytes
+    held_out = threading.Event()  # /first-then-wait gave up waiting for that
 
     def log_message(self, *args: object) -> None:
         pass
@@ -67,6 +78,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"x" * 10)
             self.wfile.flush()
             time.sleep(3)
+        elif self.path.startswith("/trickle"):
+            self._trickle(rate=10, size=TRICKLE_SIZE)  # 10 B/s: always under any read timeout
+        elif self.path == "/slow":
+            self._trickle(rate=4000, size=10_000, piece=200)  # 2.5 s at 4 kB/s
+        elif self.path == "/first-then-wait":
+            self.send_response(200)
+            self.send_header("Content-Length", "2000")
+            self.end_headers()
+            self.wfile.write(MP3_HEAD + b"x" * 936)
+            if not Handler.seen_first.wait(HOLD):
+                Handler.held_out.set()
+            self.wfile.write(b"y" * 1000)
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/big")
@@ -77,6 +100,23 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "9")
             self.end_headers()
             self.wfile.write(b"not found")
+
+    def _trickle(self, *, rate: int, size: int, piece: int = 1) -> None:
+        """`size` bytes at `rate` bytes/s in pieces of `piece`; stops when the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        data = (MP3_HEAD + bytes(size))[:size]
+        deadline = time.monotonic() + 60  # never outlive the test run by much
+        try:
+            for offset in range(0, size, piece):
+                self.wfile.write(data[offset:offset + piece])
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(piece / rate)
+        except OSError:
+            pass
+        self.close_connection = True
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +236,72 @@ def test_cancelling_a_download_task_stops_the_transfer(server: str) -> None:
 
     asyncio.run(main())
     assert not [t for t in threading.enumerate() if t.name.startswith("archiver-media")]
+
+
+async def _read_all(http: httpx.AsyncClient, url: str, **kwargs: object) -> list[bytes]:
+    async with http.stream("GET", url, **kwargs) as response:  # type: ignore[arg-type]
+        return [chunk async for chunk in response.aiter_raw()]
+
+
+@pytest.mark.parametrize("how", ["extension", "constructor", "read timeout"])
+def test_a_trickling_body_fails_as_stalled_within_its_window(server: str, how: str) -> None:
+    """10 B/s never trips the read timeout; the throughput check ends it all the same, whether
+    the window comes with the request, from the transport, or from the read timeout."""
+    extensions = {THROUGHPUT: (1024.0, 1.0)} if how == "extension" else {}
+    window = 1.0 if how == "constructor" else None
+    read = 1.5 if how == "read timeout" else 5.0
+
+    async def main() -> float:
+        transport = CurlTransport(jobs=1, stall_window=window)
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(read)) as http:
+            started = time.monotonic()
+            with pytest.raises(Stalled, match="stalled"):
+                await asyncio.wait_for(_read_all(http, f"{server}/trickle", extensions=extensions), 20)
+            return time.monotonic() - started
+
+    assert asyncio.run(main()) < 10
+
+
+def test_a_slow_transfer_above_the_minimum_completes(server: str) -> None:
+    async def main() -> list[bytes]:
+        transport = CurlTransport(jobs=1, min_speed=500, stall_window=0.5)
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
+            return await asyncio.wait_for(_read_all(http, f"{server}/slow"), 30)
+
+    chunks = asyncio.run(main())
+    assert b"".join(chunks) == (MP3_HEAD + bytes(10_000))[:10_000]
+    assert len(chunks) > 1  # handed over as time passed, not once at the end
+
+
+def test_bytes_reach_the_consumer_long_before_a_chunk_fills(server: str) -> None:
+    """The server sends 1000 bytes, then waits until the client has them: with hand-overs per
+    CHUNK only, the client would see nothing until the server gave up waiting."""
+    Handler.seen_first.clear()
+    Handler.held_out.clear()
+
+    async def main() -> tuple[int, int]:
+        async with client(timeout=httpx.Timeout(HOLD + 10)) as http:
+            async with http.stream("GET", f"{server}/first-then-wait") as response:
+                stream = response.aiter_raw()
+                first = await asyncio.wait_for(stream.__anext__(), HOLD + 5)
+                Handler.seen_first.set()
+                rest = sum([len(chunk) async for chunk in stream])
+                return len(first), len(first) + rest
+
+    first, total = asyncio.run(main())
+    assert not Handler.held_out.is_set()
+    assert 0 < first < CHUNK and total == 2000
+
+
+def test_download_reports_a_trickling_media_server_as_stalled(server: str, tmp_path: Path) -> None:
+    job = Transfer(url=f"{server}/trickle", part=tmp_path / "song.mp3.part", expect="audio",
+                   max_size=10 * TRICKLE_SIZE, tuning=Tuning(attempts=1, stall_window=1.0))
+
+    async def main() -> None:
+        transport = CurlTransport(jobs=1, stall_window=1.0)
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
+            await asyncio.wait_for(fetch_once(http, job, lambda _n: None), 20)
+
+    with pytest.raises(TransientError, match="stalled"):
+        asyncio.run(main())
+    assert 0 < job.part.stat().st_size < TRICKLE_SIZE  # what arrived is kept for a resume
