@@ -2,7 +2,8 @@
 
 Tests, `archiver demo` and the benchmarks need something that answers exactly like the documented
 fetch endpoints, moves tasks through their statuses over successive polls, serves real audio with
-Range support and misbehaves on request (rate limits, resets, truncated bodies, expiring links).
+Range support and misbehaves on request (rate limits, resets, truncated bodies, expiring links,
+bodies trickled a byte at a time).
 This module is the HTTP side; payload shapes and media live in `archiver.simulator_media`.
 
     with Simulator() as sim:
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from archiver import simulator_media as media
@@ -41,7 +42,8 @@ __all__ = ["Simulator", "RequestRecord", "PROVIDERS", "SOURCES", "FAULT_KINDS", 
 
 API_ONLY = frozenset({"malformed", "unknown_status"})
 MEDIA_ONLY = frozenset({"drop", "truncate", "no_length", "expire", "gone"})
-FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "reset", "html200"}
+FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "trickle", "reset", "html200"}
+TRICKLE_PAUSE = 0.25  # seconds between trickled bytes unless the fault gives a delay: 4 B/s
 WEIRD_STATUS = "WEIRD_STATE"
 
 
@@ -102,6 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Per-request state, reset by _dispatch; _logged stays True outside a dispatched request.
     _status: int | None = None
     _fault: str | None = None
+    _trickle: float = 0.0  # > 0: the answer's body goes out one byte every this many seconds
     _body: Any = None
     _provider: str | None = None
     _logged = True
@@ -154,8 +157,23 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if getattr(self, "command", None) != "HEAD":
+        if getattr(self, "command", None) == "HEAD":
+            return
+        if self._trickle:
+            self._trickle_out([body], self._trickle)
+        else:
             self.wfile.write(body)
+
+    def _trickle_out(self, chunks: Iterable[bytes | memoryview], pause: float) -> None:
+        """One byte every `pause` s: each read lands well within any read timeout, yet a body
+        of a few KiB takes many minutes. Stops when the client hangs up or the simulator stops."""
+        sim = self.server.sim
+        for chunk in chunks:
+            for at in range(len(chunk)):
+                self.wfile.write(chunk[at:at + 1])  # OSError once the client is gone: ends the request
+                if sim._stopping.wait(pause):
+                    self._abort()
+                    return
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -187,6 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._status, self._fault, self._body, self._logged = None, None, None, False
+        self._trickle = 0.0
         request_target = self.path
         if request_target.startswith(("http://", "https://")):  # absolute form, as via a proxy
             request_target = "/" + request_target.split("/", 3)[-1]
@@ -261,6 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"code": "success", "data": {"task_id": "tas', "application/json")
         elif kind == "stall" and self.server.sim._stopping.wait(fault.delay):
             self._abort()  # stopping: give up on the request
+        elif kind == "trickle":
+            self._trickle = fault.delay or TRICKLE_PAUSE
+            return False  # the normal answer, slowly
         else:
             return False
         return True
@@ -350,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = answer or media.MISSING
             self._send(status, text, "application/xml; charset=utf-8")
             return
-        if fault is not None and fault.kind not in ("stall", "drop", "truncate", "no_length") \
+        if fault is not None and fault.kind not in ("stall", "trickle", "drop", "truncate", "no_length") \
                 and self._fault_answer(fault, None):
             return
         self._serve_blob(blob, fault)
@@ -382,6 +404,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(end - start))
         self.end_headers()
         if self.command == "HEAD":
+            return
+        if kind == "trickle" and fault is not None:
+            self._trickle_out(blob.chunks(start, end), fault.delay or TRICKLE_PAUSE)
             return
         half = start + (end - start) // 2
         for chunk in blob.chunks(start, end if kind is None else half):
@@ -548,7 +573,9 @@ class Simulator:
 
         Media-only kinds (drop, truncate, no_length, expire, gone) and any fault given a clip_id
         target media; malformed and unknown_status always target the API. `provider` may be a
-        provider or a source name.
+        provider or a source name. `delay` is how long "stall" pauses mid-answer, and the pause
+        between the bytes of a "trickle" answer (the normal body, one byte at a time; default
+        TRICKLE_PAUSE).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")

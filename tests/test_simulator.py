@@ -325,6 +325,34 @@ def test_stall_on_api_and_media(sim: Simulator, client: httpx.Client) -> None:
     assert client.get(url).content == sim.media_bytes(url)
 
 
+def _first_second(url: str) -> tuple[int, bytes]:
+    """Status and the body bytes that arrive in about one second (reads time out after 0.5 s)."""
+    got = b""
+    with httpx.stream("GET", url, headers=AUTH, timeout=httpx.Timeout(5, read=0.5)) as response:
+        started = time.monotonic()
+        for chunk in response.iter_raw():
+            got += chunk
+            if time.monotonic() - started > 1.0:
+                break
+    return response.status_code, got
+
+
+def test_trickle_on_api_and_media(sim: Simulator, client: httpx.Client) -> None:
+    """The normal answer, a byte every `delay` s: no read ever times out, the body crawls."""
+    task_id = sim.add_task("ccapi-suno", steps=0)
+    url = audio_url_of(sim, client, task_id)
+    sim.inject("trickle", delay=0.1)
+    status, api = _first_second(f"{sim.provider_url('ccapi')}suno/fetch/{task_id}")
+    assert status == 200 and api.startswith(b'{"code"')
+    assert 3 <= len(api) <= 20, api  # about ten bytes in a second
+    sim.inject("trickle", target="media", delay=0.1)
+    status, audio = _first_second(url)
+    assert status == 200 and 3 <= len(audio) <= 20, len(audio)
+    assert sim.media_bytes(url).startswith(audio)
+    assert [r.fault for r in sim.requests[-2:]] == ["trickle", "trickle"]
+    assert client.get(url).content == sim.media_bytes(url)  # a fault with times=1 is used up
+
+
 @pytest.mark.parametrize("kind", ["drop", "truncate", "no_length"])
 def test_broken_media_bodies(sim: Simulator, client: httpx.Client, kind: str) -> None:
     url = audio_url_of(sim, client, sim.add_task("ccapi-suno", steps=0))
@@ -480,7 +508,8 @@ def test_stop_is_prompt_with_stalled_connections() -> None:
     with httpx.Client(headers=AUTH) as http:
         url = audio_url_of(sim, http, sim.add_task("ccapi-suno", steps=0))
     sim.inject("stall", target="media", delay=30, times=-1)
-    sim.inject("stall", delay=30, times=-1)
+    sim.inject("stall", provider="mountsea", delay=30, times=-1)
+    sim.inject("trickle", provider="ccapi", delay=0.2, times=-1)
     errors: list[BaseException] = []
 
     def fetch(target: str) -> None:
@@ -490,7 +519,8 @@ def test_stop_is_prompt_with_stalled_connections() -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=fetch, args=(target,), daemon=True)
-               for target in (url, sim.provider_url("mountsea") + "producer/tasks?taskId=x")]
+               for target in (url, sim.provider_url("mountsea") + "producer/tasks?taskId=x",
+                              sim.provider_url("ccapi") + "suno/fetch/x")]
     for thread in threads:
         thread.start()
     time.sleep(0.3)
