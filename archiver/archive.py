@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Awaitable, Callable
 
 from .config import Config
-from .download import (Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place,
-                       sha256_file, storage_error, sync_file, STORAGE_ERRNOS)
-from .errors import ArchiverError, DatabaseError, DownloadError, StorageError, TaggingError
+from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place, storage_error, sync_file
+from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
+                     UnsafePath)
+from .fs import PART, STORAGE_ERRNOS, TAGGING, atomic_write, create_new, open_read, read_bytes, sha256_file
+from .fs import stem_key as _stem_key
+from .fs import walk_library
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
@@ -24,12 +28,7 @@ from .report import Reporter
 from .store import Store
 from .tagging import TagData, audio_length, read_tags, tag_file
 
-PART = ".part"
-# A verified download being tagged, named from the stem (names leave room for 5 more bytes
-# only) with a character no URL-guessed extension has: never resumed, only removed.
-TAGGING = ".~tag.part"
-SKIP_NAMES = {".archiver.lock"}
-SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
+AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
 
 
 @dataclass
@@ -51,11 +50,6 @@ def storage_cause(exc: BaseException) -> OSError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _stem_key(path: str) -> str:
-    """Paths compared without extension and case: siblings share a stem, and macOS/Windows fold case."""
-    return path.rsplit(".", 1)[0].casefold()
 
 
 def truncated(real: float | None, expected: float | None) -> bool:
@@ -97,37 +91,37 @@ def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None) -> Tag
     )
 
 
+def _names_clip(path: Path, clip: Clip) -> bool:
+    """Whether an audio file's provenance tags say it is this clip (links are never read)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        tags = read_tags(path)
+    except (OSError, ArchiverError):
+        return False
+    return tags.get("clip_id") == clip.clip_id and tags.get("source") in (None, clip.source)
+
+
 class _Blank(dict):  # type: ignore[type-arg]
     def __missing__(self, key: str) -> str:
         return ""
 
 
-def walk_library(root: Path) -> tuple[set[str], list[Path]]:
-    """Every file under the root (relative POSIX paths) and every `.part` file: one directory scan.
-
-    Relative paths are built from the entry names as strings: a pathlib object per file made
-    this walk most of an idle sync's time on a large library (~25 µs a file).
-    """
-    files: set[str] = set()
-    parts: list[Path] = []
-    if not root.exists():
-        return files, parts
-    stack: list[tuple[str, str]] = [(str(root), "")]  # (directory, its relative POSIX prefix)
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            with os.scandir(directory) as scan:
-                entries = list(scan)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, f"{prefix}{entry.name}/"))
-            elif entry.name.endswith(PART):
-                parts.append(Path(entry.path))
-            elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
-                files.add(prefix + entry.name)
-    return files, parts
+def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> None:
+    """Refuse to work on a library whose recorded files are all gone (an unmounted disk, a wrong
+    `--library`): re-fetching them would fail on expired links and mark every song failed."""
+    recorded = store.downloaded_paths()
+    if not recorded:
+        return
+    if on_disk is None:
+        on_disk = walk_library(root)[0]
+    if on_disk:
+        return
+    state = "missing" if not root.exists() else "empty"
+    raise LibraryAbsent(
+        f"the library {root} is {state} but the database records {len(recorded)} file(s) in it; "
+        "is its disk mounted? Nothing was changed. To fetch them all again on purpose, run "
+        "`archiver verify --repair`")
 
 
 class Archiver:
@@ -142,19 +136,28 @@ class Archiver:
         self.template = config.path_template or DEFAULT_TEMPLATE
         self.summary = DownloadSummary()
         self.taken: set[str] = set()
+        self.foreign: dict[str, list[str]] = {}  # stem key -> files on disk the database does not record
         self.keep_parts: set[Path] = set()
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
-        on_disk, parts = walk_library(self.root)
+        on_disk, parts, links = walk_library(self.root)
+        if asset_ids is None:
+            check_present(self.root, self.store, on_disk)
         recorded = self.store.downloaded_paths()
-        missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk]
+        missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk and path not in links]
+        for path in sorted(links.intersection(recorded)):
+            self.reporter.warning(f"{path} is now a symbolic link; not following it (see `archiver verify`)")
         if missing:
             self.reporter.warning(f"{len(missing)} archived file(s) missing from disk; fetching them again")
             self.store.mark_missing(missing)
         work = self.store.pending_work(asset_ids)
         if work:
-            self.taken = {_stem_key(p) for p in self.store.all_paths()}
+            recorded_all = self.store.all_paths()
+            self.taken = {_stem_key(p) for p in recorded_all}
+            for rel in on_disk | links:  # files nobody recorded block their stem too
+                if rel.casefold() not in recorded_all:
+                    self.foreign.setdefault(_stem_key(rel), []).append(rel)
             jobs = max(1, self.config.jobs)
             limit = asyncio.Semaphore(jobs)
             async with media_client(self.config, jobs) as client:
@@ -189,7 +192,11 @@ class Archiver:
         rel = render_relpath(self.template, fields, guess_ext(clip.audio_url, "audio"))
 
         def taken(candidate: str) -> bool:
-            return _stem_key(candidate) in self.taken
+            key = _stem_key(candidate)
+            if key in self.taken:
+                return True
+            others = self.foreign.get(key)
+            return bool(others) and not self._proves(clip, others)
 
         rel = unique_relpath(rel, clip.clip_id, taken)
         self.taken.add(_stem_key(rel.as_posix()))
@@ -227,6 +234,12 @@ class Archiver:
                 and (audio.id or 0) not in self.covered:
             await self._retag(clip, task, audio, assets)
 
+    def _proves(self, clip: Clip, rels: list[str]) -> bool:
+        """Files at a stem may be adopted only when its audio names this clip in its provenance
+        tags (a run that died before recording them); anything else there is someone else's."""
+        return any(_names_clip(self.root / rel, clip) for rel in rels
+                   if rel.rpartition(".")[2].lower() in AUDIO_EXTS)
+
     def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
         for asset in assets:
             self.store.asset_failed(asset.id or 0, message)
@@ -239,14 +252,14 @@ class Archiver:
         if image is None or image.state != "downloaded" or not image.path:
             return None
         try:
-            return (self.root / image.path).read_bytes()
-        except OSError:
+            return read_bytes(self.root / image.path)
+        except (OSError, UnsafePath):
             return None
 
     async def _asset(self, client: Any, clip: Clip, task: Task, asset: Asset, rel: PurePosixPath,
                      assets: dict[str, Asset]) -> PurePosixPath:
         target = resolve_inside(self.root, rel)
-        adopted = await asyncio.to_thread(self._adopt, clip, asset, target)
+        adopted = await asyncio.to_thread(self._adopt, clip, asset, target, assets)
         if adopted is not None:
             return adopted
         part = target.with_name(target.name + PART)
@@ -289,7 +302,8 @@ class Archiver:
             else:
                 size, digest = fetched.size, fetched.sha256
             await asyncio.to_thread(sync_file, part)  # after tagging: its bytes reach the disk once
-            placing = asyncio.ensure_future(asyncio.to_thread(place, part, final))
+            owned = final_rel.as_posix() == asset.path  # recorded as this very file (a repair)
+            placing = asyncio.ensure_future(asyncio.to_thread(place, part, final, owned=owned))
             try:
                 await asyncio.shield(placing)
             except asyncio.CancelledError:
@@ -299,7 +313,10 @@ class Archiver:
                     self._record(asset, final_rel, size, digest, tagged, warning, fetched.size)
                 raise
             if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
-                await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
+                try:
+                    await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
+                except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
+                    self.reporter.warning(f"{final_rel}: lyrics sidecar not written: {exc}")
         except BaseException:
             if part.name.endswith(TAGGING):
                 part.unlink(missing_ok=True)
@@ -356,30 +373,36 @@ class Archiver:
             self.summary.warnings.append(message)
         return again
 
-    def _adopt(self, clip: Clip, asset: Asset, target: Path) -> PurePosixPath | None:
-        """A complete file already at the final path (the run before died before recording it).
+    def _adopt(self, clip: Clip, asset: Asset, target: Path, assets: dict[str, Asset]) -> PurePosixPath | None:
+        """A complete file of this clip already at its final path: record it instead of fetching.
 
-        Only for assets never recorded: a recorded one that is missing or changed is fetched anew.
+        That is a file whose content is the one recorded (a library that was absent for a while),
+        or, for a file never recorded, one that provably is this clip's (a run that died before
+        recording it): audio whose provenance tags name the clip, a cover beside such audio.
         """
-        if asset.sha256:
-            return None
         stem = target.name.rpartition(".")[0]
         names = {f"{stem}.{final_ext(kind, asset.kind)}" for kind in expected_kinds(asset.kind)}
+        if asset.path:
+            names.add(PurePosixPath(asset.path).name)
         for path in (target.with_name(name) for name in sorted(names)):
-            if not path.is_file():
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue  # a link or a folder is never adopted
+                with open_read(path) as fh:
+                    head = fh.read(64)
+            except (OSError, UnsafePath):
                 continue
-            with path.open("rb") as fh:
-                head = fh.read(64)
             kind = sniff(head)
-            if kind is None or final_ext(kind, asset.kind) != path.suffix.lstrip("."):
-                continue
-            if asset.kind == "audio":
-                tags = read_tags(path)
-                if tags.get("clip_id") != clip.clip_id:
-                    continue
-            elif kind not in expected_kinds(asset.kind):
+            if kind is None or final_ext(kind, asset.kind) != path.suffix.lstrip(".") \
+                    or kind not in expected_kinds(asset.kind):
                 continue
             size, digest = sha256_file(path)
+            if digest != asset.sha256:
+                if asset.kind == "audio":
+                    if not _names_clip(path, clip):
+                        continue
+                elif asset.sha256 or not self._proves(clip, [f"{stem}.{ext}" for ext in sorted(AUDIO_EXTS)]):
+                    continue
             rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
             self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,
                                   tagged=asset.kind == "audio")
@@ -390,10 +413,7 @@ class Archiver:
 
     @staticmethod
     def _write_lrc(audio: Path, lyrics: str) -> None:
-        lrc = audio.with_suffix(".lrc")
-        tmp = lrc.with_name(lrc.name + PART)
-        tmp.write_text(lyrics.rstrip("\n") + "\n", encoding="utf-8")
-        os.replace(tmp, lrc)
+        atomic_write(audio.with_suffix(".lrc"), (lyrics.rstrip("\n") + "\n").encode("utf-8"))
 
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         try:
@@ -411,11 +431,12 @@ def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, b
     """Rewrite the tags of an archived file without ever leaving it half-written."""
     part = path.with_name(path.name.rpartition(".")[0] + TAGGING)  # a download resumes `.part`
     try:
-        shutil.copyfile(path, part)
+        with open_read(path) as src, create_new(part) as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
         outcome = tag_file(part, data, id3_version=id3_version)
         sync_file(part)
         size, digest = sha256_file(part)
-        place(part, path)
+        place(part, path, owned=True)
     except OSError as exc:
         part.unlink(missing_ok=True)
         if exc.errno in STORAGE_ERRNOS:
@@ -456,8 +477,8 @@ def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] 
         cover = None
         if covers.get(clip.id):
             try:
-                cover = (config.library / covers[clip.id]).read_bytes()
-            except OSError:
+                cover = read_bytes(config.library / covers[clip.id])
+            except (OSError, UnsafePath):
                 cover = None
         try:
             size, digest, tagged = retag_file(path, tag_data(clip, task, config, cover), config.id3_version)

@@ -9,7 +9,6 @@ crash at any moment leaves at worst a `.part` that the next run resumes or remov
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 import random
@@ -25,13 +24,14 @@ import httpx
 from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError, WrongContent
+from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, fsync_path, new_fd, open_read, read_fd,
+                 regular_size, sha256_file)
+from .fs import place as _place
 from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
-from .transport import CurlTransport
+from .transport import CurlTransport, Stalled
 
 WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
-HASH_BLOCK = 1024 * 1024
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 Refresh = Callable[[str, str], Awaitable[bool]]
 
@@ -126,7 +126,7 @@ def storage_error(exc: OSError, path: Path) -> StorageError:
 
 async def _hash_existing(path: Path, digest: Any) -> int:
     size = 0
-    async with aiofiles.open(path, "rb") as fh:
+    async with aiofiles.open(path, "rb", opener=read_fd) as fh:
         while block := await fh.read(HASH_BLOCK):
             digest.update(block)
             size += len(block)
@@ -160,7 +160,7 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
 
 async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
-    offset = job.part.stat().st_size if job.part.exists() else 0
+    offset = regular_size(job.part) or 0  # a link planted at the `.part` is refused, never followed
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
         async with client.stream("GET", job.url, headers=headers) as response:
@@ -186,8 +186,8 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
             if resumed and job.hash:
                 await _hash_existing(job.part, digest)
             fetched = await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
-    except httpx.TimeoutException:
-        raise TransientError("media", "timed out (stalled)") from None
+    except httpx.TimeoutException as exc:  # Stalled: too few bytes over a window, not none at all
+        raise TransientError("media", str(exc) if isinstance(exc, Stalled) else "timed out (stalled)") from None
     except httpx.TooManyRedirects:  # not a TransportError: it used to stop the whole run
         raise DownloadError("too many redirects (more than 5)") from None
     except httpx.TransportError as exc:
@@ -240,7 +240,7 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
     state = _Progress(size=offset)
     job.part.parent.mkdir(parents=True, exist_ok=True)
     try:
-        async with aiofiles.open(job.part, "ab" if resumed else "wb") as out:
+        async with aiofiles.open(job.part, "ab" if resumed else "wb", opener=append_fd if resumed else new_fd) as out:
             try:
                 await _pump(response, job, out, state, digest, resumed, on_bytes)
             finally:
@@ -261,7 +261,7 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
         raise TransientError("media", "empty body")
     head = state.head
     if resumed:
-        with job.part.open("rb") as fh:
+        with open_read(job.part) as fh:
             head = fh.read(64)
     kind = _check_head(head, job.expect, final=True)
     if total is None and kind and not looks_complete(_tail(job.part), kind):
@@ -293,8 +293,8 @@ async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progr
 
 
 def _tail(path: Path, size: int = 64) -> bytes:
-    with path.open("rb") as fh:
-        fh.seek(max(0, path.stat().st_size - size))
+    with open_read(path) as fh:
+        fh.seek(max(0, os.fstat(fh.fileno()).st_size - size))
         return fh.read()
 
 
@@ -337,25 +337,6 @@ async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[
     raise DownloadError(str(last) if last else "download failed")
 
 
-def sha256_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or directory by name (a directory's fsync makes a rename in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def sync_file(part: Path) -> None:
     """Make a finished `.part` durable, just before `place` moves it.
 
@@ -371,11 +352,11 @@ def sync_file(part: Path) -> None:
         raise
 
 
-def place(part: Path, final: Path) -> None:
-    """Move a finished `.part` into place atomically and make the rename durable."""
+def place(part: Path, final: Path, *, owned: bool = False) -> None:
+    """Move a finished `.part` into place atomically and durably; never over a file the library
+    does not own (`fs.place`)."""
     try:
-        os.replace(part, final)
-        fsync_path(final.parent)
+        _place(part, final, owned=owned)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None

@@ -19,6 +19,8 @@ never need to know which library failed.
     │   ├── LinkExpired             403/404/410 from a media host: re-poll for a fresh URL
     │   ├── RefusedURL              not http(s), or bigger than max_file_size
     │   └── StorageError            ENOSPC or another write error: stop all downloads
+    ├── UnsafePath                  a link, or a file the library does not own, where it would write
+    ├── LibraryAbsent               the database records files but the library root has none of them
     ├── TaggingError                mutagen could not read or write a file's tags
     ├── DatabaseError               the library database is missing, corrupt or locked
     └── LockHeld                    exit 75: another sync holds the library lock
@@ -114,6 +116,14 @@ class RefusedURL(DownloadError):
 
 class StorageError(DownloadError):
     pass
+
+
+class UnsafePath(ArchiverError):
+    """Never written through, never replaced: the file fails alone, the run goes on."""
+
+
+class LibraryAbsent(ArchiverError):
+    """An unmounted disk looks like a library whose files all vanished: refuse, don't re-fetch."""
 
 
 class TaggingError(ArchiverError):

@@ -286,9 +286,11 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
 
 
 def test_missing_file_is_fetched_again(sim, sim_cli, library: Path) -> None:
-    add(sim_cli, "mountsea", sim.add_task("mountsea", steps=0))
+    task_id = sim.add_task("mountsea", steps=0)
+    add(sim_cli, "mountsea", task_id)
     sync(sim_cli)
     (row,) = [r for r in assets(library) if r["kind"] == "audio"]
+    (library / "kept.mp3").write_bytes(b"x")  # the library is there: one file of it is gone
     (library / row["path"]).unlink()
     code, summary = sync(sim_cli)
     assert code == 0 and summary["files_downloaded"] == 1

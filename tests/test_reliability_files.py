@@ -1,0 +1,232 @@
+"""Files the library does not own are never replaced, links are never written through, and a
+library that is temporarily absent is not taken for lost data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from archiver import fs
+from archiver.errors import UnsafePath
+from archiver.tagging import read_tags
+from conftest import sync_now as sync
+
+TEMPLATE = 'path_template = "{title}.{ext}"\n'
+
+
+def add(sim_cli, source: str, *ids: str) -> None:
+    result = sim_cli("add", source, *ids)
+    assert result.exit_code == 0, result.output
+
+
+def rows(db: Path) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    found = [dict(r) for r in con.execute(
+        "select a.*, c.clip_id from assets a join clips c on c.id = a.clip_pk order by a.id")]
+    con.close()
+    return found
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clip_ids(sim, task_id: str, source: str = "acedata") -> list[str]:
+    return [c.clip_id for c in sim._tasks[(source, task_id)].clips]
+
+
+# ---------------------------------------------------------------- 1. never replace what is not ours
+
+
+def test_a_users_file_at_the_target_is_never_replaced(sim, sim_cli, library: Path) -> None:
+    mine = library / "Song.mp3"
+    mine.write_bytes(b"my own recording, not archiver's")
+    cover = library / "Song.jpg"
+    cover.write_bytes(b"my own picture")
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0 and summary["files_downloaded"] == 2, summary
+    assert mine.read_bytes() == b"my own recording, not archiver's"
+    assert cover.read_bytes() == b"my own picture"
+    (clip,) = clip_ids(sim, task)
+    paths = sorted(r["path"] for r in rows(library / "archiver.db"))
+    assert paths == [f"Song [{clip[:8]}].jpg", f"Song [{clip[:8]}].mp3"]
+    assert read_tags(library / f"Song [{clip[:8]}].mp3")["clip_id"] == clip
+
+
+def test_a_lost_database_never_lets_a_twin_overwrite_the_only_copy(sim, sim_cli, library: Path,
+                                                                   tmp_path: Path) -> None:
+    first = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+    twin = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+    add(sim_cli, "acedata", first)
+    assert sync(sim_cli, extra_config=TEMPLATE)[0] == 0
+    only_copy = library / "Song.mp3"
+    before = digest(only_copy)
+    (first_clip,) = clip_ids(sim, first)
+    sim.inject("gone", target="media", clip_id=first_clip, times=-1)  # its link has expired
+    for name in os.listdir(library):  # the database is lost
+        if name.startswith("archiver.db"):
+            (library / name).unlink()
+    add(sim_cli, "acedata", twin)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0, summary
+    assert digest(only_copy) == before and read_tags(only_copy)["clip_id"] == first_clip
+    (twin_clip,) = clip_ids(sim, twin)
+    twin_file = library / f"Song [{twin_clip[:8]}].mp3"
+    assert read_tags(twin_file)["clip_id"] == twin_clip
+    # the first task, added again, adopts its own file (its tags name it) without a download
+    add(sim_cli, "acedata", first)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0 and summary["downloads_failed"] == 0, summary
+    recorded = {r["clip_id"]: r["path"] for r in rows(library / "archiver.db") if r["kind"] == "audio"}
+    assert recorded == {first_clip: "Song.mp3", twin_clip: twin_file.name}
+    assert digest(only_copy) == before
+
+
+def test_place_refuses_to_replace_a_file_it_does_not_own(tmp_path: Path) -> None:
+    part, final = tmp_path / "a.mp3.part", tmp_path / "a.mp3"
+    part.write_bytes(b"new")
+    final.write_bytes(b"someone else's")
+    with pytest.raises(UnsafePath):
+        fs.place(part, final, owned=False)
+    assert final.read_bytes() == b"someone else's" and part.exists()
+    fs.place(part, final, owned=True)  # a repair of the library's own file
+    assert final.read_bytes() == b"new" and not part.exists()
+
+
+# ---------------------------------------------------------------- 2. no write follows a link
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    victim = tmp_path / "outside" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"a file outside the library" * 100)
+    return victim
+
+
+@pytest.mark.parametrize("planted", ["Song.mp3.part", "Song.jpg.part"])
+def test_a_planted_link_at_a_part_file_is_refused(sim, sim_cli, library: Path, outside: Path,
+                                                   planted: str) -> None:
+    before = outside.read_bytes()
+    (library / planted).symlink_to(outside)
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert outside.read_bytes() == before
+    assert (library / planted).is_symlink()  # left alone, reported
+    assert code == 1 and any("symbolic link" in e for e in summary["errors"]), summary
+    for row in rows(library / "archiver.db"):
+        if row["path"]:
+            assert not (library / row["path"]).is_symlink()
+
+
+def test_a_planted_link_at_the_final_path_is_never_written_through(sim, sim_cli, library: Path,
+                                                                   outside: Path) -> None:
+    before = outside.read_bytes()
+    (library / "Song.mp3").symlink_to(outside)
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0, summary
+    assert outside.read_bytes() == before and (library / "Song.mp3").is_symlink()
+    for row in rows(library / "archiver.db"):
+        assert row["state"] == "downloaded" and not (library / row["path"]).is_symlink()
+
+
+@pytest.mark.parametrize("planted", ["Song.lrc.part", "Song.lrc"])
+def test_lyrics_sidecar_never_writes_through_a_link(sim, sim_cli, library: Path, outside: Path,
+                                                    planted: str) -> None:
+    before = outside.read_bytes()
+    (library / planted).symlink_to(outside)
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], lyrics="la la la", audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    sync(sim_cli, extra_config=TEMPLATE + "lyrics_sidecar = true\n")
+    assert outside.read_bytes() == before
+    sidecars = [p for p in library.glob("Song*.lrc") if not p.is_symlink()]
+    assert sidecars and all("la la la" in p.read_text() for p in sidecars)
+
+
+def test_verify_reports_an_archived_path_turned_into_a_link(sim, sim_cli, library: Path,
+                                                           outside: Path) -> None:
+    task = sim.add_task("acedata", clips=2, steps=0)
+    add(sim_cli, "acedata", task)
+    assert sync(sim_cli)[0] == 0
+    audio = next(r for r in rows(library / "archiver.db") if r["kind"] == "audio")
+    path = library / audio["path"]
+    path.unlink()
+    path.symlink_to(outside)
+    report = sim_cli("verify")
+    assert report.exit_code == 1 and f"symlink: {audio['path']}" in report.output
+    before = outside.read_bytes()
+    assert sync(sim_cli)[0] == 0  # a sync neither follows nor replaces it
+    retag = sim_cli("retag")
+    assert retag.exit_code == 1 and "symbolic link" in retag.output
+    assert outside.read_bytes() == before and path.is_symlink()
+
+
+def test_safe_open_helpers_refuse_links(tmp_path: Path, outside: Path) -> None:
+    link = tmp_path / "x.part"
+    link.symlink_to(outside)
+    with pytest.raises(UnsafePath):
+        os.close(fs.append_fd(link))
+    with pytest.raises(UnsafePath):
+        fs.open_read(link)
+    with pytest.raises(UnsafePath):
+        fs.regular_size(link)
+    with fs.create_new(link) as fh:  # the link is removed, never followed
+        fh.write(b"ours")
+    assert not link.is_symlink() and link.read_bytes() == b"ours"
+    assert outside.read_bytes().startswith(b"a file outside")
+
+
+# ---------------------------------------------------------------- 7. an absent library is not data loss
+
+
+@pytest.mark.parametrize("absent", ["emptied", "missing"])
+def test_sync_refuses_a_library_whose_files_are_all_gone(sim, sim_cli, library: Path, tmp_path: Path,
+                                                         absent: str) -> None:
+    db = tmp_path / "elsewhere" / "archiver.db"
+    db.parent.mkdir()
+    env = {"ARCHIVER_DB": str(db)}
+    task = sim.add_task("acedata", clips=2, steps=0)
+    result = sim_cli("add", "acedata", task, env=env)
+    assert result.exit_code == 0
+    assert sync(sim_cli, env=env)[0] == 0
+    before = rows(db)
+    saved = tmp_path / "unmounted"
+    shutil.move(str(library), saved)
+    if absent == "emptied":
+        library.mkdir()
+    sim.inject("gone", target="media", times=-1)  # every link has expired meanwhile
+    refused = sim_cli("sync", "--now", env=env)
+    assert refused.exit_code == 1 and "is its disk mounted" in refused.output
+    assert rows(db) == before  # nothing was marked missing or failed
+    shutil.rmtree(library, ignore_errors=True)
+    shutil.move(str(saved), library)
+    code, summary = sync(sim_cli, env=env)
+    assert code == 0 and summary["files_downloaded"] == 0, summary
+    assert sim_cli("verify", env=env).exit_code == 0
+
+
+def test_a_file_whose_content_matches_the_record_is_reattached(sim, sim_cli, library: Path) -> None:
+    task = sim.add_task("acedata", clips=2, steps=0)
+    add(sim_cli, "acedata", task)
+    assert sync(sim_cli)[0] == 0
+    # what an earlier release left after an unmounted disk: every asset failed, files orphaned
+    con = sqlite3.connect(library / "archiver.db")
+    con.execute("update assets set state = 'failed', last_error = 'link expired'")
+    con.commit()
+    con.close()
+    sim.inject("gone", target="media", times=-1)
+    code, summary = sync(sim_cli)
+    assert code == 0 and summary["files_downloaded"] == 0, summary
+    assert all(r["state"] == "downloaded" for r in rows(library / "archiver.db"))
+    assert sim_cli("verify").exit_code == 0
