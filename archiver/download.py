@@ -188,8 +188,10 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
             fetched = await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
     except httpx.TimeoutException as exc:  # Stalled: too few bytes over a window, not none at all
         raise TransientError("media", str(exc) if isinstance(exc, Stalled) else "timed out (stalled)") from None
-    except httpx.TooManyRedirects:  # not a TransportError: it used to stop the whole run
+    except httpx.TooManyRedirects:
         raise DownloadError("too many redirects (more than 5)") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):  # a Location of data:, about:, mailto:
+        raise RefusedURL("refusing to follow a redirect to a malformed or non-http(s) URL") from None
     except httpx.TransportError as exc:
         raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
     if fetched.unsized:
@@ -206,7 +208,7 @@ async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> N
         async with client.stream("GET", job.url, headers={"Range": f"bytes={size}-"}) as response:
             status = response.status_code
             real = _total_from(response, size) if status in (200, 206, 416) else None
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL):
         return  # the server cannot say; the format's own end check already passed
     if real is None and status == 416:
         real = size  # nothing lies at or past this offset

@@ -230,3 +230,52 @@ def test_a_file_whose_content_matches_the_record_is_reattached(sim, sim_cli, lib
     assert code == 0 and summary["files_downloaded"] == 0, summary
     assert all(r["state"] == "downloaded" for r in rows(library / "archiver.db"))
     assert sim_cli("verify").exit_code == 0
+
+
+# ---------------------------------------------------------------- 12. redirects to other schemes
+
+
+@pytest.fixture
+def redirector():
+    """A media host whose every answer is a redirect to the Location named in the path."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import unquote
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", unquote(self.path.split("/to/", 1)[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/to/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library: Path, tmp_path: Path,
+                                                                redirector: str) -> None:
+    import json
+    from urllib.parse import quote
+
+    targets = ["data:audio/mpeg;base64,AAAA", "about:blank", "ftp://example.invalid/a.mp3",
+               "file:///etc/passwd"]
+    body = {"code": 200, "message": "success", "data": [
+        {"clip_id": f"c{i}", "title": f"T{i}", "audio_url": redirector + quote(t, safe=""), "state": "succeeded"}
+        for i, t in enumerate(targets)]}
+    payload = tmp_path / "body.json"
+    payload.write_text(json.dumps(body))
+    assert sim_cli("import", "--task-id", "t-redirect", str(payload)).exit_code == 0
+    code, summary = sync(sim_cli)
+    assert code == 1, summary
+    failed = [r for r in rows(library / "archiver.db") if r["kind"] == "audio"]
+    assert len(failed) == len(targets)
+    for row in failed:
+        assert row["state"] == "failed" and "refusing" in row["last_error"], row
+        assert "internal error" not in row["last_error"]
