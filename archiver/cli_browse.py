@@ -56,10 +56,16 @@ def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], s
     if "{" in fmt:
         from .library import CLIP_COLUMNS
         from .query import template_renderer
+        from .render import clean_line
 
         render = template_renderer(fmt, CLIP_COLUMNS + TEMPLATE_EXTRAS)
-        return lambda row: render({**row, "length": _length(row.get("duration")),
-                                   "year": (row.get("created_at") or "")[:4] or None})
+
+        def line(row: dict[str, Any]) -> str:
+            values = {k: clean_line(v) if isinstance(v, str) else v for k, v in row.items()}
+            return render({**values, "length": _length(row.get("duration")),
+                           "year": (row.get("created_at") or "")[:4] or None})
+
+        return line
     if fmt not in allowed:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(allowed)} "
                          "or a template such as '{title} {duration}'")
@@ -193,32 +199,41 @@ def _human_bytes(size: int | None) -> str:
     return f"{size} B"
 
 
+_MULTILINE = frozenset({"lyrics"})
+
+
 def _fields(out: list[str], data: dict[str, Any], keys: Sequence[str], indent: str = "") -> None:
+    """One `key value` line per field; only lyrics keep their line breaks, indented below the key."""
+    from .render import clean_line, clean_text
+
     for key in keys:
         value = data.get(key)
         if value is None or value == "":
             continue
-        if isinstance(value, str) and "\n" in value:
+        text = clean_text(value) if key in _MULTILINE else clean_line(value)
+        if "\n" in text:
             out.append(f"{indent}{key}:")
-            out.extend(f"{indent}  {line}" for line in value.splitlines())
+            out.extend(f"{indent}  {line}" for line in text.split("\n"))
         else:
-            out.append(f"{indent}{key:<15} {value}")
+            out.append(f"{indent}{key:<15} {text}")
 
 
 def _files(out: list[str], files: list[dict[str, Any]], indent: str) -> None:
+    from .render import clean_line
+
     if not files:
         out.append(f"{indent}files           (none yet)")
         return
     out.append(f"{indent}files:")
     for f in files:
-        head = f"{f['kind']:<6}{f['state']:<11}{f['path'] or '-'}"
+        head = f"{f['kind']:<6}{f['state']:<11}{clean_line(f['path'] or '-')}"
         extra = [_human_bytes(f["size"]), f"{f['attempts']} attempt(s)"]
         if f["state"] == "downloaded":
             extra.append("tagged" if f["tagged"] else "not tagged")
         out.append(f"{indent}  {head}  ({', '.join(x for x in extra if x)})")
         for key in ("sha256", "url", "downloaded_at", "last_error", "warning"):
             if f.get(key):
-                out.append(f"{indent}        {key:<14}{f[key]}")
+                out.append(f"{indent}        {key:<14}{clean_line(f[key])}")
 
 
 _CLIP_KEYS = ("clip_id", "source", "task_id", "task_status", "title", "tags", "negative_tags", "duration",
@@ -261,14 +276,13 @@ def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
       archiver show 1dd08826
       archiver show task_7f11 --format json
     """
-    import json
-
     from .library import detail
+    from .render import json_text
 
-    with ctx.store(create=False) as store:
+    with ctx.store() as store:
         data = detail(store, ident)
     if fmt == "json":
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        click.echo(json_text(data))
     else:
         click.echo(_show_text(data), nl=False)
 
@@ -285,15 +299,13 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
       archiver stats
       archiver stats --format json | jq .files
     """
-    import json
-
     from .library import stats
-    from .render import rows_table
+    from .render import clean_line, json_text, rows_table
 
     with ctx.store() as store:
         data = stats(store)
     if fmt == "json":
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        click.echo(json_text(data))
         return
     statuses = ", ".join(f"{k} {v}" for k, v in data["tasks_by_status"].items())
     files = data["files"]
@@ -308,7 +320,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
                      f"{run['errors']} error(s)  ({run['runs']} run(s) in all)")
     else:
         lines.append("last sync  never")
-    click.echo("\n".join(lines) + "\n")
+    click.echo("\n".join(clean_line(line) for line in lines) + "\n")
     columns = ("source", "tasks", *STATUS_CHOICES, "clips", "duration")
     rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_CHOICES},
              "clips": s["clips"], "duration": _length(s["duration"])} for name, s in data["sources"].items()]

@@ -1,11 +1,53 @@
-"""Presenting rows: rich tables on a terminal, stable tab-separated text when piped, JSON, CSV."""
+"""Presenting rows: rich tables on a terminal, stable tab-separated text when piped, JSON, CSV.
+
+Every human-facing output passes through here, and provider text (titles, tags, errors, lyrics)
+is untrusted: an escape sequence in a title could clear the screen, retitle the window or plant
+a hyperlink. `clean_line` and `clean_text` are the one place that makes such text inert:
+escape sequences are removed whole, other control characters (C0, DEL, C1) and bidi overrides
+vanish, and line breaks become spaces (`clean_line`, so one record stays one line) or plain
+newlines (`clean_text`, for multi-line fields such as lyrics). JSON keeps every character but
+escapes those that a terminal would act on (`json_text`).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from typing import Any, Sequence, TextIO
+
+# ESC (or a C1 introducer) sequences: CSI with its parameters, string commands (OSC, DCS, SOS,
+# PM, APC) up to their terminator, and the short two- or three-character escapes.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+)
+# Characters that reorder or hide the text around them on screen.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# Characters some terminals or readers take as a line break.
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), *map(ord, BIDI_CONTROLS), 0x2028, 0x2029]
+_LINE = {cp: None for cp in _UNSAFE} | {ord(ch): " " for ch in "\t" + _BREAKS}
+_TEXT = _LINE | {ord(ch): "\n" for ch in _BREAKS}
+_JSON = {cp: f"\\u{cp:04x}" for cp in _UNSAFE if cp >= 0x7F}  # JSON itself escapes 0x00-0x1f
+
+
+def clean_line(value: Any) -> str:
+    """`value` as inert text on one line: no escape sequence, control or bidi character survives."""
+    return _ESCAPE_SEQUENCE.sub("", str(value)).translate(_LINE)
+
+
+def clean_text(value: Any) -> str:
+    """Like `clean_line`, but line breaks (\\r\\n, \\r, U+2028, ...) stay, as plain newlines."""
+    text = _ESCAPE_SEQUENCE.sub("", str(value)).replace("\r\n", "\n")
+    return text.translate(_TEXT)
+
+
+def json_text(data: Any, *, indent: int | None = 2) -> str:
+    """JSON with every character kept, those a terminal would act on written as \\u escapes."""
+    return json.dumps(data, ensure_ascii=False, indent=indent, default=str).translate(_JSON)
 
 
 def _cell(value: Any) -> str:
@@ -13,7 +55,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.2f}"
-    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return clean_line(value)
 
 
 def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
@@ -27,7 +69,7 @@ def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     pending: list[str] = []
     size = 0
     for piece in encoder.iterencode(list(rows)):
-        pending.append(piece)
+        pending.append(piece.translate(_JSON))
         size += len(piece)
         if size >= 65536:
             out.write("".join(pending))
@@ -40,12 +82,18 @@ def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        writer.writerow({k: ("" if row.get(k) is None else _csv_cell(row.get(k))) for k in columns})
+
+
+def _csv_cell(value: Any) -> Any:
+    """CSV quotes line breaks itself, so a lyric keeps its lines; other controls go."""
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO | None = None,
                *, title: str | None = None, tty: bool | None = None) -> None:
     out = out or sys.stdout
+    title = clean_line(title) if title is not None else None
     if tty is None:
         tty = out.isatty()
     if not tty:
