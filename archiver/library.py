@@ -17,6 +17,8 @@ from sqlalchemy import text
 from .errors import ArchiverError, UsageError
 from .models import UTCDateTime
 from .query import compile_query, compile_sort, fts_query, register_functions
+from .records import MAX_DURATION, plausible_duration
+from .render import clean_line
 from .store import Store
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
@@ -47,7 +49,7 @@ class Ambiguous(UsageError):
     """An id prefix that names more than one task or clip (exit 2)."""
 
     def __init__(self, ident: str, candidates: list[dict[str, Any]]) -> None:
-        lines = [f"  {c['kind']:<4}  {c['source']:<14}  {c['id']}" for c in candidates]
+        lines = [f"  {c['kind']:<4}  {clean_line(c['source']):<14}  {clean_line(c['id'])}" for c in candidates]
         super().__init__(f"{ident!r} matches {len(candidates)} tasks/clips; use a longer prefix "
                          "(or task:ID / clip:ID):\n" + "\n".join(lines))
         self.candidates = candidates
@@ -64,6 +66,8 @@ def _row(mapping: Any, columns: Sequence[str]) -> dict[str, Any]:
     out = {name: mapping[name] for name in columns}
     for name in _TIME_FIELDS & out.keys():
         out[name] = _iso_z(out[name])  # stored as ISO 8601 UTC text; normalise the spelling
+    if "duration" in out:
+        out["duration"] = plausible_duration(out["duration"])  # the database may hold any number
     return out
 
 
@@ -266,8 +270,9 @@ def stats(store: Store) -> dict[str, Any]:
         entry["statuses"][status] = count
         by_status[status] = by_status.get(status, 0) + count
     clips_total, duration_total = 0, 0.0
+    plausible = f"CASE WHEN duration > 0 AND duration < {MAX_DURATION!r} THEN duration END"
     for source, count, duration in _query(
-            store, "SELECT source, COUNT(*), COALESCE(SUM(duration), 0) FROM clips GROUP BY 1"):
+            store, f"SELECT source, COUNT(*), COALESCE(SUM({plausible}), 0) FROM clips GROUP BY 1"):
         entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
         entry["clips"], entry["duration"] = count, float(duration)
         clips_total += count
@@ -316,9 +321,9 @@ def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None
         seconds = round(row["duration"]) if row.get("duration") is not None else -1
         artist = row.get("model") or row.get("source") or ""
         title = row.get("title") or row.get("clip_id") or ""
-        label = f"{artist} - {title}" if artist else title
+        label = clean_line(f"{artist} - {title}" if artist else title)
         lines.append(f"#EXTINF:{seconds},{' '.join(label.split())}")
-        lines.append(os.path.relpath(target, base) if base is not None else target)
+        lines.append(clean_line(os.path.relpath(target, base) if base is not None else target))
     return "\n".join(lines) + "\n"
 
 

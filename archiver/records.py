@@ -3,6 +3,10 @@
 Providers name the same thing differently (lyrics/lyric, tags/sound, model/mv, clip_id/id/audioId)
 and encode durations and times in several ways. Every normalizer goes through the helpers here so
 that the quirks are handled once.
+
+An absurd value is invalid, not fatal: a duration outside (0, 24 h) is stored as unknown (None)
+and the clip carries a one-line note in `ClipRecord.warnings` saying what was dropped, for the
+caller to report (the provider's own value stays in `raw`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class ClipRecord:
     video_url: str | None = None
     state: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Values the normalizer refused, one line each ("duration 1e+308 is not a length in (0, 24 h); ...").
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -102,17 +108,40 @@ def text(value: Any) -> str | None:
     return result if result.strip() else None
 
 
-def duration(value: Any) -> float | None:
-    """Seconds as float from a number, a numeric string, or None; nonsense becomes None."""
-    if value is None or isinstance(value, bool):
+MAX_DURATION = 24 * 3600.0  # seconds; no generated song is a day long, so more is a broken value
+
+
+def plausible_duration(seconds: Any) -> float | None:
+    """`seconds` as float when inside (0, MAX_DURATION), else None: for values already stored."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return None
     try:
-        seconds = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
+        value = float(seconds)
+    except OverflowError:  # an int beyond float range
         return None
-    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+    return value if 0 < value < MAX_DURATION else None
+
+
+def duration(value: Any) -> float | None:
+    """Seconds as float from a number, a numeric string, or None; nonsense or out of range is None."""
+    if value is None or isinstance(value, bool):
         return None
-    return seconds
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 64:  # a 300-digit string is no duration, and float() of it is wasted work
+            return None
+        try:
+            return plausible_duration(float(text))
+        except ValueError:
+            return None
+    return plausible_duration(value)
+
+
+def _duration_warning(value: Any, seconds: float | None) -> tuple[str, ...]:
+    if seconds is not None or value is None or value == "":
+        return ()
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return (f"duration {shown} is not a length in (0, 24 h); stored as unknown",)
 
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
@@ -176,12 +205,13 @@ def clip_from(obj: Mapping[str, Any], **overrides: Any) -> ClipRecord | None:
     clip_id = text(overrides.pop("clip_id", None) or pick(obj, "clip_id"))
     if clip_id is None:
         return None
+    raw_duration = pick(obj, "duration")
     values: dict[str, Any] = {
         "title": text(pick(obj, "title")),
         "tags": text(pick(obj, "tags")),
         "negative_tags": text(pick(obj, "negative_tags")),
         "lyrics": text(pick(obj, "lyrics")),
-        "duration": duration(pick(obj, "duration")),
+        "duration": duration(raw_duration),
         "model": text(pick(obj, "model")),
         "seed": text(pick(obj, "seed")),
         "created_at": timestamp(pick(obj, "created_at")),
@@ -190,5 +220,6 @@ def clip_from(obj: Mapping[str, Any], **overrides: Any) -> ClipRecord | None:
         "video_url": text(pick(obj, "video_url")),
         "state": text(pick(obj, "state")),
     }
+    values["warnings"] = _duration_warning(raw_duration, values["duration"])
     values.update(overrides)
     return ClipRecord(clip_id=clip_id, raw=dict(obj), **values)
