@@ -52,8 +52,18 @@ _NEVER_SHRUNK = frozenset({"clip_id", "ext"})
 
 _EXT = re.compile(r"[a-z0-9]{1,%d}" % MAX_EXT_LEN)
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Invisible characters that reorder or hide text: a spoofing risk in file names, never needed.
-_DROP = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+# Invisible characters that reorder or hide text, or that make two names look alike: a spoofing
+# risk in file names, never needed there. Bidi controls, then zero-width ones and the soft hyphen.
+_DROP = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                  "\u200b\u200c\u2060\ufeff\u180e\u00ad")
+_ZWJ = "\u200d"
+# Emoji blocks, for telling a ZWJ sequence (family, rainbow flag) from a stray zero-width joiner.
+_PICTOGRAPHIC = ((0x1F000, 0x1FAFF), (0x2190, 0x21FF), (0x2300, 0x23FF), (0x25A0, 0x27BF),
+                 (0x2900, 0x297F), (0x2B00, 0x2BFF), (0x3030, 0x3030), (0x303D, 0x303D),
+                 (0x3297, 0x3299), (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C),
+                 (0x2049, 0x2049), (0x2122, 0x2122), (0x2139, 0x2139))
+# What may sit between an emoji and the ZWJ that joins it: variation selectors, skin tones.
+_EMOJI_MODIFIERS = ((0xFE00, 0xFE0F), (0x1F3FB, 0x1F3FF), (0xE0020, 0xE007F))
 _WINDOWS_INVALID = frozenset(':*?"<>|')
 # Characters our own rules remove per pathvalidate platform (others get the strict Windows set).
 _PLATFORM_INVALID = {"linux": frozenset(""), "posix": frozenset(""), "macos": frozenset(":")}
@@ -83,6 +93,20 @@ _Component = tuple[_Part, ...]
 # ---------------------------------------------------------------- character-level rules
 
 
+def _in(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+
+def _joins_emoji(text: str, i: int) -> bool:
+    """True when the ZWJ at `i` sits inside an emoji ZWJ sequence (emoji, modifiers, ZWJ, emoji)."""
+    before = i - 1
+    while before >= 0 and _in(text[before], _EMOJI_MODIFIERS):
+        before -= 1
+    after = i + 1
+    return (before >= 0 and after < len(text) and _in(text[before], _PICTOGRAPHIC)
+            and _in(text[after], _PICTOGRAPHIC) and not _in(text[after], _EMOJI_MODIFIERS))
+
+
 def _scrub(text: str, platform: str = "universal") -> str:
     """Our own rules minus length and reserved names; idempotent."""
     invalid = _PLATFORM_INVALID.get(str(platform).lower(), _WINDOWS_INVALID)
@@ -90,8 +114,8 @@ def _scrub(text: str, platform: str = "universal") -> str:
         before = text
         text = unicodedata.normalize("NFC", _SURROGATE.sub("\ufffd", text))
         kept: list[str] = []
-        for ch in text:
-            if ch in _DROP or ch in invalid:
+        for i, ch in enumerate(text):
+            if ch in _DROP or ch in invalid or (ch == _ZWJ and not _joins_emoji(text, i)):
                 continue
             if ch in "/\\":
                 kept.append("_")  # a value never creates a directory
@@ -168,7 +192,8 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
     """One safe path component from untrusted text; "" when nothing usable is left.
 
     NFC; surrogates become U+FFFD; tabs/newlines become spaces and other control characters
-    (NUL included) and bidi overrides vanish; ``/`` and ``\\`` become ``_``; characters invalid on
+    (NUL included), bidi overrides, zero-width characters and soft hyphens vanish (a ZWJ stays
+    only between two emoji, where it builds one: 👨‍👩‍👧); ``/`` and ``\\`` become ``_``; characters invalid on
     `platform` are removed (pathvalidate); whitespace runs collapse; no leading or trailing dots or
     spaces (so never ``.`` or ``..``); device names get ``_`` (``CON`` -> ``CON_``); at most
     `max_bytes` UTF-8 bytes, cut between grapheme clusters.
