@@ -4,6 +4,7 @@ Beets-style terms, all ANDed:
 
     rain                  bare word: case-insensitive substring of title, tags or lyrics
     title:rain            substring of one field (`title:=Rain` for a whole-value match)
+    title:=               the field is empty (`title:` alone is a usage error: a value was forgotten)
     task:7f11             id fields match by prefix
     duration:120..180     closed range (seconds or m:ss); `120..` or `..180` open either side
     created:2026-03..     dates: YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM, each a whole period
@@ -172,12 +173,20 @@ def _range(value: str) -> tuple[str | None, str | None] | None:
     return (low.strip() or None, high.strip() or None)
 
 
+_EXAMPLES = {"text": "WORD", "id": "PREFIX", "number": "120..180", "date": "2026-03", "year": "2025",
+             "flag": "yes"}
+
+
 def _field_clause(q: Compiled, fld: Field, value: str, term: str) -> str:
     column = fld.column
+    if not value.strip():
+        name = term.lstrip("^").partition(":")[0]
+        empty = f", or {name}:= for clips where it is empty" if fld.kind in ("text", "id") else ""
+        raise UsageError(f"{term!r} has no value; give one, e.g. {name}:{_EXAMPLES[fld.kind]}{empty}")
     if fld.kind in ("text", "id"):
-        if value == "":
+        if value == "=":
             return f"({column} IS NULL OR {column} = '')"
-        if value.startswith("=") and len(value) > 1:
+        if value.startswith("="):
             return _like(q, column, value[1:], pattern="{}")
         return _like(q, column, value, pattern="{}%" if fld.kind == "id" else "%{}%")
     if fld.kind == "flag":

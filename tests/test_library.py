@@ -210,7 +210,7 @@ QUERIES: list[tuple[tuple[str, ...], Callable[[Expected], bool]]] = [
     (("TITLE:NEON",), lambda c: _has(c.title, "neon")),
     (("tags:jazz",), lambda c: _has(c.tags, "jazz")),
     (("style:pop",), lambda c: _has(c.tags, "pop")),
-    (("tags:",), lambda c: c.tags is None),
+    (("tags:=",), lambda c: c.tags is None),
     (("lyrics:window",), lambda c: _has(c.lyrics, "window")),
     (("task:t01",), lambda c: c.task_id.startswith("t01")),
     (("clip:t002c1",), lambda c: c.clip_id.startswith("t002c1")),
