@@ -361,6 +361,7 @@ def rebuild_cmd(ctx: Context, force: bool) -> None:
       archiver rebuild
     """
     from .rebuild import rebuild
+    from .render import clean_line
     from .sync import LibraryLock
 
     config = ctx.config()
@@ -369,7 +370,9 @@ def rebuild_cmd(ctx: Context, force: bool) -> None:
     if report.moved_aside:
         click.echo(f"old database kept as {report.moved_aside}")
     for path in report.skipped:
-        click.echo(f"skipped (no archiver tags): {path}", err=True)
+        click.echo(f"skipped (no archiver tags): {clean_line(path)}", err=True)
+    for line in report.problems:
+        click.echo(line, err=True)
     click.echo(f"rebuilt {report.tasks} task(s) from {report.audio} audio file(s) and {report.covers} cover(s)")
 
 

@@ -20,7 +20,9 @@ from .archive import walk_library
 from .download import sha256_file
 from .errors import ArchiverError, DatabaseError, TaggingError
 from .media import AUDIO, IMAGE, sniff
-from .records import ClipRecord, Status, TaskRecord, timestamp
+from .providers import SOURCE_NAMES
+from .records import ClipRecord, Status, TaskRecord, duration, timestamp
+from .render import clean_line
 from .store import Store
 from .tagging import read_tags
 
@@ -32,6 +34,9 @@ class RebuildReport:
     tasks: int = 0
     skipped: list[str] = field(default_factory=list)  # files without provenance tags
     moved_aside: Path | None = None
+    # One line per file left out for another reason: a source archiver does not know, or a
+    # clip that another file already claims. Each is safe to print (control characters removed).
+    problems: list[str] = field(default_factory=list)
 
 
 def move_aside(db_path: Path) -> Path:
@@ -80,31 +85,43 @@ def _scan(library: Path, files: list[str], report: RebuildReport
     by_stem: dict[str, list[str]] = {}
     for rel in files:
         by_stem.setdefault(rel.rsplit(".", 1)[0], []).append(rel)
+    kinds = {rel: _kind(library / rel) for rel in files}
     tasks: dict[tuple[str, str], list[ClipRecord]] = {}
     placed: dict[tuple[str, str, str], tuple[str, str | None]] = {}
-    for stem, group in by_stem.items():
-        kinds = {rel: _kind(library / rel) for rel in group}
-        for rel in (r for r in group if kinds[r] in AUDIO | {"mp4"}):
-            try:
-                tags = read_tags(library / rel)
-            except (TaggingError, OSError):
-                tags = {}
-            if not (tags.get("source") and tags.get("task_id") and tags.get("clip_id")):
-                report.skipped.append(rel)
-                continue
-            clip = ClipRecord(
-                clip_id=tags["clip_id"], title=tags.get("title"), lyrics=tags.get("lyrics"),
-                duration=tags.get("duration"), model=tags.get("model"), seed=tags.get("seed"),
-                tags=_style(tags.get("comment")), created_at=timestamp(tags.get("date")) if tags.get("date") else None,
-                audio_url=tags.get("source_url"), state="succeeded",
-                raw={"rebuilt_from": rel},
-            )
-            tasks.setdefault((tags["source"], tags["task_id"]), []).append(clip)
-            placed[(tags["source"], clip.clip_id, "audio")] = (rel, clip.audio_url)
-            report.audio += 1
-            for image in (r for r in group if kinds[r] in IMAGE):
-                placed[(tags["source"], clip.clip_id, "image")] = (image, None)
-                report.covers += 1
+    for rel in files:  # in path order, so the first of two files claiming a clip is always the same
+        if kinds[rel] not in AUDIO | {"mp4"}:
+            continue
+        group = by_stem[rel.rsplit(".", 1)[0]]
+        try:
+            tags = read_tags(library / rel)
+        except (TaggingError, OSError):
+            tags = {}
+        if not (tags.get("source") and tags.get("task_id") and tags.get("clip_id")):
+            report.skipped.append(rel)
+            continue
+        if tags["source"] not in SOURCE_NAMES:
+            report.problems.append(clean_line(
+                f"skipped {rel}: its tags name source {tags['source']!r}, which archiver does not know"))
+            continue
+        claimed = placed.get((tags["source"], tags["clip_id"], "audio"))
+        if claimed is not None:
+            report.problems.append(clean_line(
+                f"two files claim clip {tags['source']}/{tags['clip_id']}: kept {claimed[0]}, "
+                f"not recorded {rel} (neither deleted)"))
+            continue
+        clip = ClipRecord(
+            clip_id=tags["clip_id"], title=tags.get("title"), lyrics=tags.get("lyrics"),
+            duration=duration(tags.get("duration")), model=tags.get("model"), seed=tags.get("seed"),
+            tags=_style(tags.get("comment")), created_at=timestamp(tags.get("date")) if tags.get("date") else None,
+            audio_url=tags.get("source_url"), state="succeeded",
+            raw={"rebuilt_from": rel},
+        )
+        tasks.setdefault((tags["source"], tags["task_id"]), []).append(clip)
+        placed[(tags["source"], clip.clip_id, "audio")] = (rel, clip.audio_url)
+        report.audio += 1
+        for image in (r for r in group if kinds[r] in IMAGE):
+            placed[(tags["source"], clip.clip_id, "image")] = (image, None)
+            report.covers += 1
     now = datetime.now(timezone.utc)
     records = [
         TaskRecord(source=source, task_id=task_id, status=Status.SUCCEEDED, provider_status="REBUILT",
