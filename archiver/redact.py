@@ -56,8 +56,7 @@ class Redactor:
         )
 
     def text(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(REDACTED, text)
+        text = self.secrets_out(text)
         if "://" in text:
             text = _URL.sub(lambda m: redact_url(m.group(0)), text)
         return text
@@ -65,10 +64,16 @@ class Redactor:
     def holds_secret(self, text: str) -> bool:
         return self._pattern is not None and self._pattern.search(text) is not None
 
+    def secrets_out(self, text: str) -> str:
+        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
+
     def value(self, value: Any) -> Any:
-        """A decoded JSON value with every string (keys included) redacted."""
+        """A decoded JSON value with the secrets out of every string, keys included.
+
+        URLs keep their credentials here: a media link may need them, and only ours are secret.
+        """
         if isinstance(value, str):
-            return self.text(value)
+            return self.secrets_out(value)
         if isinstance(value, list):
             return [self.value(item) for item in value]
         if isinstance(value, dict):

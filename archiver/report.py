@@ -1,13 +1,16 @@
 """How a sync talks to the person (or cron) running it.
 
 The engine calls a Reporter; the CLI picks one: rich progress on a terminal, plain log lines
-otherwise, errors only with --quiet, nothing but the final JSON with --json.
+otherwise, errors only with --quiet, nothing but the final JSON with --json. Every line passes
+through `archiver.redact` first: the last net for a secret that slipped into a message.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Protocol, TextIO
+from typing import Iterable, Protocol, TextIO
+
+from .redact import redact
 
 
 class Reporter(Protocol):
@@ -24,21 +27,26 @@ class Reporter(Protocol):
 class PlainReporter:
     """Log lines: what cron mails you."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, quiet: bool = False) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *, quiet: bool = False,
+                 secrets: Iterable[str | None] = ()) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.quiet = quiet
+        self.secrets = tuple(s for s in secrets if s)  # besides those the loaded config registered
+
+    def clean(self, message: str) -> str:
+        return redact(message, self.secrets)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=self.out, flush=True)
+            print(self.clean(message), file=self.out, flush=True)
 
     def warning(self, message: str) -> None:
         if not self.quiet:
-            print(f"warning: {message}", file=self.err, flush=True)
+            print(f"warning: {self.clean(message)}", file=self.err, flush=True)
 
     def error(self, message: str) -> None:
-        print(f"error: {message}", file=self.err, flush=True)
+        print(f"error: {self.clean(message)}", file=self.err, flush=True)
 
     def download_started(self, name: str, total: int | None) -> object:
         return name
@@ -59,8 +67,8 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """A live progress display (bytes, speed, files) for an interactive terminal."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__(secrets=secrets)
         from rich.console import Console
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                    TimeRemainingColumn, TransferSpeedColumn)
@@ -79,14 +87,20 @@ class RichReporter(PlainReporter):
         self.files = 0
         self.progress.start()
 
+    def clean(self, message: str) -> str:
+        """Redacted, and with rich markup escaped: a `[bold]` in a provider's title is text."""
+        from rich.markup import escape
+
+        return escape(super().clean(message))
+
     def info(self, message: str) -> None:
-        self.progress.console.print(message)
+        self.progress.console.print(self.clean(message))
 
     def warning(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]warning:[/] {message}")
+        self.progress.console.print(f"[yellow]warning:[/] {self.clean(message)}")
 
     def error(self, message: str) -> None:
-        self.progress.console.print(f"[red]error:[/] {message}")
+        self.progress.console.print(f"[red]error:[/] {self.clean(message)}")
 
     def download_started(self, name: str, total: int | None) -> object:
         label = name if len(name) <= 40 else name[:37] + "..."

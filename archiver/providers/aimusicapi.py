@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from ..errors import PayloadError, ProviderError, TaskIdRequired, TaskNotFound
 from ..records import Status, TaskRecord, clip_from, progress, text
 from .acedata import FAILED_STATES, status_from_clips
-from .base import BaseSource, Request, error_message
+from .base import BaseSource, Request, error_message, path_segment
 
 
 class Aimusicapi(BaseSource):
@@ -22,7 +22,10 @@ class Aimusicapi(BaseSource):
 
     def request_for(self, ids: Sequence[str]) -> Request:
         (task_id,) = ids
-        return Request("GET", f"api/v1/producer/task/{task_id}")
+        return Request("GET", f"api/v1/producer/task/{path_segment(self.name, task_id)}")
+
+    def check_id(self, task_id: str) -> None:
+        path_segment(self.name, task_id)
 
     def detect(self, payload: Any) -> bool:
         return (

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
-from ..errors import PayloadError, ProviderError, TaskNotFound
+from ..errors import PayloadError, ProviderError, TaskNotFound, UsageError
 from ..records import TaskRecord
+from ..redact import redactor
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class Source(Protocol):
         """The error for a non-2xx answer that is not auth/transient (404, 400 ...)."""
         ...
 
+    def check_id(self, task_id: str) -> None:
+        """Raise UsageError for an id this source could not send safely."""
+        ...
+
 
 class BaseSource:
     """Defaults shared by the concrete sources."""
@@ -63,6 +69,9 @@ class BaseSource:
             return TaskNotFound(self.name, ids[0], message)
         return ProviderError(self.name, f"HTTP {status}: {message}", status_code=status)
 
+    def check_id(self, task_id: str) -> None:
+        check_id(self.name, task_id)
+
     def _require_mapping(self, payload: Any, what: str = "a JSON object") -> Mapping[str, Any]:
         if not isinstance(payload, Mapping):
             raise PayloadError(self.name, f"expected {what}, got {type(payload).__name__}")
@@ -70,22 +79,52 @@ class BaseSource:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
-def parse_json(data: bytes | str) -> Any:
-    """A provider's JSON body, with every string valid Unicode.
+def check_id(source: str, task_id: str) -> None:
+    """Control characters and line breaks in an id are a typo or an attack, never a task: refuse them."""
+    if not task_id:
+        raise UsageError(f"{source}: a task id is empty")
+    if _UNSENDABLE.search(task_id):
+        raise UsageError(f"{source}: task id {task_id!r} holds control characters")
 
-    JSON may carry a lone UTF-16 surrogate ("\\ud83c": a JavaScript backend cutting a title inside
-    an emoji). Python keeps it, but no UTF-8 writer (SQLite, tags, the terminal) accepts it, so one
-    such title would stop every later sync; it becomes U+FFFD here, where all bodies enter.
-    Raises ValueError when the body is not JSON, RecursionError when it nests absurdly deep.
+
+def path_segment(source: str, task_id: str) -> str:
+    """An id as exactly one URL path segment: percent-encoded, so `/`, `?`, `#` stay in the id.
+
+    `.` and `..` are refused rather than encoded: servers decode `%2E%2E` and resolve it, which
+    would send the token to another path.
     """
-    payload = json.loads(data)
-    if isinstance(data, bytes):  # only an escape can make one in UTF-8 bytes: skip the walk otherwise
-        suspect = b"\\ud" in data or b"\\uD" in data
+    check_id(source, task_id)
+    if task_id in (".", ".."):
+        raise UsageError(f"{source}: task id {task_id!r} cannot be placed in a URL path")
+    return urllib.parse.quote(task_id, safe="")
+
+
+def parse_json(data: bytes | str, *, secrets: Iterable[str | None] = ()) -> Any:
+    """A provider's JSON body, with every string valid Unicode and without any secret.
+
+    A stray byte that is not UTF-8 becomes U+FFFD instead of failing the poll on every run. JSON may
+    also carry a lone UTF-16 surrogate ("\\ud83c": a JavaScript backend cutting a title inside an
+    emoji); no UTF-8 writer (SQLite, tags, the terminal) accepts it, so it becomes U+FFFD too.
+    Secrets (`secrets` plus the registered ones) are removed after decoding, so no JSON escape
+    can hide one. Raises ValueError when the body is not JSON, RecursionError when it nests
+    absurdly deep.
+    """
+    if isinstance(data, bytes):
+        text = data.decode(json.detect_encoding(data), "replace")
+        suspect = "\\ud" in text or "\\uD" in text  # decoding with "replace" leaves no raw surrogate
     else:  # text read with surrogateescape (stdin) may hold them raw
-        suspect = "\\ud" in data or "\\uD" in data or _LONE_SURROGATE.search(data) is not None
-    return _valid_text(payload) if suspect else payload
+        text = data
+        suspect = "\\ud" in text or "\\uD" in text or _LONE_SURROGATE.search(text) is not None
+    payload = json.loads(text)
+    scrub = redactor(secrets)
+    if scrub.secrets and ("\\" in text or scrub.holds_secret(text)):  # no escape: strings are raw text
+        payload = scrub.value(_valid_text(payload) if suspect else payload)
+    elif suspect:
+        payload = _valid_text(payload)
+    return payload
 
 
 def _valid_text(value: Any) -> Any:

@@ -6,6 +6,7 @@ includes a request header, so a token cannot leak through an error.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
@@ -18,8 +19,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from .. import __version__
 from ..config import ProviderSettings
-from ..errors import AuthError, ProviderError, TaskNotFound, TransientError
+from ..errors import ArchiverError, AuthError, ProviderError, TaskNotFound, TransientError
 from ..records import TaskRecord
+from ..redact import redactor
 from .base import Request, Source, parse_json
 
 USER_AGENT = f"archiver/{__version__}"
@@ -86,12 +88,18 @@ class RetryPolicy:
 
 
 class ApiClient:
-    """One provider's HTTP client (keep-alive pool shared by its sources)."""
+    """One provider's HTTP client (keep-alive pool shared by its sources).
+
+    Each request, its body included, must be done within `deadline` seconds (by default the
+    connect timeout plus twice the read timeout): httpx's read timeout restarts with every byte,
+    so a body trickled a byte at a time would otherwise hold a poll, and the library lock, forever.
+    """
 
     def __init__(self, settings: ProviderSettings, *, connect_timeout: float, read_timeout: float,
                  budget: RetryBudget, counters: Counters, policy: RetryPolicy = RetryPolicy(),
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, deadline: float | None = None) -> None:
         self.settings = settings
+        self.deadline = deadline if deadline is not None else connect_timeout + 2 * read_timeout
         self.budget = budget
         self.counters = counters
         self.policy = policy
@@ -118,14 +126,29 @@ class ApiClient:
         await self.aclose()
 
     async def fetch(self, source: Source, ids: Sequence[str]) -> tuple[list[TaskRecord], dict[str, Exception]]:
-        """Fetch ids through `source`; returns the records and a per-id error for ids not returned."""
+        """Fetch ids through `source`; returns the records and a per-id error for ids not returned.
+
+        An id that cannot be sent safely (control characters, a dot segment) gets its own error
+        and is never sent; the rest of its batch still is.
+        """
+        refused: dict[str, Exception] = {}
+        for task_id in ids:
+            try:
+                source.check_id(task_id)
+            except ArchiverError as exc:
+                refused[task_id] = exc
+        ids = [i for i in ids if i not in refused]
+        if not ids:
+            return [], refused
         request = source.request_for(ids)
         task_id = ids[0] if len(ids) == 1 else None
         try:
             payload = await self.call(source, request, ids)
             records = source.normalize(payload, task_id=task_id)
         except TaskNotFound as exc:
-            return [], {i: exc for i in ids}
+            return [], {**refused, **{i: self._scrubbed(exc) for i in ids}}
+        except ArchiverError as exc:
+            raise self._scrubbed(exc)
         wanted = set(ids)
         records = [r for r in records if r.task_id in wanted]
         got = {r.task_id for r in records}
@@ -133,7 +156,7 @@ class ApiClient:
             i: TaskNotFound(source.name, i, "not in the provider's answer (unknown task id?)")
             for i in ids if i not in got
         }
-        return records, missing
+        return records, {**refused, **missing}
 
     async def call(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
         """One logical request, retried on transient failures within the run's budget."""
@@ -162,17 +185,24 @@ class ApiClient:
         backoff = self.policy.initial * (2 ** (state.attempt_number - 1))
         return min(self.policy.maximum, backoff) * random.uniform(0.5, 1.0)
 
-    def _redacted(self, body: bytes) -> bytes:
-        """The body without our token, should the provider echo it (into an error message, say)."""
-        token = (self.settings.token or "").encode()
-        return body.replace(token, b"<redacted>") if token and token in body else body
+    def _scrubbed(self, exc: ArchiverError) -> ArchiverError:
+        """The error with every secret out of its message: the last net at the provider boundary."""
+        scrub = redactor([self.settings.token])
+        exc.args = tuple(scrub.text(a) if isinstance(a, str) else a for a in exc.args)
+        for name in ("detail",):
+            if isinstance(getattr(exc, name, None), str):
+                setattr(exc, name, scrub.text(getattr(exc, name)))
+        return exc
 
     async def _once(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
         name = self.settings.name
         url = join_url(self.settings.base_url, request.path)
         self.counters.count(name)
         try:
-            response = await self._client.request(request.method, url, params=request.params, json=request.json)
+            async with asyncio.timeout(self.deadline):
+                response = await self._client.request(request.method, url, params=request.params, json=request.json)
+        except TimeoutError:
+            raise TransientError(name, f"timed out (stalled: no whole answer within {self.deadline:g} s)") from None
         except httpx.TimeoutException:
             raise TransientError(name, "timed out") from None
         except httpx.TooManyRedirects:
@@ -188,7 +218,7 @@ class ApiClient:
             raise TransientError(name, f"HTTP {status}", status_code=status,
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
         try:
-            payload = parse_json(self._redacted(response.content))
+            payload = parse_json(response.content, secrets=[self.settings.token])
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             if status >= 400:
                 raise source.error_for(status, None, ids) from None
