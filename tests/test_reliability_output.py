@@ -124,7 +124,7 @@ COMMANDS: list[tuple[str, tuple[str, ...], int | None, int]] = [
     ("tasks", ("tasks",), 1, 7),
     ("search", ("search", "song"), 1, 5),
     ("show clip", ("show", "clip03"), None, 1),
-    ("show task", ("show", "task:task00"), None, 1),
+    ("show task", ("show", "task:task03"), None, 1),  # click.echo strips ESC codes when piped, not \r, \b or C1
     ("stats", ("stats",), None, 0),
 ]
 
