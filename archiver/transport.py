@@ -70,9 +70,8 @@ class _Transfer:
 
     def on_header(self, line: bytes) -> None:
         self.last_activity = time.monotonic()
-        if self.window_start is None:
-            self.window_start = self.last_activity
-        self.window_bytes += len(line)  # headers trickled byte by byte are as slow as a body
+        if self.window_start is None:  # judged from the first byte of the response, on body bytes:
+            self.window_start = self.last_activity  # headers trickled for a whole window are a stall too
         if line.startswith(b"HTTP/"):
             parts = line.split(None, 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

@@ -78,6 +78,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"x" * 10)
             self.wfile.flush()
             time.sleep(3)
+        elif self.path == "/trickle-head":  # a header that never ends, 10 B/s
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Pad: ")
+            try:
+                for _ in range(600):
+                    self.wfile.write(b"a")
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            self.close_connection = True
         elif self.path.startswith("/trickle"):
             self._trickle(rate=10, size=TRICKLE_SIZE)  # 10 B/s: always under any read timeout
         elif self.path == "/slow":
@@ -243,20 +252,22 @@ async def _read_all(http: httpx.AsyncClient, url: str, **kwargs: object) -> list
         return [chunk async for chunk in response.aiter_raw()]
 
 
-@pytest.mark.parametrize("how", ["extension", "constructor", "read timeout"])
-def test_a_trickling_body_fails_as_stalled_within_its_window(server: str, how: str) -> None:
+@pytest.mark.parametrize("how", ["extension", "constructor", "read timeout", "headers"])
+def test_a_trickling_response_fails_as_stalled_within_its_window(server: str, how: str) -> None:
     """10 B/s never trips the read timeout; the throughput check ends it all the same, whether
-    the window comes with the request, from the transport, or from the read timeout."""
+    the window comes with the request, from the transport, or from the read timeout, and whether
+    the body or the headers trickle."""
     extensions = {THROUGHPUT: (1024.0, 1.0)} if how == "extension" else {}
-    window = 1.0 if how == "constructor" else None
+    window = 1.0 if how in ("constructor", "headers") else None
     read = 1.5 if how == "read timeout" else 5.0
+    path = "/trickle-head" if how == "headers" else "/trickle"
 
     async def main() -> float:
         transport = CurlTransport(jobs=1, stall_window=window)
         async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(read)) as http:
             started = time.monotonic()
             with pytest.raises(Stalled, match="stalled"):
-                await asyncio.wait_for(_read_all(http, f"{server}/trickle", extensions=extensions), 20)
+                await asyncio.wait_for(_read_all(http, f"{server}{path}", extensions=extensions), 20)
             return time.monotonic() - started
 
     assert asyncio.run(main()) < 10
