@@ -210,7 +210,8 @@ def _coerce(where: str, key: str, spec: _Key, value: Any) -> Any:
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
         names = " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(f"{where}: {key} must be {spec.hint or names}, got {type(value).__name__} {_shown(spec, value)}")
+        shown = f"{type(value).__name__} {_shown(spec, value)}"
+        raise ConfigError(f"{where}: {key} must be {spec.hint or names}, got {shown}")
     if spec.check and not spec.check(value):
         raise ConfigError(f"{where}: {key} must be {spec.hint or 'valid'}, got {_shown(spec, value)}")
     if spec.explain and (why := spec.explain(value)):
@@ -235,7 +236,8 @@ def _from_env(env: Mapping[str, str], name: str, key: str, spec: _Key) -> Any:
         elif bool in kinds:
             value = raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError:
-        raise ConfigError(f"environment {name}: {key} must be {spec.hint or 'a number'}, got {_shown(spec, raw)}") from None
+        hint = spec.hint or "a number"
+        raise ConfigError(f"environment {name}: {key} must be {hint}, got {_shown(spec, raw)}") from None
     return _coerce(f"environment {name}", key, spec, value)
 
 
