@@ -3,11 +3,16 @@
 A new library gets the current schema at once. An older one is moved forward step by step, each
 step in its own transaction, so a release that changes the schema upgrades a library in place
 without losing rows. Add a step by appending a function to STEPS; never edit a released one.
+
+Each step runs under SQLite's write lock (`BEGIN IMMEDIATE`) and re-reads the version inside it,
+so two processes opening a new library at once (`add` and `sync` from cron) create the schema
+once: the second waits for the first and then finds nothing left to do.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -83,27 +88,74 @@ def _v2_browse(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse]
+def _v3_not_found_since(conn: Connection) -> None:
+    """When a task's current run of not-found answers began: it fails only after days of them.
+
+    Version 1 builds the tables from the current models, so a new library has the column already.
+    """
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(tasks)")}
+    if "not_found_since" not in columns:
+        conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN not_found_since VARCHAR(32)")
+
+
+STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since]
 SCHEMA_VERSION = len(STEPS)
+# The oldest version the read commands understand: later steps only add what reads never use.
+READABLE_FROM = 2
 
 
 def current_version(conn: Connection) -> int:
     return int(conn.execute(text("PRAGMA user_version")).scalar() or 0)
 
 
+def refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        from .errors import DatabaseError
+
+        raise DatabaseError(
+            f"the library database has schema version {version}, newer than this archiver "
+            f"understands ({SCHEMA_VERSION}); upgrade archiver"
+        )
+
+
 def migrate(engine: Engine) -> int:
     """Bring the database to SCHEMA_VERSION; returns the version it started at."""
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         start = current_version(conn)
-        if start > SCHEMA_VERSION:
-            from .errors import DatabaseError
-
-            raise DatabaseError(
-                f"the library database has schema version {start}, newer than this archiver "
-                f"understands ({SCHEMA_VERSION}); upgrade archiver"
-            )
+    refuse_newer(start)
     for version in range(start, SCHEMA_VERSION):
-        with engine.begin() as conn:
+        with _write_locked(engine) as conn:
+            found = current_version(conn)  # another process may have done this step meanwhile
+            refuse_newer(found)
+            if found > version:
+                continue
             STEPS[version](conn)
             conn.execute(text(f"PRAGMA user_version = {version + 1}"))
     return start
+
+
+@contextmanager
+def _write_locked(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds SQLite's write lock from its first statement (`BEGIN IMMEDIATE`).
+
+    The sqlite3 module would begin lazily, after our version check; driving the transaction
+    ourselves makes the check and the step one atomic unit. Other databases use a plain one.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        level = driver.isolation_level
+        driver.isolation_level = None  # autocommit mode: no implicit BEGIN before ours
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                driver.rollback()
+                raise
+            driver.commit()
+        finally:
+            driver.isolation_level = level

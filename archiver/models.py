@@ -2,7 +2,7 @@
 
 Times are stored as ISO 8601 UTC text (`2026-03-13T07:13:16.900000+00:00` sorts and reads well
 in sqlite3 and Datasette) and come back as aware UTC datetimes. The schema version lives in
-`PRAGMA user_version`; `store.migrate` moves an older library forward in place.
+`PRAGMA user_version`; `migrations.migrate` moves an older library forward in place.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class Task(SQLModel, table=True):
     polls: int = 0
     idle_polls: int = 0  # consecutive polls that changed nothing: drives the back-off
     poll_errors: int = 0  # consecutive failed polls: also backs off, and ends unknown ids
+    not_found_since: Optional[datetime] = _time()  # start of the current run of not-found answers
     raw_json: Optional[str] = Field(default=None, sa_column=Column(Text))
 
 
