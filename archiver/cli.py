@@ -38,10 +38,11 @@ class Context:
             self._config = load_config(config_file=self.config_file, overrides=merged)
         return self._config
 
-    def store(self, *, create: bool = True) -> Any:
+    def store(self, *, create: bool = True, readonly: bool = False) -> Any:
+        """`readonly` for commands that only read: nothing is created, migrated or written."""
         from .store import Store
 
-        return Store(self.config().db_url, create=create)
+        return Store(self.config().db_url, create=create, readonly=readonly)
 
 
 def fail(message: str, code: int) -> None:
@@ -50,12 +51,18 @@ def fail(message: str, code: int) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Turn ArchiverError into one line on stderr and its exit code; never a traceback."""
+    """Turn ArchiverError into one line on stderr and its exit code; never a traceback.
+
+    Ctrl-C and SIGTERM both print "interrupted" and exit 130 or 143, after `finally` blocks ran.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .interrupts import exit_code, sigterm_as_interrupt
+
         try:
-            return func(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return func(*args, **kwargs)
         except ArchiverError as exc:
             fail(str(exc), exc.exit_code)
         except BrokenPipeError:  # `archiver ls | head`: the reader left, nothing to report
@@ -64,7 +71,7 @@ def handle_errors(func: F) -> F:
             sys.exit(0)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(exit_code())
         except OSError as exc:
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
         except Exception as exc:  # a bug: say so briefly unless debugging
@@ -193,7 +200,8 @@ def _read_ids(file: str) -> list[str]:
 def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str | None) -> None:
     """Register task ids of SOURCE for `archiver sync` to poll. Idempotent.
 
-    SOURCE is one of: ccapi-suno, ccapi-producer, mountsea, acedata, aimusicapi.
+    SOURCE is one of: ccapi-suno, ccapi-producer, mountsea, acedata, aimusicapi. A known task
+    that has failed is put back in the queue.
 
     \b
     Example:
@@ -211,8 +219,32 @@ def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str |
     from .sync import add_tasks
 
     with ctx.store() as store:
-        added, known = add_tasks(store, source, ids)
-    click.echo(f"{added} new task(s) added to {source}" + (f", {known} already known" if known else ""))
+        added = add_tasks(store, source, ids)
+    click.echo(f"{added.new} new task(s) added to {source}"
+               + (f", {added.requeued} failed task(s) queued again" if added.requeued else "")
+               + (f", {added.known} already known" if added.known else ""))
+
+
+@cli.command("retry")
+@click.argument("query", nargs=-1)
+@pass_ctx
+@handle_errors
+def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
+    """Queue failed tasks again for the next `archiver sync` (no QUERY: every failed task).
+
+    QUERY selects tasks with the `ls` grammar: source, task (an id prefix), and clip fields for
+    tasks that have clips. Their error counters are reset and they are due at once.
+
+    \b
+    Example:
+      archiver retry source:acedata
+      archiver retry task:1a6ac2ad && archiver sync
+    """
+    from .retry import retry_failed
+
+    with ctx.store() as store:
+        chosen = retry_failed(store, query)
+    click.echo(f"{len(chosen)} failed task(s) queued again")
 
 
 @cli.command("sync")
@@ -291,17 +323,19 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
     from .verify import verify_library
 
     config = ctx.config()
-    with ctx.store(create=False) as store:
+    with ctx.store(readonly=True) as store:
         report = verify_library(config.library, store)
     if as_json:
         click.echo(jsonlib.dumps({"checked": report.checked, "missing": report.missing,
-                                  "changed": report.changed, "orphans": report.orphans}, ensure_ascii=False))
+                                  "changed": report.changed, "orphans": report.orphans, "links": report.links},
+                                 ensure_ascii=False))
     else:
-        for label, paths in (("missing", report.missing), ("changed", report.changed), ("orphan", report.orphans)):
+        for label, paths in (("missing", report.missing), ("changed", report.changed), ("orphan", report.orphans),
+                            ("symlink", report.links)):
             for path in paths:
                 click.echo(f"{label}: {path}")
         click.echo(f"checked {report.checked} file(s): {len(report.missing)} missing, {len(report.changed)} changed, "
-                   f"{len(report.orphans)} orphan(s)")
+                   f"{len(report.orphans)} orphan(s)" + (f", {len(report.links)} symbolic link(s)" if report.links else ""))
     if repair and report.bad_ids:
         with ctx.store() as store:
             store.mark_missing(report.bad_ids)

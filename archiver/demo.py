@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ProviderSettings
+from .errors import UsageError
 from .report import Reporter
 from .sync import SyncOptions, SyncReport, add_tasks, run_sync
 
@@ -31,8 +32,14 @@ class DemoResult:
 
 
 def demo_directory(directory: str | None) -> Path:
+    """A new or empty folder: the simulator answers 404 for real task ids, so never a library."""
     if directory:
         path = Path(directory).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--dir {path} is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            raise UsageError(f"--dir {path} is not empty; the demo needs a new or empty folder "
+                             "(it must not run on a real library)")
         path.mkdir(parents=True, exist_ok=True)
         return path
     return Path(tempfile.mkdtemp(prefix="archiver-demo-"))

@@ -285,11 +285,13 @@ def stats(store: Store) -> dict[str, Any]:
         if state == "downloaded":
             bytes_on_disk = int(size)
     runs = _query(store, "SELECT COUNT(*) OVER () AS runs, started_at, finished_at, exit_code, errors, "
-                         "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 1")
+                         "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 5")
+    recent = [_row(r._mapping, ("started_at", "finished_at", "exit_code", "errors", "error_text")) for r in runs]
+    for run in recent:  # sync.run_sync records an interrupted run with "interrupted" first
+        run["interrupted"] = (run["error_text"] or "").startswith("interrupted")
     last_sync = None
-    if runs:
-        last_sync = _row(runs[0]._mapping, ("started_at", "finished_at", "exit_code", "errors", "error_text"))
-        last_sync["runs"] = runs[0].runs
+    if recent:
+        last_sync = {**recent[0], "runs": runs[0].runs}
     return {
         "tasks": sum(by_status.values()),
         "tasks_by_status": dict(sorted(by_status.items())),
@@ -299,6 +301,7 @@ def stats(store: Store) -> dict[str, Any]:
         "bytes_on_disk": bytes_on_disk,
         "sources": {name: by_source[name] for name in sorted(by_source)},
         "last_sync": last_sync,
+        "recent_syncs": recent,
     }
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import interrupts
 from .config import Config
 from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, LockHeld,
                      TaskNotFound)
@@ -22,7 +23,7 @@ from .providers import SOURCES, Source, get_source
 from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
 from .records import TaskRecord
 from .report import Reporter
-from .store import Store
+from .store import NOT_FOUND_AFTER, Added, Store
 
 LOCK_NAME = ".archiver.lock"
 
@@ -102,16 +103,22 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
         try:
             run_id = store.start_run()
             report = SyncReport()
+            interrupted = False
             try:
                 asyncio.run(_run(config, options, store, reporter, report))
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through interrupts.sigterm_as_interrupt
+                interrupted = True
+                raise
             finally:
                 report.still_unfinished = store.unfinished_count(options.sources)
+                errors = ["interrupted", *report.errors] if interrupted else report.errors
                 store.finish_run(
-                    run_id, exit_code=report.exit_code, tasks_polled=report.tasks_polled,
+                    run_id, exit_code=interrupts.exit_code() if interrupted else report.exit_code,
+                    tasks_polled=report.tasks_polled,
                     newly_succeeded=report.newly_succeeded, failed=report.failed,
                     clips_added=report.clips_added, requests=report.requests, errors=len(report.errors),
                     files_downloaded=report.files_downloaded, bytes_downloaded=report.bytes_downloaded,
-                    error_text="\n".join(report.errors) or None,
+                    error_text="\n".join(errors) or None,
                 )
             return report
         finally:
@@ -261,15 +268,24 @@ class Poller:
         now = utcnow()
         result = self.store.apply(records, now)
         base = self.options.interval or interval or source.interval
-        self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
-                            changed=set(result.changed_task_ids))
+        given_up = self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
+                                       changed=set(result.changed_task_ids))
         self.report.tasks_polled += len(outcomes)
         self.report.newly_succeeded += result.newly_succeeded
-        self.report.failed += result.newly_failed
+        self.report.failed += result.newly_failed + len(given_up)
         self.report.clips_added += result.clips_added
+        for message in result.warnings:
+            self.reporter.warning(message)
         for task_id, outcome in outcomes.items():
-            if outcome.startswith("notfound:"):
-                self.reporter.warning(outcome.partition(":")[2])
+            if not outcome.startswith("notfound:"):
+                continue
+            message = outcome.partition(":")[2]
+            if task_id in given_up:
+                self.reporter.warning(f"{message}; not found for {NOT_FOUND_AFTER.days} days, marked failed "
+                                      "(`archiver retry` queues it again)")
+            else:  # a typo in a base URL or an outage looks the same: this run did not succeed
+                self.report.errors.append(message)
+                self.reporter.error(message)
         if result.newly_succeeded or result.newly_failed or result.clips_added:
             self.reporter.info(f"{source.name}: {len(outcomes)} polled, {result.newly_succeeded} succeeded, "
                                f"{result.newly_failed} failed, {result.clips_added} new clips")
@@ -299,9 +315,10 @@ class Poller:
         return bool(found)
 
 
-def add_tasks(store: Store, source: str, task_ids: Sequence[str]) -> tuple[int, int]:
-    """Register ids for polling; returns (new, already known)."""
-    get_source(source)
-    unique = list(dict.fromkeys(t.strip() for t in task_ids if t.strip()))
-    added = store.add_tasks(source, unique)
-    return added, len(unique) - added
+def add_tasks(store: Store, source: str, task_ids: Sequence[str]) -> Added:
+    """Register ids for polling; known failed ones are queued again."""
+    checked = get_source(source)
+    for task_id in task_ids:  # an id that could not be sent safely is a usage error now, not a poll error later
+        if task_id.strip():
+            checked.check_id(task_id.strip())
+    return store.add_tasks(source, task_ids)
