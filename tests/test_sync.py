@@ -185,12 +185,23 @@ def test_missing_token_is_a_clear_error(sim, sim_cli) -> None:
     assert result.exit_code == 1 and "aimusicapi has no token configured" in result.output
 
 
-def test_unknown_task_is_recorded_and_not_retried_forever(sim, sim_cli) -> None:
+def test_unknown_task_is_recorded_and_not_retried_forever(sim, sim_cli, library: Path) -> None:
+    """Not found is an error of each run for a week; then the task fails for good (see
+    test_reliability_state for the rule itself)."""
+
+    from archiver.store import NOT_FOUND_POLLS
+
     for source in SOURCES:
         sim_cli("add", source, f"nope-{source}")
-    for _ in range(3):
+    for _ in range(NOT_FOUND_POLLS):
         code, summary = sync_json(sim_cli, "--no-download", "--now")
-        assert code == 0
+        assert code == 1 and all(any(f"nope-{s}" in e for e in summary["errors"]) for s in SOURCES)
+    con = sqlite3.connect(library / "archiver.db")
+    with con:
+        con.execute("UPDATE tasks SET not_found_since = '2000-01-01T00:00:00.000000+00:00'")
+    con.close()
+    code, summary = sync_json(sim_cli, "--no-download", "--now")
+    assert code == 0 and summary["failed"] == len(SOURCES), summary
     tasks = tasks_json(sim_cli)
     for source in SOURCES:
         task = tasks[f"nope-{source}"]
