@@ -36,7 +36,7 @@ def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...],
     from .library import TASK_COLUMNS, list_tasks
     from .render import emit
 
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         rows = list_tasks(store, sources=sources or None, statuses=statuses or None)
     emit(rows, fmt, table_columns=("source", "task_id", "status", "provider_status", "progress", "clips", "error"),
          all_columns=TASK_COLUMNS, title="tasks")
@@ -119,7 +119,7 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
     from .library import list_clips
 
     template = _formatter(fmt, LS_FORMATS)
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
     _write_rows(rows, fmt, sys.stdout, library=ctx.config().library, playlist_dir=None, template=template)
 
@@ -148,7 +148,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
 
     from .library import list_clips, write_atomic
 
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
     library = ctx.config().library
     if output is None or output == "-":
@@ -182,7 +182,7 @@ def search_cmd(ctx: Context, words: tuple[str, ...], limit: int, fmt: str) -> No
     from .library import SEARCH_COLUMNS, search
     from .render import emit
 
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         rows = search(store, " ".join(words), limit=limit)
     emit(rows, fmt, table_columns=("source", "clip_id", "title", "duration", "snippet"),
          all_columns=SEARCH_COLUMNS, title="search")
@@ -279,7 +279,7 @@ def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
     from .library import detail
     from .render import json_text
 
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         data = detail(store, ident)
     if fmt == "json":
         click.echo(json_text(data))
@@ -302,7 +302,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
     from .library import stats
     from .render import clean_line, json_text, rows_table
 
-    with ctx.store() as store:
+    with ctx.store(readonly=True) as store:
         data = stats(store)
     if fmt == "json":
         click.echo(json_text(data))
@@ -317,7 +317,11 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
     if run:
         lines.append(f"last sync  {run['started_at']} .. {run['finished_at'] or 'unfinished'}, "
                      f"exit {run['exit_code'] if run['exit_code'] is not None else '?'}, "
-                     f"{run['errors']} error(s)  ({run['runs']} run(s) in all)")
+                     f"{run['errors']} error(s)" + (", interrupted" if run["interrupted"] else "")
+                     + f"  ({run['runs']} run(s) in all)")
+        for earlier in data["recent_syncs"][1:]:
+            lines.append(f"earlier    {earlier['started_at']}, exit {earlier['exit_code']}"
+                         + (", interrupted" if earlier["interrupted"] else ""))
     else:
         lines.append("last sync  never")
     click.echo("\n".join(clean_line(line) for line in lines) + "\n")
