@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .archive import walk_library
-from .download import sha256_file
+from .fs import walk_library
+from .fs import sha256_file
 from .errors import ArchiverError, DatabaseError, TaggingError
 from .media import AUDIO, IMAGE, sniff
 from .providers import SOURCE_NAMES
@@ -68,7 +68,7 @@ def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport
             raise ArchiverError(f"{db_path} is readable; pass --force to rebuild it anyway "
                                 "(the current file is kept beside it)")
         report.moved_aside = move_aside(db_path)
-    files, _parts = walk_library(library)
+    files, _parts, _links = walk_library(library)
     records, placed = _scan(library, sorted(files), report)
     with Store(db_url) as store:
         result = store.apply(records)
