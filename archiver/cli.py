@@ -46,7 +46,11 @@ class Context:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One inert line: no secret, no escape sequence or line break from provider or file text."""
+    from .redact import redact
+    from .render import clean_line
+
+    click.echo(f"error: {clean_line(redact(message))}", err=True)
     sys.exit(code)
 
 

@@ -11,6 +11,7 @@ import sys
 from typing import Iterable, Protocol, TextIO
 
 from .redact import redact
+from .render import clean_line
 
 
 class Reporter(Protocol):
@@ -35,7 +36,7 @@ class PlainReporter:
         self.secrets = tuple(s for s in secrets if s)  # besides those the loaded config registered
 
     def clean(self, message: str) -> str:
-        return redact(message, self.secrets)
+        return clean_line(redact(message, self.secrets))
 
     def info(self, message: str) -> None:
         if not self.quiet:

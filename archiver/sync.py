@@ -16,12 +16,13 @@ from typing import Any, Sequence
 
 from . import interrupts
 from .config import Config
-from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, LockHeld,
+from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, DatabaseError, LockHeld,
                      TaskNotFound)
 from .models import Task, utcnow
 from .providers import SOURCES, Source, get_source
 from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
 from .records import TaskRecord
+from .redact import redact
 from .report import Reporter
 from .store import NOT_FOUND_AFTER, Added, Store
 
@@ -98,6 +99,8 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
         from .paths import validate_template
 
         validate_template(config.path_template)  # a bad template is a config error (exit 2), not N failures
+    if options.asset_ids is None:
+        _refuse_absent_library(config)
     with LibraryLock(config.library, options.wait):
         store = Store(config.db_url)
         try:
@@ -118,11 +121,25 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
                     newly_succeeded=report.newly_succeeded, failed=report.failed,
                     clips_added=report.clips_added, requests=report.requests, errors=len(report.errors),
                     files_downloaded=report.files_downloaded, bytes_downloaded=report.bytes_downloaded,
-                    error_text="\n".join(errors) or None,
+                    error_text=redact("\n".join(errors)) or None,
                 )
             return report
         finally:
             store.close()
+
+
+def _refuse_absent_library(config: Config) -> None:
+    """Before the lock creates the library folder: an unmounted disk is not a library to refill."""
+    from .archive import check_present
+
+    if not config.library.exists() and config.db_path is not None and not config.db_path.exists():
+        return  # a first run: nothing is recorded anywhere yet
+    try:
+        store = Store(config.db_url, readonly=True)
+    except DatabaseError:
+        return  # no database yet (or one too old to read): nothing can be recorded in it
+    with store:
+        check_present(config.library, store)
 
 
 async def _run(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
@@ -276,6 +293,10 @@ class Poller:
         self.report.clips_added += result.clips_added
         for message in result.warnings:
             self.reporter.warning(message)
+        for record in records:  # what a normalizer dropped as absurd (a duration of 1e308, say)
+            for clip in record.clips:
+                for message in clip.warnings:
+                    self.reporter.warning(f"{source.name} {clip.clip_id}: {message}")
         for task_id, outcome in outcomes.items():
             if not outcome.startswith("notfound:"):
                 continue

@@ -279,3 +279,47 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
     for row in failed:
         assert row["state"] == "failed" and "refusing" in row["last_error"], row
         assert "internal error" not in row["last_error"]
+
+
+# ---------------------------------------------------------------- messages of a run: inert and redacted
+
+
+def test_sync_messages_and_stored_errors_are_inert_and_hide_url_credentials(tmp_path: Path) -> None:
+    from test_reliability import Lib, Loopback
+
+    from archiver.simulator import Simulator
+
+    body = ('{"error": {"code": "bad", "message": "\\u001b]0;owned\\u0007\\u001b[2Jsee '
+            'https://user:hunter2-pass@cdn.example/x \\u009b31m\\r\\nline two"}}').encode()
+    with Simulator() as sim, Loopback() as loop:
+        loop.routes["/api/producer/tasks"] = lambda h: h.reply(400, body, "application/json")
+        lib = Lib.create(sim, tmp_path / "inert", "connect_timeout = 2\nread_timeout = 2\nretry_budget = 1\n")
+        assert lib.cli("add", "acedata", "t-1").exit_code == 0
+        result = lib.cli("sync", "--now", "--no-download", env={"ARCHIVER_ACEDATA_BASE_URL": loop.url("/api/")})
+    assert result.exit_code == 1
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "hunter2-pass" not in output and "cdn.example" in output
+    assert not any(ch in output for ch in "\x1b\x07\x9b\r"), repr(output)
+    con = sqlite3.connect(lib.db)
+    (stored,) = con.execute("select error_text from sync_runs").fetchone()
+    con.close()
+    assert "cdn.example" in stored and "hunter2-pass" not in stored
+
+
+def test_an_absurd_duration_is_reported_by_sync(sim, sim_cli, library: Path) -> None:
+    task = sim.add_task("acedata", clips=1, steps=0, duration_lie=1e308)
+    add(sim_cli, "acedata", task)
+    result = sim_cli("sync", "--now")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "duration" in result.output
+
+
+def test_an_absent_library_root_is_not_recreated(sim, sim_cli, library: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db" / "archiver.db"
+    db.parent.mkdir()
+    env = {"ARCHIVER_DB": str(db)}
+    assert sim_cli("add", "acedata", sim.add_task("acedata", clips=1, steps=0), env=env).exit_code == 0
+    assert sync(sim_cli, env=env)[0] == 0
+    shutil.move(str(library), tmp_path / "away")
+    refused = sim_cli("sync", "--now", env=env)
+    assert refused.exit_code == 1 and "missing" in refused.output and not library.exists()
