@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from archiver.archive import walk_library
+from archiver.fs import walk_library
 from archiver.simulator import PROVIDERS, Simulator
 
 SOURCES = ("ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi")
@@ -141,7 +141,23 @@ def populate(lib: Lib, rounds: int, rng: random.Random, *, big_audio: int = 300_
     for source, ids in by_source.items():
         result = lib.cli("add", source, *ids)
         assert result.exit_code == 0, result.output
+    age_unknown(lib, plan)
     return plan
+
+
+def age_unknown(lib: Lib, plan: Plan) -> None:
+    """The unknown ids have been not-found for over a week already: their next 404 fails them
+    for good, as a warning (before that, each 404 is an error of the run)."""
+    from datetime import datetime, timedelta, timezone
+
+    from archiver.store import NOT_FOUND_AFTER, NOT_FOUND_POLLS
+
+    since = (datetime.now(timezone.utc) - NOT_FOUND_AFTER - timedelta(hours=1)).isoformat(timespec="microseconds")
+    con = sqlite3.connect(lib.db)
+    with con:
+        con.executemany("UPDATE tasks SET not_found_since = ?, poll_errors = ? WHERE source = ? AND task_id = ?",
+                        [(since, NOT_FOUND_POLLS - 1, source, task_id) for source, task_id in plan.unknown])
+    con.close()
 
 
 API_FAULTS: list[tuple[str, dict[str, Any]]] = [
@@ -273,11 +289,12 @@ class Figures:
         return sum(1 for p in self.problems if p.startswith("row"))
 
 
-def check_library(lib: Lib, plan: Plan) -> Figures:
+def check_library(lib: Lib, plan: Plan, foreign: frozenset[str] = frozenset()) -> Figures:
     """Every recoverable clip archived intact, every unrecoverable one reported, nothing extra.
 
-    Problems start with "file" (a file missing, changed, partial or extra) or "row" (a row
-    missing, wrong or duplicated) or "other".
+    Problems start with "file" (a file missing, changed, partial or extra, a symbolic link) or
+    "row" (a row missing, wrong or duplicated) or "other". `foreign` names paths (relative to the
+    root) that the user put there: files and links the library must leave alone, not report.
     """
     figures = Figures()
     problems = figures.problems
@@ -318,13 +335,16 @@ def check_library(lib: Lib, plan: Plan) -> Figures:
         task = tasks.get((source, task_id))
         if task is None or task["status"] != "failed" or task["provider_status"] != "NOT_FOUND":
             problems.append(f"row: unknown task {task_id} not recorded as failed/NOT_FOUND")
-    on_disk, parts = walk_library(lib.root)
+    on_disk, parts, links = walk_library(lib.root)
     recorded = {r["path"] for r in assets.values() if r["state"] == "downloaded" and r["path"]}
-    for path in sorted(on_disk - recorded):
+    for path in sorted(on_disk - recorded - foreign):
         if not path.endswith(".lrc"):
             problems.append(f"file: {path} on disk but not recorded (duplicate or partial?)")
     for part in parts:
-        problems.append(f"file: leftover {part.relative_to(lib.root)}")
+        if part.relative_to(lib.root).as_posix() not in foreign:
+            problems.append(f"file: leftover {part.relative_to(lib.root)}")
+    for link in sorted(links - foreign):
+        problems.append(f"file: {link} is a symbolic link the library made or kept")
     for row in assets.values():
         if row["state"] == "downloaded" and row["path"]:
             path = lib.root / row["path"]
@@ -425,7 +445,7 @@ class _LoopbackHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.owner.seen.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}, body))
-        route = self.server.owner.routes.get(path)
+        route = self.server.owner.routes.get(path, self.server.owner.fallback)
         if route is None:
             self.reply(404, b'{"error": "no such route"}', "application/json")
         else:
@@ -478,6 +498,7 @@ class Loopback:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.fallback: Route | None = None  # answers every path without a route of its own
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
         self._server = _LoopbackServer(self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -541,10 +562,10 @@ elif point in ("before-rename", "after-rename"):
 
     real_place = archive.place
 
-    def place(part, final):
+    def place(part, final, *args, **kwargs):
         if point == "before-rename" and due():
             die()
-        real_place(part, final)
+        real_place(part, final, *args, **kwargs)
         if point == "after-rename" and due():
             die()
 
