@@ -5,9 +5,11 @@
 
 It drives the harness of tests/test_reliability.py at a larger scale: a fault storm over a
 library of 150+ clips across the five sources, the database deleted and rebuilt from the tags,
-20+ SIGKILLs in a row then one clean sync, and the property tests with 10,000 examples each
+20+ SIGKILLs in a row then one clean sync, a hostile library (the user's files and planted links
+at the target names, trickling servers, tokens JSON-escaped in errors, the library folder absent;
+bench/torture_hostile.py), and the property tests with 10,000 examples each
 (ARCHIVER_HYPOTHESIS_EXAMPLES); then it runs the scenario tests (concurrency, secrets, disk full,
-damaged database, bad input). Everything runs against the simulator and small servers on
+damaged database, bad input, files, hangs, output). Everything runs against the simulator and small servers on
 127.0.0.1, in temporary directories removed at the end. Exit status 1 when anything was lost or
 any check failed, 0 otherwise.
 """
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the harness lives with the tests it also serves
 
 import test_reliability as harness  # noqa: E402
+from torture_hostile import hostile  # noqa: E402
 
 from archiver.simulator import Simulator  # noqa: E402
 
@@ -47,6 +50,11 @@ SCENARIOS = [
     ("bad input", ["tests/test_reliability_input.py", "-k", f"not ({PROPERTY_SELECT})"]),
     ("damaged database", ["tests/test_reliability.py", "tests/test_rebuild.py", "-k", "damaged or rebuild_after_loss"]),
     ("kills around tagging", ["tests/test_reliability_crash.py", "-k", "tagging"]),
+    ("files not owned, links, absent library", ["tests/test_reliability_files.py"]),
+    ("trickling servers", ["tests/test_reliability_hang.py"]),
+    ("escaped tokens, URL credentials", ["tests/test_reliability_secrets2.py"]),
+    ("read-only, run records", ["tests/test_reliability_state.py"]),
+    ("terminal output", ["tests/test_reliability_output.py"]),
 ]
 
 
@@ -58,10 +66,13 @@ class Scale:
     kills: int
     examples: int  # hypothesis examples per property test
     max_runs: int  # storm syncs at most
+    hostile_tasks: int  # hostile library: tasks over the five sources, 3 clips each (MountSea 1)
+    trickles: int  # hostile library: clips whose media trickles forever for one run
 
 
-FULL = Scale(rounds=12, waves=2, crash_rounds=4, kills=24, examples=10_000, max_runs=10)
-QUICK = Scale(rounds=4, waves=1, crash_rounds=4, kills=5, examples=100, max_runs=8)
+FULL = Scale(rounds=12, waves=2, crash_rounds=4, kills=24, examples=10_000, max_runs=10, hostile_tasks=40,
+             trickles=3)
+QUICK = Scale(rounds=4, waves=1, crash_rounds=4, kills=5, examples=100, max_runs=8, hostile_tasks=10, trickles=2)
 
 
 @dataclass
@@ -155,6 +166,16 @@ def crash(scale: Scale, seed: int, work: Path) -> Outcome:
     return outcome
 
 
+def hostile_library(scale: Scale, seed: int, work: Path) -> Outcome:
+    """Part 8: issue 12's faults (not-owned files, planted links, trickles, escaped tokens, absence)."""
+    outcome = Outcome("hostile library")
+    started = time.monotonic()
+    outcome.figures, outcome.problems, outcome.lost_files, outcome.lost_rows = hostile(
+        scale.hostile_tasks, scale.trickles, scale.max_runs, seed, work)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
 def pytest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
 
@@ -212,6 +233,42 @@ def _summary(pytest_output: str) -> str:
     return re.sub(r" in [\d.]+s.*", "", lines[-1]) if lines else "no result"
 
 
+def hostile_section(part: Outcome) -> list[str]:
+    """Section 8 of the report: the hostile library."""
+    hf = part.figures
+    planted = ", ".join(f"{count} {kind}{'s' if count > 1 and kind == 'user file' else ''}"
+                        for kind, count in hf["planted"].items())
+    escapes = ", ".join(f"{count} {kind}" for kind, count in hf["escaped-token answers"].items())
+    trickled = hf["trickled requests"]
+    return [
+        "## 8. A hostile library",
+        "",
+        f"One library of {hf['clips']} clips ({hf['tasks']} tasks over the five sources) with the path template "
+        f"`{{title}}.{{ext}}` and {hf['titles']} titles, so names collide, the lyrics sidecar on, and the "
+        "database outside the library folder. Before the first sync the user's own files and symbolic links to "
+        f"files outside the library sit at the names archiver is about to use: {planted}. Every provider first "
+        f"answers 400 with the token JSON-escaped in its error message ({escapes}); then one API and the "
+        "media of a few clips trickle a byte at a time for a whole run, and more answers trickle once "
+        f"({trickled.get('media', 0)} media and {trickled.get('api', 0)} API requests trickled): "
+        f"that run ended by itself (longest sync {hf['longest sync (s)']} s) with "
+        f"{hf['stalled errors']} \"stalled\" and {hf['API timed-out errors']} API timeout errors, exit 1. "
+        f"Exit codes {hf['exit codes']}. Then the library folder is moved away, and replaced by an empty one, "
+        f"while every link has expired: {hf['absent-library refusals']} of 2 syncs refused (\"is its disk "
+        "mounted\", exit 1) and left every row as it was; once the folder is back a sync downloads nothing "
+        "and exits 0.",
+        "",
+        "Result: every planted file byte-identical, every file outside the library byte-identical (each change "
+        "would count as a lost file), no archived path a link. "
+        f"{hf['reported: .part link in the way']} files whose `.part` name was a planted link were refused and "
+        "reported (\"symbolic link\") on every run, not lost: after the user removed those links the next sync "
+        f"archived them. {hf['files verified']} files of {hf['clips verified']} clips verified against what the "
+        f"simulator serves, {hf['rows']} rows checked; `verify`: {hf['verify']} (the orphans are the user's "
+        f"files and links). The token, raw or as a fragment, in none of {hf['outputs searched']} outputs "
+        f"({hf['outputs with <redacted>']} show `<redacted>`) nor in the database file and its WAL.",
+        "",
+    ]
+
+
 def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> str:
     """docs/reliability.md from this run's figures."""
     by_name = {o.name: o for o in outcomes}
@@ -219,8 +276,8 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
     lost_rows = sum(o.lost_rows for o in outcomes)
     failed = [p for o in outcomes for p in o.problems]
     storm, rebuild, crashes = by_name["fault storm"], by_name["rebuild after loss"], by_name["crash safety"]
-    props, scen = by_name["bad input (properties)"], by_name["scenario tests"]
-    sf, cf, pf = storm.figures, crashes.figures, props.figures
+    props, scen, hostile_part = by_name["bad input (properties)"], by_name["scenario tests"], by_name["hostile library"]
+    sf, cf, pf, hf = storm.figures, crashes.figures, props.figures, hostile_part.figures
     served, injected = sf["faults served"], sf["faults injected"]
     lines = [
         "# Reliability: nothing is lost, nothing leaks",
@@ -241,7 +298,12 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
         f"| faults served by the simulator | {sum(served.values())} ({len(served)} kinds) |",
         f"| SIGKILLs survived | {cf['kills']} |",
         f"| hypothesis inputs tried | {pf['inputs tried']:,} |",
-        f"| clips archived and verified | {sf['clips verified'] + cf['clips']} |",
+        f"| clips archived and verified | {sf['clips verified'] + cf['clips'] + hf['clips verified']} |",
+        f"| user files and links planted at target names (none changed, none written through) | "
+        f"{sum(hf['planted'].values())} |",
+        f"| trickled requests (media, API) / token-escaping error answers | "
+        f"{hf['trickled requests'].get('media', 0)}, {hf['trickled requests'].get('api', 0)} / "
+        f"{sum(hf['escaped-token answers'].values())} |",
         "",
         "## 1. Fault storm",
         "",
@@ -322,6 +384,7 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
         "filesystem that is really full a second line may follow: the run's own record in the database could "
         "not be saved either.",
         "",
+        *hostile_section(hostile_part),
         "## What these checks found",
         "",
         "Fixed in archiver while writing them (each has a test that failed before):",
@@ -379,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes += storm_and_rebuild(scale, args.seed, work)
             print(f"crash safety ({scale.kills} kills) ...", flush=True)
             outcomes.append(crash(scale, args.seed, work))
+            print(f"hostile library ({scale.hostile_tasks} tasks) ...", flush=True)
+            outcomes.append(hostile_library(scale, args.seed, work))
             print(f"property tests ({scale.examples} examples each) ...", flush=True)
             outcomes.append(finish_properties(props, log, props_started))
             print("scenario tests ...", flush=True)
