@@ -42,6 +42,20 @@ class DownloadSummary:
     stopped: str | None = None  # why downloads stopped early (a full disk); counts above still hold
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A fetched, checked, tagged and fsynced file under its temporary name."""
+
+    part: Path
+    final: Path
+    rel: PurePosixPath
+    size: int
+    digest: str
+    tagged: bool
+    warning: str | None
+    transferred: int
+
+
 def storage_cause(exc: BaseException) -> OSError | None:
     """The full-disk (or read-only, I/O) OSError behind a wrapped error, if there is one."""
     seen: BaseException | None = exc
@@ -136,6 +150,7 @@ class Archiver:
         self.template = config.path_template or DEFAULT_TEMPLATE
         self.summary = DownloadSummary()
         self.taken: set[str] = set()
+        self.held: dict[int, _Ready] = {}  # clip pk -> its cover, ready, waiting for the audio
         self.foreign: dict[str, list[str]] = {}  # stem key -> files on disk the database does not record
         self.keep_parts: set[Path] = set()
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
@@ -196,7 +211,7 @@ class Archiver:
             if key in self.taken:
                 return True
             others = self.foreign.get(key)
-            return bool(others) and not self._proves(clip, others)
+            return bool(others) and not self._proves(clip, [self.root / rel for rel in others])
 
         rel = unique_relpath(rel, clip.clip_id, taken)
         self.taken.add(_stem_key(rel.as_posix()))
@@ -210,35 +225,58 @@ class Archiver:
             self._failed(clip, assets_list, str(exc))
             return
         cover_changed = False
+        audio = assets.get("audio")
+        # A cover is placed only after its audio: every file at a stem can then be proven to be
+        # this clip's by the audio's provenance tags (a run killed in between adopts, not renames).
+        waits = audio is not None and audio.state != "downloaded"
         for kind in ("image", "audio", "video"):
             asset = assets.get(kind)
             if asset is None or asset.state == "downloaded":
                 continue
             rel = stem if kind == "audio" else sibling(stem, guess_ext(asset.url, kind))
+            got: PurePosixPath | _Ready | None = None
             try:
-                final_rel = await self._asset(client, clip, task, asset, rel, assets)
+                got = await self._asset(client, clip, task, asset, rel, assets, hold=kind == "image" and waits)
             except (StorageError, DatabaseError):
                 raise  # not this file's fault: every download stops (see `run`)
             except (ArchiverError, OSError) as exc:
                 self._failed(clip, [asset], str(exc))
-                continue
             except Exception as exc:  # noqa: BLE001 - one file's surprise must not end a cron run
                 self._failed(clip, [asset], f"internal error: {type(exc).__name__}: {exc}")
-                continue
-            asset.path, asset.state = final_rel.as_posix(), "downloaded"
-            cover_changed |= kind == "image"
-        audio = assets.get("audio")
+            if kind == "audio":  # archived or not, its cover waits no longer
+                cover_changed |= await self._commit_held(clip, assets)
+            if isinstance(got, _Ready):
+                self.held[clip.id or 0] = got
+            elif got is not None:
+                asset.path, asset.state = got.as_posix(), "downloaded"
+                cover_changed |= kind == "image"
         # Only audio tagged before its cover arrived needs the cover added; audio fetched after the
         # cover in this loop already has it (rewriting it again cost a full copy, tag and fsync).
         if cover_changed and audio is not None and audio.state == "downloaded" and audio.tagged \
                 and (audio.id or 0) not in self.covered:
             await self._retag(clip, task, audio, assets)
 
-    def _proves(self, clip: Clip, rels: list[str]) -> bool:
+    async def _commit_held(self, clip: Clip, assets: dict[str, Asset]) -> bool:
+        """Place the cover held back for this clip's audio; True when it is now archived."""
+        ready = self.held.pop(clip.id or 0, None)
+        image = assets.get("image")
+        if ready is None or image is None:
+            return False
+        try:
+            await self._commit(clip, image, ready)
+        except (StorageError, DatabaseError):
+            raise
+        except (ArchiverError, OSError) as exc:
+            self._failed(clip, [image], str(exc))
+            return False
+        image.path, image.state = ready.rel.as_posix(), "downloaded"
+        return True
+
+    @staticmethod
+    def _proves(clip: Clip, paths: list[Path]) -> bool:
         """Files at a stem may be adopted only when its audio names this clip in its provenance
         tags (a run that died before recording them); anything else there is someone else's."""
-        return any(_names_clip(self.root / rel, clip) for rel in rels
-                   if rel.rpartition(".")[2].lower() in AUDIO_EXTS)
+        return any(_names_clip(path, clip) for path in paths if path.suffix[1:].lower() in AUDIO_EXTS)
 
     def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
         for asset in assets:
@@ -247,7 +285,13 @@ class Archiver:
             text = f"{clip.source} {clip.clip_id} {asset.kind}: {message}"
             self.summary.errors.append(text)
 
-    def _cover(self, assets: dict[str, Asset]) -> bytes | None:
+    def _cover(self, clip: Clip, assets: dict[str, Asset]) -> bytes | None:
+        held = self.held.get(clip.id or 0)
+        if held is not None:
+            try:
+                return read_bytes(held.part)
+            except (OSError, UnsafePath):
+                return None
         image = assets.get("image")
         if image is None or image.state != "downloaded" or not image.path:
             return None
@@ -257,14 +301,25 @@ class Archiver:
             return None
 
     async def _asset(self, client: Any, clip: Clip, task: Task, asset: Asset, rel: PurePosixPath,
-                     assets: dict[str, Asset]) -> PurePosixPath:
+                     assets: dict[str, Asset], *, hold: bool = False) -> PurePosixPath | _Ready:
+        """Adopt the file if it is already in place, else fetch it; `hold` returns it ready but
+        not yet placed (a cover waits for its audio, see `_clip`)."""
         target = resolve_inside(self.root, rel)
         adopted = await asyncio.to_thread(self._adopt, clip, asset, target, assets)
         if adopted is not None:
             return adopted
+        ready = await self._prepare(client, clip, task, asset, target, assets)
+        if hold:
+            return ready
+        await self._commit(clip, asset, ready)
+        return ready.rel
+
+    async def _prepare(self, client: Any, clip: Clip, task: Task, asset: Asset, target: Path,
+                       assets: dict[str, Asset]) -> _Ready:
+        """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
         part = target.with_name(target.name + PART)
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.reporter.download_started(rel.name, None)
+        handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         try:
             fetched = await self._fetch(client, clip, task, asset, part, handle)
@@ -281,7 +336,7 @@ class Archiver:
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                cover = self._cover(assets)
+                cover = self._cover(clip, assets)
                 try:
                     outcome = await asyncio.to_thread(
                         tag_file, part, tag_data(clip, task, self.config, cover),
@@ -302,21 +357,6 @@ class Archiver:
             else:
                 size, digest = fetched.size, fetched.sha256
             await asyncio.to_thread(sync_file, part)  # after tagging: its bytes reach the disk once
-            owned = final_rel.as_posix() == asset.path  # recorded as this very file (a repair)
-            placing = asyncio.ensure_future(asyncio.to_thread(place, part, final, owned=owned))
-            try:
-                await asyncio.shield(placing)
-            except asyncio.CancelledError:
-                # Stopped (another download hit a full disk) while the rename ran in its thread: it
-                # completes anyway, so record the file rather than leave it unrecorded in place.
-                if await asyncio.gather(placing, return_exceptions=True) == [None]:
-                    self._record(asset, final_rel, size, digest, tagged, warning, fetched.size)
-                raise
-            if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
-                try:
-                    await asyncio.to_thread(self._write_lrc, final, clip.lyrics)
-                except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
-                    self.reporter.warning(f"{final_rel}: lyrics sidecar not written: {exc}")
         except BaseException:
             if part.name.endswith(TAGGING):
                 part.unlink(missing_ok=True)
@@ -325,18 +365,42 @@ class Archiver:
             raise
         finally:
             self.reporter.download_finished(handle)
-        self.keep_parts.discard(part)
-        self._record(asset, final_rel, size, digest, tagged, warning, fetched.size)
-        return final_rel
+        return _Ready(part, final, final_rel, size, digest, tagged, warning, fetched.size)
 
-    def _record(self, asset: Asset, rel: PurePosixPath, size: int, digest: str, tagged: bool,
-                warning: str | None, transferred: int) -> None:
+    async def _commit(self, clip: Clip, asset: Asset, ready: _Ready) -> None:
+        """Move a ready file into place and record it (then its lyrics sidecar, for audio)."""
+        owned = ready.rel.as_posix() == asset.path  # recorded as this very file (a repair)
+        try:
+            placing = asyncio.ensure_future(asyncio.to_thread(place, ready.part, ready.final, owned=owned))
+            try:
+                await asyncio.shield(placing)
+            except asyncio.CancelledError:
+                # Stopped (another download hit a full disk) while the rename ran in its thread: it
+                # completes anyway, so record the file rather than leave it unrecorded in place.
+                if await asyncio.gather(placing, return_exceptions=True) == [None]:
+                    self._record(asset, ready)
+                raise
+        except BaseException:
+            if ready.part.name.endswith(TAGGING):
+                ready.part.unlink(missing_ok=True)
+            if not ready.part.exists():
+                self.keep_parts.discard(ready.part)
+            raise
+        self.keep_parts.discard(ready.part)
+        self._record(asset, ready)
+        if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
+            try:
+                await asyncio.to_thread(self._write_lrc, ready.final, clip.lyrics)
+            except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
+                self.reporter.warning(f"{ready.rel}: lyrics sidecar not written: {exc}")
+
+    def _record(self, asset: Asset, ready: _Ready) -> None:
         """The file is complete at its final path: record it in the database and count it."""
-        self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest, tagged=tagged,
-                              warning=warning)
-        asset.tagged = tagged
+        self.store.asset_done(asset.id or 0, path=ready.rel.as_posix(), size=ready.size, sha256=ready.digest,
+                              tagged=ready.tagged, warning=ready.warning)
+        asset.tagged = ready.tagged
         self.summary.downloaded += 1
-        self.summary.bytes += transferred
+        self.summary.bytes += ready.transferred
 
     async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
                      handle: object) -> Fetched:
@@ -401,7 +465,8 @@ class Archiver:
                 if asset.kind == "audio":
                     if not _names_clip(path, clip):
                         continue
-                elif asset.sha256 or not self._proves(clip, [f"{stem}.{ext}" for ext in sorted(AUDIO_EXTS)]):
+                elif asset.sha256 or not self._proves(clip, [target.with_name(f"{stem}.{ext}")
+                                                              for ext in sorted(AUDIO_EXTS)]):
                     continue
             rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
             self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,
@@ -418,7 +483,7 @@ class Archiver:
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         try:
             size, digest, tagged = await asyncio.to_thread(
-                retag_file, self.root / (audio.path or ""), tag_data(clip, task, self.config, self._cover(assets)),
+                retag_file, self.root / (audio.path or ""), tag_data(clip, task, self.config, self._cover(clip, assets)),
                 self.config.id3_version)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import os
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
@@ -29,7 +28,7 @@ from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, fsync_path, new_fd, open
 from .fs import place as _place
 from .media import expected_kinds, looks_complete, sniff
 from .report import Reporter
-from .transport import CurlTransport, Stalled
+from .transport import THROUGHPUT, CurlTransport, Stalled
 
 WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
 
@@ -163,7 +162,8 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
     offset = regular_size(job.part) or 0  # a link planted at the `.part` is refused, never followed
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
-        async with client.stream("GET", job.url, headers=headers) as response:
+        throughput = {THROUGHPUT: (job.tuning.min_speed, job.tuning.stall_window)}  # judged by the transport
+        async with client.stream("GET", job.url, headers=headers, extensions=throughput) as response:
             status = response.status_code
             if status in (403, 404, 410):
                 raise LinkExpired(f"media link answered HTTP {status}")
@@ -225,8 +225,6 @@ class _Progress:
     head: bytes = b""
     pieces: list[bytes] = field(default_factory=list)  # received, not yet hashed and written
     pending: int = 0  # bytes in `pieces`
-    window_start: float = field(default_factory=time.monotonic)
-    window_bytes: int = 0
 
 
 def _batch(state: _Progress, digest: Any) -> bytes:
@@ -273,7 +271,8 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
 
 async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
                 resumed: bool, on_bytes: Callable[[int], None]) -> None:
-    """Body -> file in batches of at least WRITE_SIZE, checking size, kind and throughput."""
+    """Body -> file in batches of at least WRITE_SIZE, checking size and kind (the transport
+    judges throughput on the bytes it receives)."""
     async for chunk in response.aiter_raw():  # as received: re-chunking would copy every byte again
         state.size += len(chunk)
         if state.size > job.max_size:
@@ -286,12 +285,6 @@ async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progr
         if state.pending >= WRITE_SIZE:
             await out.write(_batch(state, digest))
         on_bytes(len(chunk))
-        state.window_bytes += len(chunk)
-        elapsed = time.monotonic() - state.window_start
-        if elapsed >= job.tuning.stall_window:
-            if state.window_bytes / elapsed < job.tuning.min_speed:
-                raise TransientError("media", f"stalled ({state.window_bytes / elapsed:.0f} B/s)")
-            state.window_start, state.window_bytes = time.monotonic(), 0
 
 
 def _tail(path: Path, size: int = 64) -> bytes:
