@@ -173,7 +173,7 @@ def test_config_with_tokens_readable_by_others_is_warned_about(tmp_path: Path, m
     from archiver.cli import cli
 
     def run() -> Any:
-        return CliRunner().invoke(cli, ["--config", str(cfg), "--library", str(tmp_path / "lib"), "tasks"],
+        return CliRunner().invoke(cli, ["--config", str(cfg), "--library", str(tmp_path / "lib"), "config"],
                                   env=BLANK)
 
     result = run()
