@@ -12,20 +12,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import PayloadError, ProviderError
 from ..records import Status, TaskRecord, clip_from, progress, text, timestamp
-from .base import BaseSource, Request, error_message, newest_per_task
-
-FAILED_STATES = {"failed", "failure", "error", "cancelled", "canceled"}
-DONE_STATES = {"succeeded", "success", "completed", "complete"}
-
-
-def status_from_clips(states: list[str | None]) -> Status:
-    """All succeeded -> succeeded, any failed -> failed, otherwise still running."""
-    lowered = [(s or "").lower() for s in states]
-    if any(s in FAILED_STATES for s in lowered):
-        return Status.FAILED
-    if lowered and all(s in DONE_STATES for s in lowered):
-        return Status.SUCCEEDED
-    return Status.RUNNING
+from .base import BaseSource, Request, clip_states, error_message, newest_per_task
 
 
 class Acedata(BaseSource):
@@ -71,6 +58,7 @@ class Acedata(BaseSource):
         request = item.get("request") if isinstance(item.get("request"), Mapping) else {}
         error = None
         clips: tuple = ()
+        progress_value = None
         if not isinstance(response, Mapping):
             status, provider_status = Status.RUNNING, "no response yet"
         elif response.get("success") is False or isinstance(response.get("error"), Mapping):
@@ -82,23 +70,16 @@ class Acedata(BaseSource):
             objs = [c for c in (response.get("data") or []) if isinstance(c, Mapping)]
             built = [clip_from(c, **({} if pick_model(c) else {"model": text(request.get("model"))})) for c in objs]
             clips = tuple(c for c in built if c is not None)
-            states = [c.state for c in clips]
-            status = status_from_clips(states)
-            provider_status = ",".join(sorted({s or "unknown" for s in states})) or "no clips yet"
-            if status is Status.FAILED:
-                error = "; ".join(
-                    text(c.get("error_message") or c.get("error")) or f"clip {c.get('id')} failed"
-                    for c in objs
-                    if (text(c.get("state")) or "").lower() in FAILED_STATES
-                )
-        percents = [progress(c.raw.get("progress")) for c in clips]
-        known = [p for p in percents if p is not None]
+            summary = clip_states([c.state for c in clips], objs,
+                                  [progress(c.raw.get("progress")) for c in clips], id_key="id")
+            status, provider_status, error = summary.status, summary.provider_status, summary.error
+            progress_value = summary.progress
         return TaskRecord(
             source=self.name,
             task_id=found_id,
             status=status,
             provider_status=provider_status,
-            progress=min(known) if known else (100 if status is Status.SUCCEEDED else None),
+            progress=progress_value,
             error=error,
             created_at=timestamp(item.get("created_at")),
             finished_at=timestamp(item.get("finished_at")),

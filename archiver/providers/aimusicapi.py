@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import PayloadError, ProviderError, TaskIdRequired, TaskNotFound
-from ..records import Status, TaskRecord, clip_from, progress, text
-from .acedata import FAILED_STATES, status_from_clips
-from .base import BaseSource, Request, error_message, path_segment
+from ..records import TaskRecord, clip_from, progress
+from .base import BaseSource, Request, clip_states, error_message, path_segment
 
 
 class Aimusicapi(BaseSource):
@@ -54,24 +53,16 @@ class Aimusicapi(BaseSource):
             raise PayloadError(self.name, "'data' is not a list of clips")
         objs = [c for c in data if isinstance(c, Mapping)]
         clips = tuple(c for c in (clip_from(o) for o in objs) if c is not None)
-        states = [c.state for c in clips]
-        status = status_from_clips(states)
-        error = None
-        if status is Status.FAILED:
-            error = "; ".join(
-                text(o.get("error_message") or o.get("error")) or f"clip {o.get('clip_id')} failed"
-                for o in objs
-                if (text(o.get("state")) or "").lower() in FAILED_STATES
-            )
-        known = [p for p in (progress(o.get("progress")) for o in objs) if p is not None]
+        summary = clip_states([c.state for c in clips], objs, [progress(o.get("progress")) for o in objs],
+                              id_key="clip_id")
         return [
             TaskRecord(
                 source=self.name,
                 task_id=task_id,
-                status=status,
-                provider_status=",".join(sorted({s or "unknown" for s in states})) or "no clips yet",
-                progress=min(known) if known else (100 if status is Status.SUCCEEDED else None),
-                error=error,
+                status=summary.status,
+                provider_status=summary.provider_status,
+                progress=summary.progress,
+                error=summary.error,
                 created_at=min((c.created_at for c in clips if c.created_at), default=None),
                 clips=clips,
                 raw=dict(body),

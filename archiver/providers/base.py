@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 from ..errors import PayloadError, ProviderError, TaskNotFound, UsageError
-from ..records import TaskRecord
+from ..records import Status, TaskRecord, text
 from ..redact import redactor
 
 
@@ -164,6 +164,54 @@ def newest_per_task(records: Sequence[TaskRecord]) -> list[TaskRecord]:
         if current is None or _rank(record) > _rank(current):
             best[record.task_id] = record
     return list(best.values())
+
+
+FAILED_STATES = frozenset({"failed", "failure", "error", "cancelled", "canceled"})
+DONE_STATES = frozenset({"succeeded", "success", "completed", "complete"})
+
+
+@dataclass(frozen=True)
+class ClipStates:
+    """A task's state judged from its clips, for providers that report state per clip only."""
+
+    status: Status
+    provider_status: str
+    progress: int | None
+    error: str | None
+
+
+def status_from_clips(states: Sequence[str | None]) -> Status:
+    """All succeeded -> succeeded, any failed -> failed, otherwise still running."""
+    lowered = [(s or "").lower() for s in states]
+    if any(s in FAILED_STATES for s in lowered):
+        return Status.FAILED
+    if lowered and all(s in DONE_STATES for s in lowered):
+        return Status.SUCCEEDED
+    return Status.RUNNING
+
+
+def clip_states(
+    states: Sequence[str | None], objs: Sequence[Mapping[str, Any]], percents: Iterable[int | None], *, id_key: str
+) -> ClipStates:
+    """Status, summary, progress and error of a task from its clips' states and raw objects.
+
+    Progress is the slowest clip's; the error joins every failed clip's own message.
+    """
+    status = status_from_clips(states)
+    error = None
+    if status is Status.FAILED:
+        error = "; ".join(
+            text(o.get("error_message") or o.get("error")) or f"clip {o.get(id_key)} failed"
+            for o in objs
+            if (text(o.get("state")) or "").lower() in FAILED_STATES
+        )
+    known = [p for p in percents if p is not None]
+    return ClipStates(
+        status=status,
+        provider_status=",".join(sorted({s or "unknown" for s in states})) or "no clips yet",
+        progress=min(known) if known else (100 if status is Status.SUCCEEDED else None),
+        error=error,
+    )
 
 
 _STATUS_RANK = {"pending": 0, "running": 1, "failed": 2, "cancelled": 2, "succeeded": 3}
