@@ -138,6 +138,14 @@ def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> 
         "`archiver verify --repair`")
 
 
+async def archive_pending(config: Config, store: Store, reporter: Reporter, *,
+                          refresh: Callable[[str, str], Awaitable[bool]] | None = None,
+                          tuning: Tuning | None = None, asset_ids: list[int] | None = None) -> DownloadSummary:
+    """Archive every pending asset of every succeeded clip (only `asset_ids`, when given)."""
+    archiver = Archiver(config, store, reporter, refresh=refresh, tuning=tuning or Tuning())
+    return await archiver.run(asset_ids=asset_ids)
+
+
 class Archiver:
     def __init__(self, config: Config, store: Store, reporter: Reporter, *,
                  refresh: Callable[[str, str], Awaitable[bool]] | None, tuning: Tuning) -> None:

@@ -24,15 +24,13 @@ from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError, WrongContent
 from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, fsync_path, new_fd, open_read, read_fd,
-                 regular_size, sha256_file)
+                 regular_size)
 from .fs import place as _place
 from .media import expected_kinds, looks_complete, sniff
-from .report import Reporter
 from .transport import THROUGHPUT, CurlTransport, Stalled
 
 WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
 
-Refresh = Callable[[str, str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -356,16 +354,6 @@ def place(part: Path, final: Path, *, owned: bool = False) -> None:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
         raise
-
-
-async def download_pending(config: Config, store: Any, reporter: Reporter, *,
-                           refresh: Refresh | None = None, tuning: Tuning | None = None,
-                           asset_ids: list[int] | None = None) -> Any:
-    """Download every pending asset of every succeeded clip (see `archive.Archiver`)."""
-    from .archive import Archiver
-
-    archiver = Archiver(config, store, reporter, refresh=refresh, tuning=tuning or Tuning())
-    return await archiver.run(asset_ids=asset_ids)
 
 
 def guess_ext(url: str | None, kind: str) -> str:

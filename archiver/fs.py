@@ -23,7 +23,8 @@ PART = ".part"
 # A verified download being tagged, named from the stem (names leave room for 5 more bytes
 # only) with a character no URL-guessed extension has: never resumed, only removed.
 TAGGING = ".~tag.part"
-SKIP_NAMES = frozenset({".archiver.lock"})
+LOCK_NAME = ".archiver.lock"  # see `archiver.lock`
+SKIP_NAMES = frozenset({LOCK_NAME})
 SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})

@@ -11,13 +11,13 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 from . import interrupts
 from .config import Config
-from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, DatabaseError, LockHeld,
+from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, DatabaseError,
                      TaskNotFound)
+from .lock import LibraryLock
 from .models import Task, utcnow
 from .providers import SOURCES, Source, get_source
 from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
@@ -26,7 +26,6 @@ from .redact import redact
 from .report import Reporter
 from .store import NOT_FOUND_AFTER, Added, Store
 
-LOCK_NAME = ".archiver.lock"
 
 
 @dataclass(frozen=True)
@@ -66,29 +65,6 @@ class SyncReport:
         data = asdict(self)
         data["exit_code"] = self.exit_code
         return data
-
-
-class LibraryLock:
-    """One sync per library: a second one fails at once (exit 75) or waits up to `wait` s."""
-
-    def __init__(self, library: Path, wait: float | None) -> None:
-        from filelock import FileLock
-
-        library.mkdir(parents=True, exist_ok=True)
-        self.path = library / LOCK_NAME
-        self._lock = FileLock(str(self.path), timeout=wait if wait else 0, thread_local=False)
-
-    def __enter__(self) -> "LibraryLock":
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise LockHeld(f"another archiver sync is running on this library (lock {self.path})") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
 
 
 def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:
@@ -184,10 +160,10 @@ def _until_next(store: Store, names: Sequence[str], deadline: float | None) -> f
 
 async def _download(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
                     report: SyncReport, poller: "Poller") -> None:
-    from .download import download_pending
+    from .archive import archive_pending
 
     ids = list(options.asset_ids) if options.asset_ids is not None else None
-    result = await download_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
+    result = await archive_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
     report.files_downloaded += result.downloaded
     report.bytes_downloaded += result.bytes
     report.downloads_failed += result.failed

@@ -15,12 +15,12 @@ import sys
 def main(argv: list[str]) -> None:
     what, args = argv[0], argv[1:]
     import archiver.archive as archive
-    import archiver.download as download
+    import archiver.fs as fs
 
     if what not in ("nofsync", "nofsync-notag"):
         raise SystemExit(f"unknown ablation {what!r}")
     archive.sync_file = lambda part: None
-    download.fsync_path = lambda path: None
+    fs.fsync_path = lambda path: None  # the directory fsync after each rename
     if what == "nofsync-notag":
         from archiver.tagging import TagOutcome
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from archiver.providers.http import join_url, parse_retry_after
-from archiver.sync import LibraryLock
+from archiver.lock import LibraryLock
 from conftest import sync_json
 
 SOURCES = ["ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi"]
