@@ -1,6 +1,7 @@
 """Effective configuration: flag > environment > TOML file > default, with the origin of each value.
 
 `Config` is frozen and passed explicitly to every layer; nothing reads the environment later.
+The provider sections and their defaults come from the provider registry (`archiver.providers`).
 This module stays import-light (no httpx/sqlalchemy) because `archiver --help` loads it.
 """
 
@@ -18,15 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
+from .providers import provider_defaults
 from .redact import REDACTED, redact, redact_url, register, url_secrets
-
-PROVIDERS: dict[str, str] = {
-    # provider name -> default base URL, as given in the provider docs
-    "ccapi": "https://api.ccapi.ai/",
-    "mountsea": "https://api.mountsea.ai/",
-    "acedata": "https://api.acedata.cloud/",
-    "aimusicapi": "https://api.aimusicapi.ai/",
-}
 
 GIB = 1024**3
 MAX_SECONDS = 365 * 24 * 3600.0  # a timeout or interval beyond a year is a typo, not a wish
@@ -38,7 +32,7 @@ class ProviderSettings:
     name: str
     base_url: str
     token: str | None = field(default=None, repr=False)
-    batch_size: int = 50
+    batch_size: int = 50  # ids per batch request; the provider's default comes from the registry
     concurrency: int = 4
     interval: float | None = None  # base poll interval; None = the source's documented one
 
@@ -338,15 +332,16 @@ def _providers(
 ) -> dict[str, ProviderSettings]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: providers must be a table like [providers.ccapi]")
+    known = provider_defaults()
     for name in table:
-        if name not in PROVIDERS:
-            raise ConfigError(f"{path}: unknown key 'providers.{name}' (known providers: {', '.join(PROVIDERS)})")
+        if name not in known:
+            raise ConfigError(f"{path}: unknown key 'providers.{name}' (known providers: {', '.join(known)})")
     result: dict[str, ProviderSettings] = {}
-    for name, default_url in PROVIDERS.items():
+    for name, defaults in known.items():
         section = table.get(name, {})
         if not isinstance(section, Mapping):
             raise ConfigError(f"{path}: providers.{name} must be a table")
-        fields: dict[str, Any] = {"base_url": default_url}
+        fields: dict[str, Any] = {"base_url": defaults.base_url, "batch_size": defaults.batch_size}
         for key, value in section.items():
             full = f"providers.{name}.{key}"
             if key not in PROVIDER_KEYS:

@@ -20,7 +20,7 @@ from .fs import walk_library
 from .fs import sha256_file
 from .errors import ArchiverError, DatabaseError, TaggingError
 from .media import AUDIO, IMAGE, sniff
-from .providers import SOURCE_NAMES
+from .providers import SOURCES
 from .records import ClipRecord, Status, TaskRecord, duration, timestamp
 from .render import clean_line
 from .store import Store
@@ -99,7 +99,7 @@ def _scan(library: Path, files: list[str], report: RebuildReport
         if not (tags.get("source") and tags.get("task_id") and tags.get("clip_id")):
             report.skipped.append(rel)
             continue
-        if tags["source"] not in SOURCE_NAMES:
+        if tags["source"] not in SOURCES:
             report.problems.append(clean_line(
                 f"skipped {rel}: its tags name source {tags['source']!r}, which archiver does not know"))
             continue

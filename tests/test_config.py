@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import PROVIDERS, load_config
+from archiver.config import load_config
 from archiver.errors import ConfigError
 
 TOKEN = "sk-secret-token-123456789"
@@ -24,7 +24,9 @@ def test_defaults(tmp_path: Path) -> None:
     config = load_config(env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert config.library.name == "archiver"
     assert config.db_url.endswith("/archiver/archiver.db")
-    assert {n: p.base_url for n, p in config.providers.items()} == PROVIDERS
+    assert {n: p.base_url for n, p in config.providers.items()} == {
+        "ccapi": "https://api.ccapi.ai/", "mountsea": "https://api.mountsea.ai/",
+        "acedata": "https://api.acedata.cloud/", "aimusicapi": "https://api.aimusicapi.ai/"}
     assert all(p.batch_size == 50 for p in config.providers.values())
 
 

@@ -1,7 +1,13 @@
-"""Registry of task sources: adding a provider is one module plus one line here."""
+"""Registry of task sources: adding a provider is one module plus one line here.
+
+Everything else asks the registry at the time it needs to know: config (settings sections and
+their defaults), the CLI's `--source` choices, `archiver demo` and the simulator. Importing this
+package stays light (no httpx): the network lives in `http.py`, imported only by who polls.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PayloadError, UnknownSourceError
@@ -20,7 +26,29 @@ SOURCES: dict[str, Source] = {
     "aimusicapi": Aimusicapi(),
 }
 
-SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
+
+
+@dataclass(frozen=True)
+class ProviderDefaults:
+    """A settings section (`[providers.NAME]`) and the defaults its sources document."""
+
+    name: str
+    base_url: str
+    batch_size: int
+
+
+def provider_defaults() -> dict[str, ProviderDefaults]:
+    """Every provider once, in registry order; sources sharing a provider share its facts."""
+    found: dict[str, ProviderDefaults] = {}
+    for source in SOURCES.values():
+        if source.provider not in found:
+            found[source.provider] = ProviderDefaults(source.provider, source.base_url, source.batch_size)
+    return found
+
+
+def sources_of(provider: str) -> list[Source]:
+    """The sources a provider serves, in registry order."""
+    return [source for source in SOURCES.values() if source.provider == provider]
 
 
 def get_source(name: str) -> Source:
@@ -41,4 +69,5 @@ def detect_source(payload: Any) -> Source:
     raise PayloadError("import", f"body could come from several sources ({names}); pass --source")
 
 
-__all__ = ["SOURCES", "SOURCE_NAMES", "Request", "Source", "detect_source", "get_source"]
+__all__ = ["SOURCES", "ProviderDefaults", "Request", "Source", "detect_source", "get_source",
+           "provider_defaults", "sources_of"]

@@ -8,18 +8,24 @@ Clip durations arrive as strings ("135.2330158730159").
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import PayloadError, ProviderError
 from ..records import Status, TaskRecord, clip_from, progress, text, timestamp
 from .base import BaseSource, Request, clip_states, error_message, newest_per_task
+from .simulated import SimCall, SimTask, UrlFor, producer_clip
 
 
 class Acedata(BaseSource):
     name: ClassVar[str] = "acedata"
     provider: ClassVar[str] = "acedata"
+    base_url: ClassVar[str] = "https://api.acedata.cloud/"
     batch: ClassVar[bool] = True
+    batch_size: ClassVar[int] = 50
     interval: ClassVar[float] = 10.0
+    sim_audio: ClassVar[str] = "m4a"
+    sim_demo: ClassVar[tuple[str, ...]] = ("succeeded", "succeeded")
 
     def request_for(self, ids: Sequence[str]) -> Request:
         return Request("POST", "producer/tasks", json={"ids": list(ids), "action": "retrieve_batch"})
@@ -86,6 +92,57 @@ class Acedata(BaseSource):
             clips=clips,
             raw=dict(item),
         )
+
+    # -- simulator ---------------------------------------------------------------------------
+
+    def sim_route(self, method: str, path: list[str], query: Mapping[str, str],
+                  body: Mapping[str, Any]) -> SimCall | None:
+        if path != ["producer", "tasks"] or method != "POST":
+            return None
+        action = body.get("action")
+        single = action != "retrieve_batch"
+        ids = [body.get("id")] if action == "retrieve" else None if single else body.get("ids")
+        if action not in ("retrieve", "retrieve_batch"):
+            return SimCall(ids, single, ("api_not_implemented", f"unknown action {action!r}"))
+        return SimCall(ids, single)
+
+    def sim_batch(self, records: list[Any]) -> Any:
+        return {"items": records, "count": len(records)}
+
+    def sim_error(self, status: int, code: str, message: str) -> Any:
+        return {"success": False, "error": {"code": code, "message": message}, "trace_id": str(uuid.uuid4())}
+
+    def sim_unauthorized(self) -> Any:
+        return self.sim_error(401, "invalid_token", "invalid or missing token")
+
+    def sim_render(self, task: SimTask, url: UrlFor, weird: str | None) -> Any:
+        stage, _pct = task.stage()
+        aux = task.aux
+        fraction = int(aux["_id"][:3], 16) / 4096
+        record: dict[str, Any] = {
+            "_id": aux["_id"], "id": task.task_id, "api_id": aux["api_id"],
+            "application_id": aux["application_id"], "created_at": task.created + fraction,
+            "credential_id": aux["credential_id"],
+            "request": {"action": "generate", "model": "FUZZ-2.0 Pro", "instrumental": False,
+                        "lyric": task.clips[0].lyrics if task.clips else "", "custom": True},
+            "trace_id": aux["trace"], "type": "audios", "user_id": aux["user_id"],
+        }
+        if weird:
+            record["response"] = {"task_id": task.task_id, "data": [
+                producer_clip(clip, url, weird, False, acedata=True) for clip in task.clips]}
+        elif stage == 3:  # started: a response exists but has no data yet
+            record["response"] = {"task_id": task.task_id}
+        elif stage is None:
+            if task.succeeded:
+                record["response"] = {"task_id": task.task_id, "data": [
+                    producer_clip(clip, url, "succeeded", True, acedata=True) for clip in task.clips]}
+            else:
+                record["response"] = {"success": False,
+                                      "error": {"code": "api_error", "message": "fetch failed"}}
+            finished = task.finished_at + fraction / 2
+            record["duration"] = finished - record["created_at"]
+            record["finished_at"] = finished
+        return record
 
 
 def pick_model(clip: Mapping[str, Any]) -> Any:

@@ -11,13 +11,19 @@ from typing import Any, ClassVar, Mapping, Sequence
 from ..errors import PayloadError, ProviderError, TaskIdRequired, TaskNotFound
 from ..records import TaskRecord, clip_from, progress
 from .base import BaseSource, Request, clip_states, error_message, path_segment
+from .simulated import FAIL_REASON, SimCall, SimTask, UrlFor, producer_clip
+
+STAGES = ("pending", "pending", "running", "running")  # the clips' non-final states, in order
 
 
 class Aimusicapi(BaseSource):
     name: ClassVar[str] = "aimusicapi"
     provider: ClassVar[str] = "aimusicapi"
+    base_url: ClassVar[str] = "https://api.aimusicapi.ai/"
     batch: ClassVar[bool] = False
     interval: ClassVar[float] = 10.0
+    sim_audio: ClassVar[str] = "m4a"
+    sim_demo: ClassVar[tuple[str, ...]] = ("succeeded", "succeeded")
 
     def request_for(self, ids: Sequence[str]) -> Request:
         (task_id,) = ids
@@ -74,3 +80,34 @@ class Aimusicapi(BaseSource):
         if (status == 404 or code == 404) and len(ids) == 1:
             return TaskNotFound(self.name, ids[0], error_message(payload) or "record does not exist")
         return super().error_for(status, payload, ids)
+
+    # -- simulator ---------------------------------------------------------------------------
+
+    def sim_route(self, method: str, path: list[str], query: Mapping[str, str],
+                  body: Mapping[str, Any]) -> SimCall | None:
+        if path[:4] != ["api", "v1", "producer", "task"] or len(path) not in (4, 5) or method != "GET":
+            return None
+        return SimCall(path[4:])
+
+    def sim_single(self, record: Any) -> Any:
+        return {"code": 200, "data": record, "message": "success"}  # no task id anywhere in this body
+
+    def sim_error(self, status: int, code: str, message: str) -> Any:
+        return {"code": status, "message": message}
+
+    def sim_unauthorized(self) -> Any:
+        return self.sim_error(401, "invalid_token", "Unauthorized")
+
+    def sim_not_found(self) -> tuple[int, Any]:
+        return 200, {"code": 404, "data": None, "message": "记录不存在"}
+
+    def sim_invalid(self, call: SimCall) -> tuple[int, Any]:
+        return 200, {"code": 400, "data": None, "message": "参数不正确"}
+
+    def sim_render(self, task: SimTask, url: UrlFor, weird: str | None) -> Any:
+        stage, _pct = task.stage()
+        state = weird or (STAGES[stage] if stage is not None else "succeeded" if task.succeeded else "failed")
+        clips = [producer_clip(clip, url, state, state == "succeeded", acedata=False) for clip in task.clips]
+        for clip in clips if state == "failed" else []:
+            clip["error"] = FAIL_REASON[task.outcome]
+        return clips

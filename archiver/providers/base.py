@@ -1,8 +1,11 @@
 """The protocol every task source implements, and the pieces they share.
 
 A source is pure where it can be: `request_for` says which HTTP call fetches some ids and
-`normalize` turns a raw JSON body into TaskRecords. The network itself lives in `http.py`, so a new
-provider is one module with those two functions plus a registry line in `__init__.py`.
+`normalize` turns a raw JSON body into TaskRecords. Its class also states the provider's facts
+(settings section, default base URL, poll interval, batch size) and, through the `Simulated`
+hooks, how the simulator imitates it. The network itself lives in `http.py`, so a new provider is
+one module plus a registry line in `__init__.py`; config, the CLI, the demo and the simulator
+read the registry.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 from ..errors import PayloadError, ProviderError, TaskNotFound, UsageError
 from ..records import Status, TaskRecord, text
 from ..redact import redactor
+from .simulated import Simulated
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,9 @@ class Request:
 class Source(Protocol):
     name: ClassVar[str]  # "ccapi-suno"
     provider: ClassVar[str]  # settings section: "ccapi"
+    base_url: ClassVar[str]  # the provider's documented base URL (settings default)
     batch: ClassVar[bool]  # True when one request can fetch many ids
+    batch_size: ClassVar[int]  # ids per batch request (settings default); the docs state no maximum
     interval: ClassVar[float]  # documented polling interval, seconds
 
     def request_for(self, ids: Sequence[str]) -> Request:
@@ -55,12 +61,14 @@ class Source(Protocol):
         ...
 
 
-class BaseSource:
+class BaseSource(Simulated):
     """Defaults shared by the concrete sources."""
 
     name: ClassVar[str] = ""
     provider: ClassVar[str] = ""
+    base_url: ClassVar[str] = ""
     batch: ClassVar[bool] = False
+    batch_size: ClassVar[int] = 50
     interval: ClassVar[float] = 10.0
 
     def error_for(self, status: int, payload: Any, ids: Sequence[str]) -> Exception:

@@ -10,3 +10,4 @@ from ._ccapi import CcapiSource
 class CcapiSuno(CcapiSource):
     name: ClassVar[str] = "ccapi-suno"
     platform: ClassVar[str] = "suno"
+    sim_demo: ClassVar[tuple[str, ...]] = ("succeeded", "succeeded", "failed")

@@ -11,7 +11,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 from ..errors import PayloadError
 from ..records import ClipRecord, Status, TaskRecord, clip_from, text, timestamp
 from .base import BaseSource, Request
+from .simulated import FAIL_REASON, SimCall, SimTask, UrlFor, iso
 
+STAGES = ("pending", "ready", "assigned", "processing")  # the non-final statuses, in order
 STATUS_MAP: dict[str, Status] = {
     "pending": Status.PENDING,
     "ready": Status.PENDING,
@@ -27,8 +29,11 @@ STATUS_MAP: dict[str, Status] = {
 class Mountsea(BaseSource):
     name: ClassVar[str] = "mountsea"
     provider: ClassVar[str] = "mountsea"
+    base_url: ClassVar[str] = "https://api.mountsea.ai/"
     batch: ClassVar[bool] = False
     interval: ClassVar[float] = 5.0  # "start with a 5-second interval"
+    sim_clips: ClassVar[int | None] = 1  # one clip per task
+    sim_demo: ClassVar[tuple[str, ...]] = ("succeeded", "succeeded", "timeout")
 
     def request_for(self, ids: Sequence[str]) -> Request:
         (task_id,) = ids
@@ -82,3 +87,38 @@ class Mountsea(BaseSource):
             if clip is not None:
                 clips.append(clip)
         return tuple(clips)
+
+    # -- simulator ---------------------------------------------------------------------------
+
+    def sim_route(self, method: str, path: list[str], query: Mapping[str, str],
+                  body: Mapping[str, Any]) -> SimCall | None:
+        if path != ["producer", "tasks"] or method != "GET":
+            return None
+        return SimCall([query.get("taskId", "")], bad=("", "taskId is required"))
+
+    def sim_error(self, status: int, code: str, message: str) -> Any:
+        return {"statusCode": status, "message": message}
+
+    def sim_unauthorized(self) -> Any:
+        return self.sim_error(401, "invalid_token", "Unauthorized")
+
+    def sim_not_found(self) -> tuple[int, Any]:
+        return 404, self.sim_error(404, "not_found", "Task not found")
+
+    def sim_render(self, task: SimTask, url: UrlFor, weird: str | None) -> Any:
+        stage, _pct = task.stage()
+        status = weird or (STAGES[stage] if stage is not None
+                           else "completed" if task.succeeded else task.outcome)
+        body: dict[str, Any] = {"taskId": task.task_id, "status": status}
+        if status == "completed" and task.clips:
+            clip = task.clips[0]
+            body["result"] = {"audioId": clip.clip_id, "audioUrl": url(clip, clip.audio_ext),
+                              "duration": clip.duration, "title": clip.title}
+        elif status in ("failed", "timeout"):
+            body["errorMessage"] = FAIL_REASON[task.outcome]
+            body["errorCode"] = 504 if status == "timeout" else 500
+        if stage is None and not weird:
+            body["finishedAt"] = iso(task.finished_at)
+        body["createdAt"] = iso(task.created)
+        body["traceId"] = f"trace-{task.aux['trace'][:8]}"
+        return body
