@@ -8,7 +8,6 @@ crash at any moment leaves at worst a `.part` that the next run resumes or remov
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import random
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiofiles
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from . import __version__
 from .config import Config
@@ -302,32 +302,58 @@ def _check_head(head: bytes, expect: str, *, final: bool) -> str | None:
     return kind
 
 
+class _NewLink(Exception):
+    """The link expired and the task gave a fresh one: try again at once, from scratch."""
+
+
 async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
                 on_bytes: Callable[[int], None], warn: Callable[[str], None]) -> Fetched:
-    """Transfer with retries and resume; re-polls for a fresh URL when the link expired."""
+    """Transfer with retries and resume; re-polls for a fresh URL when the link expired.
+
+    The same retry engine as the API calls (tenacity): `job.tuning.attempts` transfers at most,
+    with jittered exponential back-off between broken ones and none after a fresh link.
+    """
     refreshes = 0
-    last: Exception | None = None
-    for attempt in range(job.tuning.attempts):
+
+    async def once() -> Fetched:
+        nonlocal refreshes
         check_url(job.url)
         try:
             return await fetch_once(client, job, on_bytes)
         except LinkExpired as exc:
-            last = exc
             if refreshes >= job.tuning.refreshes:
-                break
+                raise DownloadError(str(exc)) from None
             refreshes += 1
             fresh = await refresh()
             if not fresh or fresh == job.url:
-                break
+                raise DownloadError(str(exc)) from None
             job.url = fresh
             job.part.unlink(missing_ok=True)  # another URL may be another file: no resume across it
-        except TransientError as exc:
-            last = exc
-            if isinstance(exc, WrongContent):  # what we stored is garbage: no resume from it
-                job.part.unlink(missing_ok=True)
-            warn(f"{job.part.name}: {exc}; retrying")
-            await asyncio.sleep(job.tuning.backoff * (2 ** attempt) * random.uniform(0.5, 1.0))
-    raise DownloadError(str(last) if last else "download failed")
+            raise _NewLink(str(exc)) from None
+        except WrongContent:  # what we stored is garbage: no resume from it
+            job.part.unlink(missing_ok=True)
+            raise
+
+    def pause(state: RetryCallState) -> float:
+        if state.outcome is not None and isinstance(state.outcome.exception(), _NewLink):
+            return 0.0
+        return job.tuning.backoff * (2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
+
+    def retrying(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, TransientError):
+            warn(f"{job.part.name}: {failure}; retrying")
+
+    engine = AsyncRetrying(retry=retry_if_exception_type((TransientError, _NewLink)),
+                           stop=stop_after_attempt(job.tuning.attempts), wait=pause,
+                           before_sleep=retrying, reraise=True)
+    try:
+        async for attempt in engine:
+            with attempt:
+                return await once()
+    except (TransientError, _NewLink) as exc:
+        raise DownloadError(str(exc)) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def sync_file(part: Path) -> None:
