@@ -7,12 +7,16 @@ in sqlite3 and Datasette) and come back as aware UTC datetimes. The schema versi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from .fields import CLIP_FIELD, STORED_FIELDS, AssetState
+from .records import TERMINAL, ClipRecord, Status, TaskRecord
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -55,7 +59,7 @@ class Task(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     source: str = Field(index=True)
     task_id: str
-    status: str = Field(default="pending")
+    status: str = Field(default=Status.PENDING.value)
     provider_status: Optional[str] = None
     progress: Optional[int] = None
     error: Optional[str] = None
@@ -109,12 +113,12 @@ class Asset(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     clip_pk: int = Field(sa_column=Column(Integer, ForeignKey("clips.id", ondelete="CASCADE"), index=True))
-    kind: str  # audio | image | video
+    kind: str  # a fields.AssetKind
     url: Optional[str] = None
     path: Optional[str] = Field(default=None, index=True)  # relative to the library root, POSIX
     size: Optional[int] = None
     sha256: Optional[str] = None
-    state: str = "pending"  # pending | downloaded | failed
+    state: str = AssetState.PENDING.value  # a fields.AssetState
     attempts: int = 0
     last_error: Optional[str] = None
     warning: Optional[str] = None
@@ -125,6 +129,8 @@ class Asset(SQLModel, table=True):
 
 
 class SyncRun(SQLModel, table=True):
+    """One sync run; its counter columns are fields.RunCounters (tests/test_fields.py holds them equal)."""
+
     __tablename__ = "sync_runs"
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -142,4 +148,55 @@ class SyncRun(SQLModel, table=True):
     error_text: Optional[str] = Field(default=None, sa_column=Column(Text))
 
 
-ASSET_KINDS = ("audio", "image", "video")
+# ---------------------------------------------------------------- rows from records
+
+
+def dumps(value: Any) -> str:
+    """The `raw_json` text of a provider payload."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def is_stale(task: Task, record: TaskRecord) -> bool:
+    """An older payload than the one stored: a running record after a finished one, or older by time."""
+    if task.status in {s.value for s in TERMINAL} and not record.status.terminal:
+        return True
+    if task.provider_updated_at and record.updated_at and record.updated_at < task.provider_updated_at:
+        return True
+    return False
+
+
+def _set(obj: Any, name: str, value: Any) -> bool:
+    if getattr(obj, name) != value:
+        setattr(obj, name, value)
+        return True
+    return False
+
+
+def update_task(task: Task, record: TaskRecord) -> bool:
+    """Copy a record's values onto its row; True when any changed."""
+    changed = False
+    for name, value in (
+        ("status", record.status.value),
+        ("provider_status", record.provider_status),
+        ("progress", record.progress),
+        ("error", record.error),
+        ("created_at", record.created_at),
+        ("finished_at", record.finished_at),
+        ("provider_updated_at", record.updated_at),
+    ):
+        changed |= _set(task, name, value)
+    return changed
+
+
+def update_clip(clip: Clip, record: ClipRecord) -> bool:
+    """Copy a record's fields onto its row (sticky fields keep a known value); True when any changed."""
+    changed = False
+    for name in STORED_FIELDS:
+        value = getattr(record, name)
+        if value is None and getattr(clip, name) is not None and CLIP_FIELD[name].sticky:
+            continue  # a later, sparser payload never erases what an earlier one said
+        changed |= _set(clip, name, value)
+    raw = dumps(record.raw)
+    if clip.raw_json != raw:
+        clip.raw_json = raw
+    return changed

@@ -1,8 +1,9 @@
-"""Normalized task and clip records, and the one place where provider field aliases are resolved.
+"""Normalized task and clip records, the helpers every normalizer builds them with, and poll outcomes.
 
 Providers name the same thing differently (lyrics/lyric, tags/sound, model/mv, clip_id/id/audioId)
-and encode durations and times in several ways. Every normalizer goes through the helpers here so
-that the quirks are handled once.
+and encode durations and times in several ways. Every normalizer goes through `clip_from` and the
+parsers re-exported here, which follow the clip-field table in fields.py, so that the quirks are
+handled once.
 
 An absurd value is invalid, not fatal: a duration outside (0, 24 h) is stored as unknown (None)
 and the clip carries a one-line note in `ClipRecord.warnings` saying what was dropped, for the
@@ -14,9 +15,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Mapping
+
+from .fields import CLIP_ALIASES, CLIP_TABLE, MAX_DURATION, duration, plausible_duration, text, timestamp
+
+__all__ = ["CLIP_ALIASES", "MAX_DURATION", "ClipRecord", "PollKind", "PollOutcome", "Status", "TaskRecord", "clip_from",
+           "duration", "pick", "plausible_duration", "progress", "text", "timestamp"]
 
 
 class Status(StrEnum):
@@ -32,24 +38,6 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-
-# Aliases, in order of preference, for every clip field providers spell differently.
-CLIP_ALIASES: dict[str, tuple[str, ...]] = {
-    "clip_id": ("clip_id", "id", "audioId", "audio_id"),
-    "title": ("title",),
-    "tags": ("tags", "sound", "style"),
-    "negative_tags": ("negative_tags", "negativeTags"),
-    "lyrics": ("lyrics", "lyric", "prompt"),
-    "duration": ("duration",),
-    "model": ("model", "mv", "model_name"),
-    "seed": ("seed",),
-    "created_at": ("created_at", "createdAt"),
-    "audio_url": ("audio_url", "audioUrl"),
-    "image_url": ("image_url", "imageUrl", "image_large_url"),
-    "video_url": ("video_url", "videoUrl"),
-    "state": ("state", "status"),
-}
-
 
 @dataclass(frozen=True)
 class ClipRecord:
@@ -87,6 +75,32 @@ class TaskRecord:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+class PollKind(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    NOT_FOUND = "notfound"
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll of one task came to: answered, failed, or not found (with the one-line why)."""
+
+    kind: PollKind
+    message: str | None = None
+
+    @classmethod
+    def ok(cls) -> "PollOutcome":
+        return cls(PollKind.OK)
+
+    @classmethod
+    def error(cls, message: str) -> "PollOutcome":
+        return cls(PollKind.ERROR, message)
+
+    @classmethod
+    def not_found(cls, message: str) -> "PollOutcome":
+        return cls(PollKind.NOT_FOUND, message)
+
+
 def pick(obj: Mapping[str, Any], name: str) -> Any:
     """First non-empty alias of `name` present in `obj` (None when absent)."""
     for key in CLIP_ALIASES.get(name, (name,)):
@@ -94,47 +108,6 @@ def pick(obj: Mapping[str, Any], name: str) -> Any:
         if value is not None and value != "":
             return value
     return None
-
-
-def text(value: Any) -> str | None:
-    """A string field, or None for missing/empty; numbers become their decimal text."""
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    result = str(value)
-    return result if result.strip() else None
-
-
-MAX_DURATION = 24 * 3600.0  # seconds; no generated song is a day long, so more is a broken value
-
-
-def plausible_duration(seconds: Any) -> float | None:
-    """`seconds` as float when inside (0, MAX_DURATION), else None: for values already stored."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        return None
-    try:
-        value = float(seconds)
-    except OverflowError:  # an int beyond float range
-        return None
-    return value if 0 < value < MAX_DURATION else None
-
-
-def duration(value: Any) -> float | None:
-    """Seconds as float from a number, a numeric string, or None; nonsense or out of range is None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) > 64:  # a 300-digit string is no duration, and float() of it is wasted work
-            return None
-        try:
-            return plausible_duration(float(text))
-        except ValueError:
-            return None
-    return plausible_duration(value)
 
 
 def _duration_warning(value: Any, seconds: float | None) -> tuple[str, ...]:
@@ -163,63 +136,12 @@ def progress(value: Any) -> int | None:
     return max(0, min(100, round(number)))
 
 
-def timestamp(value: Any) -> datetime | None:
-    """UTC datetime from epoch seconds (int/float/str), epoch milliseconds, or ISO 8601.
-
-    0 and empty strings mean "not yet" in the CCAPI records, so they map to None.
-    """
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    if isinstance(value, str):
-        stripped = value.strip()
-        try:
-            value = float(stripped)
-        except ValueError:
-            return _iso(stripped)
-    if not isinstance(value, (int, float)):
-        return None
-    seconds = float(value)
-    if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
-        return None
-    if seconds > 1e11:  # milliseconds
-        seconds /= 1000.0
-    try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _iso(value: str) -> datetime | None:
-    candidate = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    try:
-        parsed = datetime.fromisoformat(candidate)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
 def clip_from(obj: Mapping[str, Any], **overrides: Any) -> ClipRecord | None:
     """Build a ClipRecord from any provider's clip object; None if it has no usable id."""
     clip_id = text(overrides.pop("clip_id", None) or pick(obj, "clip_id"))
     if clip_id is None:
         return None
-    raw_duration = pick(obj, "duration")
-    values: dict[str, Any] = {
-        "title": text(pick(obj, "title")),
-        "tags": text(pick(obj, "tags")),
-        "negative_tags": text(pick(obj, "negative_tags")),
-        "lyrics": text(pick(obj, "lyrics")),
-        "duration": duration(raw_duration),
-        "model": text(pick(obj, "model")),
-        "seed": text(pick(obj, "seed")),
-        "created_at": timestamp(pick(obj, "created_at")),
-        "audio_url": text(pick(obj, "audio_url")),
-        "image_url": text(pick(obj, "image_url")),
-        "video_url": text(pick(obj, "video_url")),
-        "state": text(pick(obj, "state")),
-    }
-    values["warnings"] = _duration_warning(raw_duration, values["duration"])
+    values: dict[str, Any] = {f.name: f.parse(pick(obj, f.name)) for f in CLIP_TABLE if f.name != "clip_id"}
+    values["warnings"] = _duration_warning(pick(obj, "duration"), values["duration"])
     values.update(overrides)
     return ClipRecord(clip_id=clip_id, raw=dict(obj), **values)

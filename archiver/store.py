@@ -7,7 +7,6 @@ never overwrite newer data.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,8 +21,9 @@ from sqlmodel import Session, col, select
 
 from .database import check_readable, db_message, is_damage, open_readonly, open_writable
 from .errors import DatabaseError
-from .models import ASSET_KINDS, Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
-from .records import TERMINAL, ClipRecord, Status, TaskRecord
+from .fields import URL_FIELDS, AssetState
+from .models import Asset, Clip, SyncRun, Task, UTCDateTime, dumps, is_stale, update_clip, update_task, utcnow
+from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
 
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
@@ -31,7 +31,7 @@ CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 # row through the ORM and flushing it cost ~1.4 ms.
 _ASSET_DONE = text(
     "UPDATE assets SET path = :path, size = :size, sha256 = :sha256, tagged = :tagged, "
-    "state = 'downloaded', last_error = NULL, warning = :warning, updated_at = :now, "
+    f"state = '{AssetState.DOWNLOADED.value}', last_error = NULL, warning = :warning, updated_at = :now, "
     "downloaded_at = CASE WHEN :transfer THEN :now ELSE downloaded_at END, "
     "attempts = attempts + :transfer WHERE id = :id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
@@ -54,17 +54,13 @@ NOT_FOUND_AFTER = timedelta(days=7)
 NOT_FOUND_POLLS = 5
 
 _REQUEUE = (
-    "UPDATE tasks SET status = 'pending', provider_status = NULL, error = NULL, idle_polls = 0, "
+    f"UPDATE tasks SET status = '{Status.PENDING.value}', provider_status = NULL, error = NULL, idle_polls = 0, "
     "poll_errors = 0, not_found_since = NULL, next_poll_at = :now, updated_at = :now WHERE id = :id"
 )
 _INSERT_TASK = (
     "INSERT INTO tasks (source, task_id, status, first_seen, updated_at, next_poll_at, polls, idle_polls, "
-    "poll_errors) VALUES (:source, :task_id, 'pending', :now, :now, :now, 0, 0, 0)"
+    f"poll_errors) VALUES (:source, :task_id, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0)"
 )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass
@@ -229,13 +225,13 @@ class Store:
                 existing[record.task_id] = task
                 result.tasks_added += 1
                 was = None
-            elif _is_stale(task, record):
+            elif is_stale(task, record):
                 task.last_polled = now
                 result.stale += 1
                 continue
             else:
                 was = task.status
-            changed = _update_task(task, record)
+            changed = update_task(task, record)
             if changed and was is not None:
                 result.tasks_updated += 1
             if record.status.value != was:
@@ -260,12 +256,12 @@ class Store:
                     continue
                 if clip is None:
                     clip = Clip(source=source, clip_id=clip_record.clip_id, task_pk=task.id or 0, first_seen=now)
-                    _update_clip(clip, clip_record)
+                    update_clip(clip, clip_record)
                     clip.updated_at = now
                     s.add(clip)
                     clips[clip.clip_id] = clip
                     result.clips_added += 1
-                elif _update_clip(clip, clip_record):
+                elif update_clip(clip, clip_record):
                     clip.updated_at = now
                     result.clips_updated += 1
                 touched.append(clip)
@@ -298,13 +294,12 @@ class Store:
         with self.session() as s:
             return s.exec(select(func.count()).select_from(Task).where(_unfinished(sources))).one()
 
-    def schedule(self, source: str, outcomes: dict[str, str], base: float, cap: float, now: datetime,
+    def schedule(self, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float, now: datetime,
                  *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,
                  not_found_polls: int = NOT_FOUND_POLLS) -> set[str]:
         """After a poll pass: set each task's next poll time and error counters.
 
-        `outcomes` maps task_id -> "ok", "error:<message>" or "notfound:<message>". Returns the
-        ids that were not found for `not_found_after` and `not_found_polls` in a row, and so
+        Returns the ids that were not found for `not_found_after` and `not_found_polls` in a row, and so
         are failed now.
         """
         given_up: set[str] = set()
@@ -321,13 +316,12 @@ class Store:
                 for pk, task_id, idle_polls, poll_errors, since in rows:
                     outcome = outcomes[task_id]
                     failed, message, status, provider_status = False, None, None, None
-                    if outcome == "ok":
+                    if outcome.kind is PollKind.OK:
                         poll_errors, since = 0, None
                         idle_polls = 0 if task_id in changed else idle_polls + 1
                     else:
-                        kind, _, message = outcome.partition(":")
-                        failed, poll_errors = True, poll_errors + 1
-                        if kind == "notfound":
+                        failed, message, poll_errors = True, outcome.message, poll_errors + 1
+                        if outcome.kind is PollKind.NOT_FOUND:
                             since = since or now
                             if poll_errors >= not_found_polls and now - since >= not_found_after:
                                 status, provider_status = Status.FAILED.value, "NOT_FOUND"
@@ -348,7 +342,8 @@ class Store:
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""
         with self.connect() as conn:
-            rows = conn.execute(text("SELECT path, id FROM assets WHERE state = 'downloaded' AND path IS NOT NULL"))
+            rows = conn.execute(text("SELECT path, id FROM assets WHERE state = :state AND path IS NOT NULL"),
+                                {"state": AssetState.DOWNLOADED.value})
             return {path: asset_id for path, asset_id in rows}
 
     def all_paths(self) -> set[str]:
@@ -361,7 +356,7 @@ class Store:
         with self.session() as s:
             for part in chunks(list(asset_ids)):
                 for asset in s.exec(select(Asset).where(col(Asset.id).in_(part))):
-                    asset.state = "pending"
+                    asset.state = AssetState.PENDING
                     asset.last_error = "file missing from disk"
                     asset.updated_at = now or utcnow()
 
@@ -369,7 +364,7 @@ class Store:
         """Clips of succeeded tasks with at least one asset not yet archived, with all their assets."""
         query = (select(Asset.clip_pk).join(Clip, col(Clip.id) == Asset.clip_pk)
                  .join(Task, col(Task.id) == Clip.task_pk)
-                 .where(Task.status == Status.SUCCEEDED.value, Asset.state != "downloaded").distinct())
+                 .where(Task.status == Status.SUCCEEDED.value, Asset.state != AssetState.DOWNLOADED).distinct())
         if asset_ids is not None:
             query = select(Asset.clip_pk).where(col(Asset.id).in_(list(asset_ids))).distinct()
         with self.session() as s:
@@ -414,14 +409,14 @@ class Store:
                 asset = Asset(clip_pk=clip.id, kind=kind, url=url, created_at=now)
                 s.add(asset)
             asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
-            asset.state, asset.updated_at, asset.downloaded_at = "downloaded", now, now
+            asset.state, asset.updated_at, asset.downloaded_at = AssetState.DOWNLOADED, now, now
 
     def asset_failed(self, asset_id: int, error: str) -> None:
         with self.session() as s:
             asset = s.get(Asset, asset_id)
             if asset is None:
                 return
-            asset.state, asset.last_error = "failed", error
+            asset.state, asset.last_error = AssetState.FAILED, error
             asset.attempts += 1
             asset.updated_at = utcnow()
 
@@ -463,57 +458,10 @@ def _other_owner(s: Session, source: str, clip: Clip, task_id: str) -> str:
             f"{owner.task_id if owner else '?'}; kept there")
 
 
-def _is_stale(task: Task, record: TaskRecord) -> bool:
-    if task.status in {s.value for s in TERMINAL} and not record.status.terminal:
-        return True
-    if task.provider_updated_at and record.updated_at and record.updated_at < task.provider_updated_at:
-        return True
-    return False
-
-
-def _set(obj: Any, name: str, value: Any) -> bool:
-    if getattr(obj, name) != value:
-        setattr(obj, name, value)
-        return True
-    return False
-
-
-def _update_task(task: Task, record: TaskRecord) -> bool:
-    changed = False
-    for name, value in (
-        ("status", record.status.value),
-        ("provider_status", record.provider_status),
-        ("progress", record.progress),
-        ("error", record.error),
-        ("created_at", record.created_at),
-        ("finished_at", record.finished_at),
-        ("provider_updated_at", record.updated_at),
-    ):
-        changed |= _set(task, name, value)
-    return changed
-
-
-CLIP_FIELDS = ("title", "tags", "negative_tags", "lyrics", "duration", "model", "seed", "state",
-               "created_at", "audio_url", "image_url", "video_url")
-
-
-def _update_clip(clip: Clip, record: ClipRecord) -> bool:
-    changed = False
-    for name in CLIP_FIELDS:
-        value = getattr(record, name)
-        if value is None and getattr(clip, name) is not None and name not in ("state",):
-            continue  # a later, sparser payload never erases what an earlier one said
-        changed |= _set(clip, name, value)
-    raw = dumps(record.raw)
-    if clip.raw_json != raw:
-        clip.raw_json = raw
-    return changed
-
-
 def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], now: datetime) -> None:
     assert clip.id is not None
-    for kind in ASSET_KINDS:
-        url = getattr(clip, f"{kind}_url")
+    for kind, url_field in URL_FIELDS.items():
+        url = getattr(clip, url_field)
         if not url:
             continue
         asset = assets.get((clip.id, kind))
@@ -524,5 +472,5 @@ def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], n
         elif asset.url != url:
             asset.url = url  # a fresh link (expired CDN URLs are re-signed on each poll)
             asset.updated_at = now
-            if asset.state == "failed":
-                asset.state = "pending"
+            if asset.state == AssetState.FAILED:
+                asset.state = AssetState.PENDING

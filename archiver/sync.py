@@ -17,11 +17,12 @@ from . import interrupts
 from .config import Config
 from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, DatabaseError,
                      TaskNotFound)
+from .fields import RunCounters
 from .lock import LibraryLock
 from .models import Task, utcnow
 from .providers import SOURCES, Source, get_source
 from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
-from .records import TaskRecord
+from .records import PollKind, PollOutcome, TaskRecord
 from .redact import redact
 from .report import Reporter
 from .store import NOT_FOUND_AFTER, Added, Store
@@ -43,16 +44,11 @@ class SyncOptions:
 
 
 @dataclass
-class SyncReport:
-    tasks_polled: int = 0
-    newly_succeeded: int = 0
-    failed: int = 0
-    clips_added: int = 0
-    requests: int = 0
+class SyncReport(RunCounters):
+    """The run's counters (those `sync_runs` keeps come from RunCounters) and its errors."""
+
     retries: int = 0
     passes: int = 0
-    files_downloaded: int = 0
-    bytes_downloaded: int = 0
     downloads_failed: int = 0
     still_unfinished: int = 0
     errors: list[str] = field(default_factory=list)
@@ -93,11 +89,7 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
                 errors = ["interrupted", *report.errors] if interrupted else report.errors
                 store.finish_run(
                     run_id, exit_code=interrupts.exit_code() if interrupted else report.exit_code,
-                    tasks_polled=report.tasks_polled,
-                    newly_succeeded=report.newly_succeeded, failed=report.failed,
-                    clips_added=report.clips_added, requests=report.requests, errors=len(report.errors),
-                    files_downloaded=report.files_downloaded, bytes_downloaded=report.bytes_downloaded,
-                    error_text=redact("\n".join(errors)) or None,
+                    errors=len(report.errors), error_text=redact("\n".join(errors)) or None, **report.counts(),
                 )
             return report
         finally:
@@ -227,7 +219,7 @@ class Poller:
         groups = [ids[i:i + size] for i in range(0, len(ids), size)]
         limit = asyncio.Semaphore(max(1, settings.concurrency))
         records: list[TaskRecord] = []
-        outcomes: dict[str, str] = {}
+        outcomes: dict[str, PollOutcome] = {}
 
         async def one(group: list[str]) -> None:
             async with limit:
@@ -244,19 +236,19 @@ class Poller:
                                               f"{', ...' if len(group) > 3 else ''})")
                     self.reporter.error(message)
                     for task_id in group:
-                        outcomes[task_id] = f"error:{message}"
+                        outcomes[task_id] = PollOutcome.error(message)
                     return
                 records.extend(found)
                 for record in found:
-                    outcomes[record.task_id] = "ok"
+                    outcomes[record.task_id] = PollOutcome.ok()
                 for task_id, exc in missing.items():
-                    kind = "notfound" if isinstance(exc, TaskNotFound) else "error"
-                    outcomes[task_id] = f"{kind}:{exc}"
+                    not_found = isinstance(exc, TaskNotFound)
+                    outcomes[task_id] = PollOutcome.not_found(str(exc)) if not_found else PollOutcome.error(str(exc))
 
         await asyncio.gather(*(one(g) for g in groups))
         self._store(source, records, outcomes, settings.interval)
 
-    def _store(self, source: Source, records: list[TaskRecord], outcomes: dict[str, str],
+    def _store(self, source: Source, records: list[TaskRecord], outcomes: dict[str, PollOutcome],
                interval: float | None) -> None:
         now = utcnow()
         result = self.store.apply(records, now)
@@ -274,9 +266,9 @@ class Poller:
                 for message in clip.warnings:
                     self.reporter.warning(f"{source.name} {clip.clip_id}: {message}")
         for task_id, outcome in outcomes.items():
-            if not outcome.startswith("notfound:"):
+            if outcome.kind is not PollKind.NOT_FOUND:
                 continue
-            message = outcome.partition(":")[2]
+            message = outcome.message or task_id
             if task_id in given_up:
                 self.reporter.warning(f"{message}; not found for {NOT_FOUND_AFTER.days} days, marked failed "
                                       "(`archiver retry` queues it again)")
