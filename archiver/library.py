@@ -17,16 +17,16 @@ from sqlalchemy import text
 from .errors import ArchiverError, UsageError
 from .models import UTCDateTime
 from .query import compile_query, compile_sort, fts_query, register_functions
-from .records import MAX_DURATION, plausible_duration
+from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
 from .render import clean_line
 from .store import Store
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
 
-CLIP_COLUMNS = ("source", "task_id", "clip_id", "title", "tags", "negative_tags", "lyrics", "duration",
-                "model", "seed", "created_at", "status", "audio_url", "image_url", "video_url",
-                "audio_path", "image_path")
+# What the clip is (its listed fields), its task's status, where its files come from, where they are.
+CLIP_COLUMNS = ("source", "task_id", *(f.name for f in CLIP_TABLE if f.listed and f.asset is None), "status",
+                *(f.name for f in CLIP_TABLE if f.listed and f.asset is not None), "audio_path", "image_path")
 
 SEARCH_COLUMNS = CLIP_COLUMNS + ("snippet", "score")
 
@@ -106,16 +106,18 @@ def list_tasks(store: Store, *, sources: Sequence[str] | None = None,
 
 # c = clips, t = tasks, au/im = the clip's downloaded audio/image asset (at most one each:
 # assets are unique per clip and kind). query.py's field columns refer to these aliases.
-CLIP_FROM = """
-    FROM clips c
-    JOIN tasks t ON t.id = c.task_pk
-    LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio' AND au.state = 'downloaded'
-    LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = 'image' AND im.state = 'downloaded'"""
+_DONE = AssetState.DOWNLOADED.value
+_FILES = f"""
+    LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = '{AssetKind.AUDIO.value}' AND au.state = '{_DONE}'
+    LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = '{AssetKind.IMAGE.value}' AND im.state = '{_DONE}'"""
 
-CLIP_SELECT = """
-    SELECT c.id AS clip_pk, c.source, t.task_id, c.clip_id, c.title, c.tags, c.negative_tags, c.lyrics,
-           c.duration, c.model, c.seed, c.created_at, t.status, c.audio_url, c.image_url, c.video_url,
-           au.path AS audio_path, im.path AS image_path"""
+CLIP_FROM = f"""
+    FROM clips c
+    JOIN tasks t ON t.id = c.task_pk{_FILES}"""
+
+_NOT_CLIP_COLUMNS = {"task_id": "t.task_id", "status": "t.status", "audio_path": "au.path", "image_path": "im.path"}
+CLIP_SELECT = "\n    SELECT c.id AS clip_pk, " + ", ".join(
+    f"{_NOT_CLIP_COLUMNS.get(name, 'c.' + name)} AS {name}" for name in CLIP_COLUMNS)
 
 
 def list_clips(store: Store, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
@@ -139,9 +141,7 @@ def search(store: Store, text_: str, *, limit: int | None = None) -> list[dict[s
            bm25(clips_fts, {weights}) AS score
         FROM clips_fts
         JOIN clips c ON c.id = clips_fts.rowid
-        JOIN tasks t ON t.id = c.task_pk
-        LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio' AND au.state = 'downloaded'
-        LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = 'image' AND im.state = 'downloaded'
+        JOIN tasks t ON t.id = c.task_pk{_FILES}
         WHERE clips_fts MATCH :match
         ORDER BY score, c.id"""
     params: dict[str, Any] = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
@@ -188,13 +188,15 @@ def resolve(store: Store, ident: str) -> tuple[str, int]:
     return chosen[0]["kind"], chosen[0]["pk"]
 
 
+_KIND_ORDER = "CASE kind " + " ".join(f"WHEN '{k.value}' THEN {i}" for i, k in enumerate(AssetKind)) + " END"
+
+
 def _assets_by_clip(store: Store, clip_pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     if not clip_pks:
         return {}
     params: dict[str, Any] = {}
     sql = (f"SELECT clip_pk, {', '.join(ASSET_COLUMNS)} FROM assets WHERE clip_pk IN "
-           f"({_in('pk', clip_pks, params)}) ORDER BY clip_pk, CASE kind WHEN 'audio' THEN 0 "
-           "WHEN 'image' THEN 1 ELSE 2 END")
+           f"({_in('pk', clip_pks, params)}) ORDER BY clip_pk, {_KIND_ORDER}")
     out: dict[int, list[dict[str, Any]]] = {}
     for r in _query(store, sql, params):
         asset = _row(r._mapping, ASSET_COLUMNS)
@@ -213,8 +215,7 @@ def _raw(value: str | None) -> Any:
 _TASK_DETAIL = ("source", "task_id", "status", "provider_status", "progress", "error", "created_at",
                 "finished_at", "provider_updated_at", "first_seen", "last_polled", "updated_at",
                 "next_poll_at", "polls", "idle_polls", "poll_errors")
-_CLIP_DETAIL = ("source", "clip_id", "title", "tags", "negative_tags", "lyrics", "duration", "model", "seed",
-                "state", "created_at", "audio_url", "image_url", "video_url", "first_seen", "updated_at")
+_CLIP_DETAIL = ("source", "clip_id", *STORED_FIELDS, "first_seen", "updated_at")
 
 
 def _clip_details(store: Store, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,7 +228,7 @@ def _clip_details(store: Store, where: str, params: dict[str, Any]) -> list[dict
     for r in rows:
         clip = {"kind": "clip", **_row(r._mapping, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
         clip["files"] = assets.get(r.pk, [])
-        audio = [a for a in clip["files"] if a["kind"] == "audio" and a["state"] == "downloaded"]
+        audio = [a for a in clip["files"] if a["kind"] == AssetKind.AUDIO and a["state"] == AssetState.DOWNLOADED]
         clip["tagged"] = audio[0]["tagged"] if audio else None  # None: nothing on disk to tag yet
         clip["raw"] = _raw(r.raw_json)
         clip["task_pk"] = r.task_pk  # popped by detail(); not part of the output
@@ -277,12 +278,12 @@ def stats(store: Store) -> dict[str, Any]:
         entry["clips"], entry["duration"] = count, float(duration)
         clips_total += count
         duration_total += float(duration)
-    files = {"downloaded": 0, "pending": 0, "failed": 0}
+    files = {state.value: 0 for state in (AssetState.DOWNLOADED, AssetState.PENDING, AssetState.FAILED)}
     bytes_on_disk = 0
     for state, count, size in _query(
             store, "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM assets GROUP BY 1"):
         files[state] = count
-        if state == "downloaded":
+        if state == AssetState.DOWNLOADED:
             bytes_on_disk = int(size)
     runs = _query(store, "SELECT COUNT(*) OVER () AS runs, started_at, finished_at, exit_code, errors, "
                          "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 5")

@@ -37,11 +37,13 @@ from pathvalidate import ValidationError, sanitize_filename
 from pathvalidate.handler import ReservedNameHandler
 
 from .errors import ArchiverError, ConfigError, UsageError
+from .fields import CLIP_TABLE
 
 DEFAULT_TEMPLATE = "{source}/{created:%Y}/{created:%Y-%m-%d} {title} [{clip_id:.8}].{ext}"
 
-_CLIP_ATTRS = ("clip_id", "title", "tags", "negative_tags", "lyrics", "duration", "model", "seed")
-TEMPLATE_FIELDS = frozenset({"source", "task_id", "style", "created", "ext", *_CLIP_ATTRS})
+# Template name -> clip attribute, from the clip-field table; `style` is derived from `tags`.
+_CLIP_ATTRS: dict[str, str] = {f.template: f.name for f in CLIP_TABLE if f.template is not None}
+TEMPLATE_FIELDS = frozenset({"source", "task_id", "style", "ext", *_CLIP_ATTRS})
 
 MAX_COMPONENT_BYTES = 255
 MAX_EXT_LEN = 10
@@ -214,6 +216,10 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
 
 
 # ---------------------------------------------------------------- templates
+# Path templates share str.format syntax (and string.Formatter's parser) with the one-line `--format`
+# and tag templates (query.template_renderer), not their renderer: a path is rendered component by
+# component, every value sanitized and shortened to fit 255 bytes, a missing value is "unknown" (not
+# blank), and a bad template is a configuration error found before any clip is placed.
 
 
 @lru_cache(maxsize=64)
@@ -309,8 +315,8 @@ def check_ext(ext: str) -> str:
 
 def clip_fields(clip: Any, *, source: str, task_id: str) -> dict[str, Any]:
     """Template fields of a ClipRecord-like object (``style`` is the first tag)."""
-    fields: dict[str, Any] = {name: getattr(clip, name, None) for name in _CLIP_ATTRS}
-    fields.update(source=source, task_id=task_id, created=getattr(clip, "created_at", None))
+    fields: dict[str, Any] = {name: getattr(clip, attr, None) for name, attr in _CLIP_ATTRS.items()}
+    fields.update(source=source, task_id=task_id)
     tags = fields["tags"]
     candidates = tags.split(",") if isinstance(tags, str) else list(tags or ())
     fields["style"] = next((str(t).strip() for t in candidates if str(t).strip()), None)

@@ -12,7 +12,8 @@ Beets-style terms, all ANDed:
     ^source:acedata       `^` negates any term; `^rain` too
 
 Values are always bound parameters, never spliced into the SQL. The column names below refer
-to the aliases of library.CLIP_FROM (c = clips, t = tasks, au = downloaded audio asset).
+to the aliases of library.CLIP_FROM (c = clips, t = tasks, au = downloaded audio asset). The
+clip's own fields, and how each matches, come from the clip-field table (fields.CLIP_TABLE).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import UsageError
+from .errors import ArchiverError, UsageError
+from .fields import CLIP_TABLE, ClipField
 
 FOLD_FUNCTION = "archiver_fold"  # SQL function name; see register_functions
 
@@ -40,19 +42,19 @@ class Field:
     sort: str | None = None  # SQL to order by; defaults to `column`
 
 
+def _clip_field(row: ClipField) -> Field:
+    assert row.query is not None
+    column = f"c.{row.name}"
+    return Field(row.query_name or row.name, column, row.query,
+                 sort=f"{column} COLLATE NOCASE" if row.folded_sort else None)
+
+
 FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("source", "c.source", "text"),
     Field("status", "t.status", "text"),
-    Field("model", "c.model", "text"),
-    Field("title", "c.title", "text", sort="c.title COLLATE NOCASE"),
-    Field("tags", "c.tags", "text", sort="c.tags COLLATE NOCASE"),
-    Field("lyrics", "c.lyrics", "text"),
-    Field("seed", "c.seed", "text"),
+    *(_clip_field(row) for row in CLIP_TABLE if row.query is not None),
     Field("task", "t.task_id", "id"),
-    Field("clip", "c.clip_id", "id"),
     Field("year", "c.created_at", "year"),
-    Field("created", "c.created_at", "date"),
-    Field("duration", "c.duration", "number"),
     Field("path", "au.path", "text"),
     Field("downloaded", "au.id", "flag", sort="au.id IS NULL"),
 )}
@@ -302,15 +304,20 @@ def fts_query(text: str) -> str:
 
 
 class _Template(string.Formatter):
-    """str.format over row fields, without attribute or index access, blank for missing values."""
+    """str.format over row fields, without attribute or index access, blank for missing values.
 
-    def __init__(self, fields: Sequence[str]) -> None:
+    One line of text from named values: `--format` rows and the tag templates (`artist`, `album`)
+    have the same needs. Path templates do not (paths.py says why) and have their own renderer.
+    """
+
+    def __init__(self, fields: Sequence[str], error: type[ArchiverError] = UsageError) -> None:
         super().__init__()
         self.fields = set(fields)
+        self.error = error
 
     def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if field_name not in self.fields:
-            raise UsageError(f"unknown template field {{{field_name}}}; valid fields: "
+            raise self.error(f"unknown template field {{{field_name}}}; valid fields: "
                              f"{', '.join(sorted(self.fields))}")
         return kwargs.get(field_name), field_name
 
@@ -325,23 +332,28 @@ class _Template(string.Formatter):
         return str(value)
 
 
-def template_renderer(template: str, fields: Sequence[str]) -> Callable[[Mapping[str, Any]], str]:
-    """A function row -> text; the template is checked once, so a bad one fails before output."""
-    formatter = _Template(fields)
+def template_renderer(template: str, fields: Sequence[str], *, what: str = "--format template",
+                      error: type[ArchiverError] = UsageError) -> Callable[[Mapping[str, Any]], str]:
+    """A function row -> text; the template is checked once, so a bad one fails before output.
+
+    `what` and `error` name the template and the error class in messages (a tag template in the
+    configuration is a ConfigError).
+    """
+    formatter = _Template(fields, error)
     try:
         parsed = list(formatter.parse(template))
     except ValueError as exc:
-        raise UsageError(f"bad --format template {template!r}: {exc}") from None
+        raise error(f"bad {what} {template!r}: {exc}") from None
     for _, name, _, _ in parsed:
         if name is not None:
             if name == "" or name.isdigit():
-                raise UsageError(f"bad --format template {template!r}: use named fields like {{title}}")
+                raise error(f"bad {what} {template!r}: use named fields like {{title}}")
             formatter.get_field(name, (), {})
 
     def render(row: Mapping[str, Any]) -> str:
         try:
             return formatter.vformat(template, (), row)
         except (ValueError, TypeError) as exc:
-            raise UsageError(f"bad --format template {template!r}: {exc}") from None
+            raise error(f"bad {what} {template!r}: {exc}") from None
 
     return render

@@ -11,21 +11,26 @@ from collections.abc import Sequence
 
 from sqlalchemy import text
 
+from .fields import CLIP_TABLE, AssetKind, AssetState
 from .query import compile_query, register_functions
 from .records import Status
 from .store import Store
 
+# The clip columns the query language can name (clip_id among them).
+_QUERIED = [row.name for row in CLIP_TABLE if row.query is not None and row.name != "clip_id"]
+
 # c is every clip, plus one empty row (id NULL) per task that has none; query.py's columns
 # refer to the aliases c, t and au.
-_FROM = """
+_FROM = f"""
     FROM tasks t
-    JOIN (SELECT id, source, clip_id, task_pk, title, tags, lyrics, duration, model, seed, created_at
+    JOIN (SELECT id, source, clip_id, task_pk, {", ".join(_QUERIED)}
           FROM clips
           UNION ALL
-          SELECT NULL, source, NULL, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+          SELECT NULL, source, NULL, id, {", ".join("NULL" for _ in _QUERIED)}
           FROM tasks WHERE NOT EXISTS (SELECT 1 FROM clips WHERE clips.task_pk = tasks.id)) c
       ON c.task_pk = t.id
-    LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio' AND au.state = 'downloaded'"""
+    LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = '{AssetKind.AUDIO.value}'
+      AND au.state = '{AssetState.DOWNLOADED.value}'"""
 
 
 def failed_tasks(store: Store, terms: Sequence[str] = ()) -> list[tuple[int, str, str]]:
