@@ -1,7 +1,8 @@
 """`archiver demo`: the whole pipeline against the built-in simulator, no tokens needed.
 
-Starts the simulator on loopback, makes a fresh library, adds a dozen tasks across the five
-sources, syncs until done (poll, download, tag) and leaves the library for the user to explore.
+Starts the simulator on loopback, makes a fresh library, adds the tasks each registered source
+asks for (its `sim_demo` outcomes: about a dozen in all), syncs until done (poll, download, tag)
+and leaves the library for the user to explore.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from pathlib import Path
 
 from .config import Config, ProviderSettings
 from .errors import UsageError
+from .providers import SOURCES
 from .report import Reporter
 from .sync import SyncOptions, SyncReport, add_tasks, run_sync
 
-# (source, clips per task, outcome) for the dozen demo tasks
-PLAN: tuple[tuple[str, int, str], ...] = (
-    ("ccapi-suno", 2, "succeeded"), ("ccapi-suno", 2, "succeeded"), ("ccapi-suno", 2, "failed"),
-    ("ccapi-producer", 2, "succeeded"), ("ccapi-producer", 2, "succeeded"),
-    ("mountsea", 1, "succeeded"), ("mountsea", 1, "succeeded"), ("mountsea", 1, "timeout"),
-    ("acedata", 2, "succeeded"), ("acedata", 2, "succeeded"),
-    ("aimusicapi", 2, "succeeded"), ("aimusicapi", 2, "succeeded"),
-)
+CLIPS = 2  # clips per demo task, where the provider lets a task have several
+
+
+def demo_plan() -> list[tuple[str, str]]:
+    """(source, outcome) of every demo task, in registry order."""
+    return [(name, outcome) for name, source in SOURCES.items()
+            for outcome in getattr(source, "sim_demo", ())]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def demo_directory(directory: str | None) -> Path:
 def run_demo(library: Path, reporter: Reporter, *, timeout: float = 120.0) -> DemoResult:
     from .simulator import Simulator
 
+    plan = demo_plan()
     with Simulator() as sim:
         providers = {
             name: ProviderSettings(name=name, base_url=sim.provider_url(name), token=token)
@@ -58,10 +60,11 @@ def run_demo(library: Path, reporter: Reporter, *, timeout: float = 120.0) -> De
         from .store import Store
 
         with Store(config.db_url) as store:
-            for source, clips, outcome in PLAN:
-                task_id = sim.add_task(source, clips=clips, outcome=outcome)
+            for source, outcome in plan:
+                task_id = sim.add_task(source, clips=CLIPS, outcome=outcome)
                 add_tasks(store, source, [task_id])
-        reporter.info(f"simulator on {sim.base_url}; {len(PLAN)} tasks added across five sources")
+        reporter.info(f"simulator on {sim.base_url}; {len(plan)} tasks added across "
+                      f"{len({source for source, _ in plan})} sources")
         options = SyncOptions(until_done=True, timeout=timeout, interval=0.2)
         report = run_sync(config, options, reporter)
     return DemoResult(config, report)

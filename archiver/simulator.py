@@ -1,10 +1,12 @@
-"""A fake of the five task sources' fetch APIs and their media host, served over real HTTP.
+"""A fake of the registered task sources' fetch APIs and their media host, served over real HTTP.
 
 Tests, `archiver demo` and the benchmarks need something that answers exactly like the documented
 fetch endpoints, moves tasks through their statuses over successive polls, serves real audio with
 Range support and misbehaves on request (rate limits, resets, truncated bodies, expiring links,
 bodies trickled a byte at a time).
-This module is the HTTP side; payload shapes and media live in `archiver.simulator_media`.
+This module is the HTTP side; media live in `archiver.simulator_media`, and each source's routes,
+payload shapes and error bodies in its provider module (the `sim_*` hooks), read from the registry
+per request, so a provider registered later (a test's) is served too.
 
     with Simulator() as sim:
         task_id = sim.add_task("ccapi-suno")
@@ -36,7 +38,7 @@ from typing import Any, Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from archiver import simulator_media as media
-from archiver.simulator_media import PROVIDERS, SOURCES, Blob, SimClip, SimTask
+from archiver.simulator_media import PROVIDERS, SOURCES, Blob, SimClip, SimTask, provider_names, source_map
 
 __all__ = ["Simulator", "RequestRecord", "PROVIDERS", "SOURCES", "FAULT_KINDS", "main"]
 
@@ -45,6 +47,7 @@ MEDIA_ONLY = frozenset({"drop", "truncate", "no_length", "expire", "gone"})
 FAULT_KINDS = API_ONLY | MEDIA_ONLY | {"429", "500", "502", "503", "stall", "trickle", "reset", "html200"}
 TRICKLE_PAUSE = 0.25  # seconds between trickled bytes unless the fault gives a delay: 4 B/s
 WEIRD_STATUS = "WEIRD_STATE"
+DEFAULT_TOKEN = "sim-token"
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = re.sub(r"/{2,}", "/", path) or "/"  # the docs' own URLs have "//"
         parts = [unquote(part) for part in path.split("/") if part]
         target = "media" if parts[:1] == ["media"] else "api"
-        self._provider = parts[0] if parts and parts[0] in PROVIDERS else None
+        self._provider = parts[0] if parts and parts[0] in provider_names() else None
         query = dict(parse_qsl(query_text, keep_blank_values=True))
         self._meta = (path, query, target)
         try:
@@ -290,56 +293,33 @@ class _Handler(BaseHTTPRequestHandler):
     # -- API --------------------------------------------------------------------------------------
 
     def _api(self, provider: str, parts: list[str], query: dict[str, str]) -> None:
-        sim, method, body, rest = self.server.sim, self.command, self._body, parts[1:]
-        source = f"ccapi-{rest[0]}" if provider == "ccapi" and rest else provider
-        fault = sim._take_fault("api", provider, source, None)
+        sim, body, rest = self.server.sim, self._body, parts[1:]
+        data = body if isinstance(body, dict) else {}
+        hooks = media.hooks_of(provider)
+        routed = ((source, source.sim_route(self.command, rest, query, data)) for source in hooks)
+        source, call = next(((s, c) for s, c in routed if c is not None), (hooks[0], None))
+        fault = sim._take_fault("api", provider, source.name if call else provider, None)
         if fault is not None and self._fault_answer(fault, provider):
             return
         weird = WEIRD_STATUS if fault is not None and fault.kind == "unknown_status" else None
-        if self.headers.get("Authorization", "").strip() != f"Bearer {sim.tokens[provider]}":
-            self._json(401, media.unauthorized(provider))
+        if self.headers.get("Authorization", "").strip() != f"Bearer {sim.token(provider)}":
+            self._json(401, hooks[0].sim_unauthorized())
             return
-        data = body if isinstance(body, dict) else {}
-        ids: Any = None
-        single, bad = True, ("bad_request", "invalid request")
-        if provider == "ccapi" and rest[:1] in (["suno"], ["producer"]) and rest[1:2] == ["fetch"] \
-                and (len(rest), method) in ((3, "GET"), (2, "POST")):
-            single = len(rest) == 3
-            ids = rest[2:] if single else data.get("ids")
-            bad = ("invalid_request", "ids must be a list of task ids")
-        elif provider == "mountsea" and rest == ["producer", "tasks"] and method == "GET":
-            ids, bad = [query.get("taskId", "")], ("", "taskId is required")
-        elif provider == "acedata" and rest == ["producer", "tasks"] and method == "POST":
-            action = data.get("action")
-            single = action != "retrieve_batch"
-            ids = [data.get("id")] if action == "retrieve" else None if single else data.get("ids")
-            if action not in ("retrieve", "retrieve_batch"):
-                bad = ("api_not_implemented", f"unknown action {action!r}")
-        elif provider == "aimusicapi" and rest[:4] == ["api", "v1", "producer", "task"] \
-                and len(rest) in (4, 5) and method == "GET":
-            ids = rest[4:]
-        else:
+        if call is None:
             self._json(404, media.error_body(provider, 404, "not_found", "no such endpoint"))
             return
+        ids = call.ids
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) \
-                or (single and len(ids) != 1):
-            if provider == "aimusicapi":
-                self._json(200, {"code": 400, "data": None, "message": "参数不正确"})
-            else:
-                self._json(400, media.error_body(provider, 400, *bad))
+                or (call.single and len(ids) != 1):
+            self._json(*source.sim_invalid(call))
             return
-        found = sim._poll(source, ids, weird, batch=not single)
-        if not single:
-            items = {"items": found, "count": len(found)} if provider == "acedata" else None
-            self._json(200, items or {"code": "success", "message": "", "data": found})
+        found = sim._poll(source.name, ids, weird, batch=not call.single)
+        if not call.single:
+            self._json(200, source.sim_batch(found))
         elif not found:
-            self._json(*media.not_found(provider))
-        elif provider == "ccapi":
-            self._json(200, {"code": "success", "message": "", "data": found[0]})
-        elif provider == "aimusicapi":  # no task id anywhere in this body
-            self._json(200, {"code": 200, "data": found[0], "message": "success"})
+            self._json(*source.sim_not_found())
         else:
-            self._json(200, found[0])
+            self._json(200, source.sim_single(found[0]))
 
     # -- media ------------------------------------------------------------------------------------
 
@@ -355,13 +335,13 @@ class _Handler(BaseHTTPRequestHandler):
             found = media.locate(sim._clips, "/" + "/".join(parts))
             if found is not None:
                 clip, blob, generation = found
-                self._provider, answer = SOURCES[clip.source], None
+                self._provider, answer = source_map().get(clip.source), None
                 if clip.gone or generation > clip.generation:
                     answer = media.MISSING
                 elif generation < clip.generation:
                     answer = media.DENIED
                 else:
-                    fault = sim._take_fault("media", self._provider, clip.source, clip.clip_id)
+                    fault = sim._take_fault("media", self._provider or "", clip.source, clip.clip_id)
                     if fault is not None and fault.kind == "expire":
                         media.expire(sim._clips, clip if fault.clip_id else None, fault.provider)
                         answer, self._fault = media.DENIED, "expire"
@@ -434,7 +414,7 @@ class Simulator:
         # Payload media URLs point here instead of this server's own /media/ endpoint; the
         # benchmark serves the same /media/g0/<clip>.<ext> paths from nginx with this.
         self.media_base_url = media_base_url.rstrip("/") if media_base_url else None
-        self.tokens = {name: "sim-token" for name in PROVIDERS} | dict(tokens or {})
+        self.tokens = {name: DEFAULT_TOKEN for name in provider_names()} | dict(tokens or {})
         self.range_support = range_support
         self._rng = random.Random(seed)
         self._epoch = int(time.time()) - 3600
@@ -497,16 +477,20 @@ class Simulator:
 
     def provider_url(self, name: str) -> str:
         """Base URL for a provider (or a source's provider), ending with "/"."""
-        provider = name if name in PROVIDERS else SOURCES.get(name)
+        provider = name if name in provider_names() else source_map().get(name)
         if provider is None:
             raise ValueError(f"unknown provider {name!r}")
         return f"{self.base_url}/{provider}/"
 
+    def token(self, provider: str) -> str:
+        """The token a provider's API accepts (`tokens`, else the default for one registered later)."""
+        return self.tokens.get(provider, DEFAULT_TOKEN)
+
     def env(self) -> dict[str, str]:
         """The ARCHIVER_* variables that point the archiver at this simulator."""
-        return {key: value for name in PROVIDERS for key, value in (
+        return {key: value for name in provider_names() for key, value in (
             (f"ARCHIVER_{name.upper()}_BASE_URL", self.provider_url(name)),
-            (f"ARCHIVER_{name.upper()}_TOKEN", self.tokens[name]))}
+            (f"ARCHIVER_{name.upper()}_TOKEN", self.token(name)))}
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -624,13 +608,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sim = Simulator(host=args.host, port=args.port, seed=args.seed)
-    sources = list(SOURCES)
+    sources = list(source_map())
     for index in range(max(0, args.tasks)):
         sim.add_task(sources[index % len(sources)],
                      outcome="failed" if index % 7 == 6 else "succeeded")
     sim.start()
     print(f"archiver simulator on {sim.base_url}",
-          *(f"  {name:<11} {sim.provider_url(name)}" for name in PROVIDERS), "",
+          *(f"  {name:<11} {sim.provider_url(name)}" for name in provider_names()), "",
           *(f"export {key}={shlex.quote(value)}" for key, value in sim.env().items()), "",
           *(f"  {source:<15} {task_id}" for source in sources for task_id in sim.task_ids(source)),
           "\nserving; press Ctrl-C to stop", sep="\n", flush=True)

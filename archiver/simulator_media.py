@@ -12,17 +12,18 @@ from __future__ import annotations
 import functools
 import random
 import re
-import string
 import struct
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from importlib import resources
 from io import BytesIO
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import mutagen
+
+from .providers import SOURCES as REGISTRY
+from .providers import provider_defaults, sources_of
+from .providers.simulated import OUTCOMES, SimClip, SimTask, Simulated, sim_uuid
 
 CHUNK = 256 * 1024  # large writes keep loopback throughput up
 
@@ -264,77 +265,30 @@ def make_lyrics(rng: random.Random) -> str:
     return "\n".join(sections)
 
 
-# Tasks and the providers' payload shapes ------------------------------------------------------
+# Tasks, and the registry that says how each source shapes them --------------------------------
 
-PROVIDERS = ("ccapi", "mountsea", "acedata", "aimusicapi")
-SOURCES: dict[str, str] = {
-    "ccapi-suno": "ccapi", "ccapi-producer": "ccapi", "mountsea": "mountsea",
-    "acedata": "acedata", "aimusicapi": "aimusicapi",
-}
-DEFAULT_AUDIO = {"ccapi-suno": "mp3", "ccapi-producer": "mp3", "mountsea": "mp3",
-                 "acedata": "m4a", "aimusicapi": "m4a"}
-OUTCOMES = ("succeeded", "failed", "cancelled", "timeout")
-STEP_SECONDS = 8  # virtual seconds a task's clock moves per poll, so updated_at always grows
-_STAGES = {  # the four non-final stages, in order, as each provider names them
-    "ccapi": ("NOT_START", "SUBMITTED", "QUEUED", "IN_PROGRESS"),
-    "mountsea": ("pending", "ready", "assigned", "processing"),
-    "aimusicapi": ("pending", "pending", "running", "running"),
-}
-_FAIL_REASON = {"failed": "upstream generation failed: lyrics rejected by content filter",
-                "cancelled": "task cancelled by user", "timeout": "upstream timed out"}
+def source_map() -> dict[str, str]:
+    """Source name -> provider name, read from the registry now (a test may have added one)."""
+    return {name: source.provider for name, source in REGISTRY.items()}
 
 
-@dataclass(eq=False)
-class SimClip:
-    clip_id: str
-    source: str
-    title: str
-    lyrics: str
-    tags: str
-    seed: str
-    created: float
-    audio: Blob
-    audio_ext: str
-    image: Blob
-    image_ext: str
-    duration: float
-    generation: int = 0  # bumped by "expire": URLs of older generations answer 403 forever
-    gone: bool = False
+def provider_names() -> tuple[str, ...]:
+    """The providers the simulator serves (each under /<provider>/), in registry order."""
+    return tuple(provider_defaults())
 
 
-@dataclass(eq=False)
-class SimTask:
-    source: str
-    task_id: str
-    number: int
-    outcome: str
-    steps: int
-    created: int
-    duplicate_stale: bool
-    aux: dict[str, str]  # the extra ids some shapes carry (trace ids, AceData's _id...)
-    clips: list[SimClip] = field(default_factory=list)
-    polls: int = 0
-    batches: int = 0
+PROVIDERS = provider_names()  # the registry as imported, for callers listing the built-in ones
+SOURCES = source_map()
 
-    @property
-    def provider(self) -> str:
-        return SOURCES[self.source]
 
-    @property
-    def updated_at(self) -> int:
-        return self.created + STEP_SECONDS * self.polls
+def behaviour(source: str) -> Simulated:
+    """The registered source's simulator hooks (every source inherits them from BaseSource)."""
+    return cast(Simulated, REGISTRY[source])
 
-    @property
-    def finished_at(self) -> int:
-        return self.created + STEP_SECONDS * (self.steps + 1)
 
-    def stage(self) -> tuple[int | None, int]:
-        """(stage 0..3, percent) while running, (None, 100) once final."""
-        if self.polls >= 1 and self.polls > self.steps:
-            return None, 100
-        i, s = max(0, self.polls - 1), self.steps
-        stage = min(3, i if s > 4 else 4 - s + i)
-        return stage, (0 if stage < 3 else max(1, min(99, round(100 * (i + 1) / (s + 1)))))
+def hooks_of(provider: str) -> list[Simulated]:
+    """The simulator hooks of a provider's sources, in registry order; empty if unknown."""
+    return [cast(Simulated, source) for source in sources_of(provider)]
 
 
 _MEDIA_PATH = re.compile(r"/media/g(\d+)/([\w-]+)\.(\w+)")  # generation, clip id, extension
@@ -353,12 +307,8 @@ def expire(clips: dict[str, SimClip], clip: SimClip | None, provider: str | None
     """Invalidate the links of one clip, or of all (the provider's) clips: the next poll of
     their tasks hands out URLs of a new generation; old ones answer 403 forever."""
     for each in [clip] if clip else clips.values():
-        if provider in (None, each.source, SOURCES[each.source]):
+        if provider in (None, each.source, source_map().get(each.source)):
             each.generation += 1
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 def new_task(rng: random.Random, source: str, task_id: str | None, *, number: int, created: int,
@@ -366,11 +316,12 @@ def new_task(rng: random.Random, source: str, task_id: str | None, *, number: in
              audio_format: str | None, audio_bytes: int | None, duration_lie: float | None,
              duplicate_stale: bool, image_format: str) -> SimTask:
     """Validate `Simulator.add_task` arguments and build the task; all randomness from `rng`."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    if source not in REGISTRY:
+        raise ValueError(f"unknown source {source!r}; valid: {', '.join(REGISTRY)}")
+    hooks = behaviour(source)
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}; valid: {', '.join(OUTCOMES)}")
-    ext = audio_format or ("mp3" if audio_bytes else DEFAULT_AUDIO[source])
+    ext = audio_format or ("mp3" if audio_bytes else hooks.sim_audio)
     if ext not in AUDIO_FORMATS or image_format not in IMAGE_FORMATS:
         raise ValueError(f"unsupported media format {ext!r}/{image_format!r}")
     if audio_bytes is not None and ext != "mp3":
@@ -378,59 +329,26 @@ def new_task(rng: random.Random, source: str, task_id: str | None, *, number: in
     if clips < 0 or steps < 0:
         raise ValueError("clips and steps must be >= 0")
     if task_id is None:
-        alnum = string.ascii_letters + string.digits
-        task_id = ("task_" + "".join(rng.choice(alnum) for _ in range(32))
-                   if source.startswith("ccapi") else _uuid(rng))
-    aux = {"upstream": _uuid(rng), "_id": f"{rng.getrandbits(96):024x}", "api_id": _uuid(rng),
-           "application_id": _uuid(rng), "credential_id": _uuid(rng), "user_id": _uuid(rng),
-           "trace": _uuid(rng)}
+        task_id = hooks.sim_task_id(rng)
+    aux = {"upstream": sim_uuid(rng), "_id": f"{rng.getrandbits(96):024x}", "api_id": sim_uuid(rng),
+           "application_id": sim_uuid(rng), "credential_id": sim_uuid(rng), "user_id": sim_uuid(rng),
+           "trace": sim_uuid(rng)}
     task = SimTask(source, task_id, number, outcome, steps, created, duplicate_stale, aux)
     words, tags = lyrics if lyrics is not None else make_lyrics(rng), make_tags(rng)
     audio: Blob = PaddedMp3(audio_bytes) if audio_bytes else sample(ext)
-    for index in range(1 if source == "mountsea" else clips):  # MountSea: one clip per task
+    for index in range(clips if hooks.sim_clips is None else hooks.sim_clips):
         title = titles[index % len(titles)] if titles else make_title(rng)
         duration = duration_lie if duration_lie is not None else audio.duration or 0.0
-        task.clips.append(SimClip(_uuid(rng), source, title, words, tags, str(rng.getrandbits(32)),
+        task.clips.append(SimClip(sim_uuid(rng), source, title, words, tags, str(rng.getrandbits(32)),
                                   task.finished_at - 2 + rng.random(), audio, ext,
                                   sample(image_format), image_format, duration))
     return task
 
 
-def iso(epoch: float, digits: int = 3) -> str:
-    """ISO 8601 UTC with a Z, like the providers ("2026-03-13T07:13:16.900Z")."""
-    stamp = datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-    return stamp[: len(stamp) - 6 + digits] + "Z"
-
-
-def error_body(provider: str, status: int, code: str, message: str) -> dict[str, Any]:
+def error_body(provider: str, status: int, code: str, message: str) -> Any:
     """An error in the given provider's own shape (each documents a different one)."""
-    if provider == "ccapi":
-        return {"code": code, "message": message, "data": None}
-    if provider == "mountsea":
-        return {"statusCode": status, "message": message}
-    if provider == "acedata":
-        return {"success": False, "error": {"code": code, "message": message},
-                "trace_id": str(uuid.uuid4())}
-    if provider == "aimusicapi":
-        return {"code": status, "message": message}
-    return {"error": message}
-
-
-def unauthorized(provider: str) -> dict[str, Any]:
-    """The 401 body each provider sends for a bad or missing token."""
-    if provider == "ccapi":
-        return error_body(provider, 401, "unauthorized", "invalid token")
-    return error_body(provider, 401, "invalid_token", "invalid or missing token"
-                      if provider == "acedata" else "Unauthorized")
-
-
-def not_found(provider: str) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) for an unknown task id; AIMusicAPI says so inside an HTTP 200."""
-    if provider == "aimusicapi":
-        return 200, {"code": 404, "data": None, "message": "记录不存在"}
-    code = "task_not_exist" if provider == "ccapi" else "not_found"
-    return 404, error_body(provider, 404, code, "Task not found" if provider == "mountsea"
-                           else "task not found")
+    hooks = hooks_of(provider)
+    return hooks[0].sim_error(status, code, message) if hooks else {"error": message}
 
 
 DENIED = (403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
@@ -451,144 +369,16 @@ class Renderer:
 
     def render(self, task: SimTask, weird: str | None) -> Any:
         """The task as its fetch endpoint returns it; `weird` overrides the status string."""
-        stage, pct = task.stage()
-        ok = stage is None and task.outcome == "succeeded"
-        if task.provider == "ccapi":
-            return self._ccapi(task, stage, pct, ok, weird)
-        if task.provider == "mountsea":
-            return self._mountsea(task, stage, ok, weird)
-        if task.provider == "acedata":
-            return self._acedata(task, stage, ok, weird)
-        state = weird or (_STAGES["aimusicapi"][stage] if stage is not None
-                          else "succeeded" if ok else "failed")
-        clips = [self._song_clip(clip, "aimusicapi", state, state == "succeeded")
-                 for clip in task.clips]
-        for clip in clips if state == "failed" else []:
-            clip["error"] = _FAIL_REASON[task.outcome]
-        return clips
-
-    def _ccapi(self, task: SimTask, stage: int | None, pct: int, ok: bool,
-               weird: str | None) -> dict[str, Any]:
-        platform = task.source.split("-", 1)[1]
-        status = weird or (_STAGES["ccapi"][stage] if stage is not None
-                           else "SUCCESS" if ok else "FAILURE")
-        record: dict[str, Any] = {
-            "id": task.number, "created_at": task.created, "updated_at": task.updated_at,
-            "task_id": task.task_id, "platform": platform, "user_id": 3, "group": f"{platform}-A",
-            "channel_id": 27 if platform == "suno" else 28,
-            "quota": 40000 if platform == "suno" else 30000, "action": "MUSIC", "status": status,
-            "fail_reason": "" if ok or stage is not None else _FAIL_REASON[task.outcome],
-            "submit_time": task.created,
-            "start_time": task.created + STEP_SECONDS if stage is None or stage >= 3 else 0,
-            "finish_time": task.finished_at if stage is None else 0, "progress": f"{pct}%",
-            "properties": {"input": "", "upstream_model_name": f"{platform}_music",
-                           "origin_model_name": f"{platform}_music"},
-            "data": {"progress": f"{pct}%", "status": status, "task_id": task.aux["upstream"]},
-        }
-        if ok and not weird:
-            if task.clips:
-                record["result_url"] = self.url(task.clips[0], task.clips[0].audio_ext)
-            record["data"] = {"clips": [self._ccapi_clip(clip, platform) for clip in task.clips]}
-        return record
-
-    def _ccapi_clip(self, clip: SimClip, platform: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "clip_id": clip.clip_id, "state": "completed", "title": clip.title, "tags": clip.tags,
-            "lyrics": clip.lyrics, "image_url": self.url(clip, clip.image_ext),
-            "audio_url": self.url(clip, clip.audio_ext), "video_url": None,
-            "created_at": iso(clip.created), "duration": clip.duration, "negative_tags": None,
-            "style_weight": None, "weirdness_constraint": None, "audio_weight": None,
-        }
-        if platform == "producer":
-            body["model"] = "producer_music"
-        return body
-
-    @staticmethod
-    def stale(fresh: dict[str, Any], task: SimTask) -> dict[str, Any]:
-        """The duplicate the CCAPI docs show: the same task, IN_PROGRESS, older updated_at."""
-        return fresh | {
-            "updated_at": max(task.created, task.updated_at - STEP_SECONDS // 2) - 1,
-            "status": "IN_PROGRESS", "fail_reason": "", "finish_time": 0, "progress": "20%",
-            "start_time": task.created + STEP_SECONDS,
-            "data": {"progress": "20%", "status": "IN_PROGRESS", "task_id": task.aux["upstream"]},
-        }
-
-    def _mountsea(self, task: SimTask, stage: int | None, ok: bool,
-                  weird: str | None) -> dict[str, Any]:
-        status = weird or (_STAGES["mountsea"][stage] if stage is not None
-                           else "completed" if ok else task.outcome)
-        body: dict[str, Any] = {"taskId": task.task_id, "status": status}
-        if status == "completed" and task.clips:
-            clip = task.clips[0]
-            body["result"] = {"audioId": clip.clip_id, "audioUrl": self.url(clip, clip.audio_ext),
-                              "duration": clip.duration, "title": clip.title}
-        elif status in ("failed", "timeout"):
-            body["errorMessage"] = _FAIL_REASON[task.outcome]
-            body["errorCode"] = 504 if status == "timeout" else 500
-        if stage is None and not weird:
-            body["finishedAt"] = iso(task.finished_at)
-        body["createdAt"] = iso(task.created)
-        body["traceId"] = f"trace-{task.aux['trace'][:8]}"
-        return body
-
-    def _song_clip(self, clip: SimClip, provider: str, state: str, full: bool) -> dict[str, Any]:
-        """An AceData or AIMusicAPI clip; unfinished clips have no media URLs and no duration."""
-        ace = provider == "acedata"
-        body: dict[str, Any] = {"id" if ace else "clip_id": clip.clip_id, "title": clip.title}
-        if full:
-            body["image_url"] = self.url(clip, clip.image_ext)
-        body["lyric" if ace else "lyrics"] = clip.lyrics
-        if full:
-            body["audio_url"] = self.url(clip, clip.audio_ext)
-        body["video_url"] = None
-        if ace:
-            body |= {"image_id": clip.clip_id, "topic": None}
-        body |= {"seed": clip.seed, "sound": clip.tags, "created_at": iso(clip.created, 6),
-                 "model" if ace else "mv": "FUZZ-2.0 Pro"}
-        if ace:
-            body["progress"] = "100%" if full else "50%"
-        body["state"] = state
-        if full:  # AceData sends the duration as a string, AIMusicAPI as a number
-            body["duration"] = repr(clip.duration) if ace else clip.duration
-        return body
-
-    def _acedata(self, task: SimTask, stage: int | None, ok: bool,
-                 weird: str | None) -> dict[str, Any]:
-        aux = task.aux
-        fraction = int(aux["_id"][:3], 16) / 4096
-        record: dict[str, Any] = {
-            "_id": aux["_id"], "id": task.task_id, "api_id": aux["api_id"],
-            "application_id": aux["application_id"], "created_at": task.created + fraction,
-            "credential_id": aux["credential_id"],
-            "request": {"action": "generate", "model": "FUZZ-2.0 Pro", "instrumental": False,
-                        "lyric": task.clips[0].lyrics if task.clips else "", "custom": True},
-            "trace_id": aux["trace"], "type": "audios", "user_id": aux["user_id"],
-        }
-        if weird:
-            record["response"] = {"task_id": task.task_id, "data": [
-                self._song_clip(clip, "acedata", weird, False) for clip in task.clips]}
-        elif stage == 3:  # started: a response exists but has no data yet
-            record["response"] = {"task_id": task.task_id}
-        elif stage is None:
-            if ok:
-                record["response"] = {"task_id": task.task_id, "data": [
-                    self._song_clip(clip, "acedata", "succeeded", True) for clip in task.clips]}
-            else:
-                record["response"] = {"success": False,
-                                      "error": {"code": "api_error", "message": "fetch failed"}}
-            finished = task.finished_at + fraction / 2
-            record["duration"] = finished - record["created_at"]
-            record["finished_at"] = finished
-        return record
+        return behaviour(task.source).sim_render(task, self.url, weird)
 
 
 def poll_tasks(tasks: dict[tuple[str, str], SimTask], source: str, ids: list[str],
                renderer: Renderer, weird: str | None, *, batch: bool = False) -> list[Any]:
     """Advance each known task once and render it in its source's shape; unknown ids drop out.
 
-    `weird` (an undocumented status) does not advance anything. Batch answers for CCAPI tasks
-    with `duplicate_stale` carry a stale copy, alternately after and before the fresh one, so
-    clients must pick by updated_at rather than by position.
+    `weird` (an undocumented status) does not advance anything. Batch answers carry the stale
+    copy a source may add (CCAPI, for tasks with `duplicate_stale`), alternately after and
+    before the fresh one, so clients must pick by updated_at rather than by position.
     """
     out: list[Any] = []
     seen: set[str] = set()
@@ -600,8 +390,8 @@ def poll_tasks(tasks: dict[tuple[str, str], SimTask], source: str, ids: list[str
             task.polls += 1
         seen.add(task_id)
         out.append(renderer.render(task, weird))
-        if batch and task.duplicate_stale and task.provider == "ccapi":
+        stale = behaviour(source).sim_stale(out[-1], task) if batch else None
+        if stale is not None:
             task.batches += 1
-            stale = renderer.stale(out[-1], task)
             out.insert(len(out) if task.batches % 2 else len(out) - 1, stale)
     return out
