@@ -10,7 +10,7 @@ import asyncio
 import email.utils
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Sequence
 
@@ -58,25 +58,20 @@ class RetryBudget:
 
     def __init__(self, total: int) -> None:
         self.left = total
-        self.used = 0
 
     def take(self) -> bool:
         if self.left <= 0:
             return False
         self.left -= 1
-        self.used += 1
         return True
 
 
 @dataclass
 class Counters:
+    """API requests and retries of the whole run, for its report."""
+
     requests: int = 0
     retries: int = 0
-    by_provider: dict[str, int] = field(default_factory=dict)
-
-    def count(self, provider: str) -> None:
-        self.requests += 1
-        self.by_provider[provider] = self.by_provider.get(provider, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -197,7 +192,7 @@ class ApiClient:
     async def _once(self, source: Source, request: Request, ids: Sequence[str]) -> Any:
         name = self.settings.name
         url = join_url(self.settings.base_url, request.path)
-        self.counters.count(name)
+        self.counters.requests += 1
         try:
             async with asyncio.timeout(self.deadline):
                 response = await self._client.request(request.method, url, params=request.params, json=request.json)
