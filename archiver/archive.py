@@ -36,9 +36,8 @@ class DownloadSummary:
     downloaded: int = 0
     bytes: int = 0
     failed: int = 0
-    adopted: int = 0
+    adopted: int = 0  # files found complete in place (a run that died before recording them)
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     stopped: str | None = None  # why downloads stopped early (a full disk); counts above still hold
 
 
@@ -192,6 +191,8 @@ class Archiver:
                     self.summary.stopped = str(storage.exceptions[0])
                 except* DatabaseError as database:  # nothing more could be recorded (a full disk, say)
                     self.summary.stopped = f"{database.exceptions[0]}; downloads stopped"
+        if self.summary.adopted:
+            self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
         for part in parts:
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
@@ -442,7 +443,7 @@ class Archiver:
             message = (f"audio is {real or 0:.1f} s long but the provider says {clip.duration:.1f} s; "
                        "kept (same file twice)")
             asset.warning = message
-            self.summary.warnings.append(message)
+            self.reporter.warning(f"{clip.source} {clip.clip_id}: {message}")
         return again
 
     def _adopt(self, clip: Clip, asset: Asset, target: Path, assets: dict[str, Asset]) -> PurePosixPath | None:

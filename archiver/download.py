@@ -52,7 +52,6 @@ class Fetched:
     size: int
     sha256: str
     kind: str  # sniffed format: "mp3", "m4a", "jpg", ...
-    resumed: bool = False
     unsized: bool = False  # the body came without Content-Length: its end is confirmed separately
 
 
@@ -264,7 +263,7 @@ async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, off
     kind = _check_head(head, job.expect, final=True)
     if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", resumed, unsized=total is None)
+    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", unsized=total is None)
 
 
 async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
