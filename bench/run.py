@@ -37,7 +37,7 @@ ITEMS: dict[str, Callable[[items.Bench], Section]] = {
     "browse": items.browse,
 }
 
-WARM_UP = ("import archiver.cli, archiver.cli_browse, archiver.sync, archiver.archive, archiver.library, "
+WARM_UP = ("import archiver.cli, archiver.sync, archiver.archive, archiver.library, "
            "archiver.simulator, archiver.rebuild, archiver.verify, bench.floor_httpx")
 
 PROFILED = """

@@ -1,7 +1,7 @@
 """Read-side commands: `tasks`, `ls`, `search`, `show`, `stats` and `export`.
 
-Registered on the main `cli` group; kept apart from cli.py so each file stays small. The SQL
-lives in library.py and the query language in query.py; this file parses options and prints.
+The SQL lives in library.py and the query language in query.py; this module parses options and
+prints. None of these commands creates or writes a library.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from typing import Any, Callable, Sequence, TextIO
 
 import click
 
-from .cli import SOURCE_CHOICES, STATUS_CHOICES, Context, cli, handle_errors, pass_ctx
-from .errors import UsageError
+from ..errors import UsageError
+from .context import Context, handle_errors, pass_ctx
+from .group import cli
+from .options import (STATUS_NAMES, format_option, query_argument, query_options, sources_option,
+                      statuses_option, template_format_option)
 
 LS_TABLE = ("source", "clip_id", "title", "duration", "model", "status", "audio_path")
 LS_FORMATS = ("table", "json", "csv", "m3u")
@@ -21,9 +24,9 @@ TEMPLATE_EXTRAS = ("length", "year")  # derived fields a --format template may u
 
 
 @cli.command("tasks")
-@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES), help="Only this source (repeatable).")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUS_CHOICES), help="Only this status (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@sources_option
+@statuses_option
+@format_option("table", "json", "csv")
 @pass_ctx
 @handle_errors
 def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...], fmt: str) -> None:
@@ -33,8 +36,8 @@ def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...],
     Example:
       archiver tasks --status failed --format json
     """
-    from .library import TASK_COLUMNS, list_tasks
-    from .render import emit
+    from ..library import TASK_COLUMNS, list_tasks
+    from ..render import emit
 
     with ctx.store(readonly=True) as store:
         rows = list_tasks(store, sources=sources or None, statuses=statuses or None)
@@ -54,9 +57,9 @@ def _length(seconds: float | None) -> str:
 def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], str] | None:
     """A template renderer when `fmt` holds `{`; None for a named format; UsageError otherwise."""
     if "{" in fmt:
-        from .library import CLIP_COLUMNS
-        from .query import template_renderer
-        from .render import clean_line
+        from ..library import CLIP_COLUMNS
+        from ..query import template_renderer
+        from ..render import clean_line
 
         render = template_renderer(fmt, CLIP_COLUMNS + TEMPLATE_EXTRAS)
 
@@ -74,8 +77,8 @@ def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], s
 
 def _write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, library: Path,
                 playlist_dir: Path | None, template: Callable[[dict[str, Any]], str] | None) -> None:
-    from .library import CLIP_COLUMNS, m3u
-    from .render import emit
+    from ..library import CLIP_COLUMNS, m3u
+    from ..render import emit
 
     if template is not None:
         out.write("".join(template(row) + "\n" for row in rows))
@@ -85,20 +88,10 @@ def _write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, library: P
         emit(rows, fmt, table_columns=LS_TABLE, all_columns=CLIP_COLUMNS, out=out, title="clips")
 
 
-def _query_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--source, --sort and --limit, shared by `ls` and `export`."""
-    func = click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N clips.")(func)
-    func = click.option("--sort", "sort", multiple=True, metavar="FIELD[-]",
-                        help="Sort key; '-' suffix for descending (repeatable or comma-separated).")(func)
-    return click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_CHOICES),
-                        help="Only this source (repeatable).")(func)
-
-
 @cli.command("ls")
-@click.argument("query", nargs=-1)
-@_query_options
-@click.option("--format", "fmt", default="table", show_default=True, metavar="FORMAT",
-              help="table, json, csv, m3u, or a template like '{title} ({length})'.")
+@query_argument
+@query_options
+@template_format_option(*LS_FORMATS)
 @pass_ctx
 @handle_errors
 def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort: tuple[str, ...],
@@ -116,7 +109,7 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
       archiver ls year:2026 --format '{title} ({length}) {audio_path}'
       archiver ls --source acedata --format json
     """
-    from .library import list_clips
+    from ..library import list_clips
 
     template = _formatter(fmt, LS_FORMATS)
     with ctx.store(readonly=True) as store:
@@ -126,8 +119,8 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
 
 @cli.command("export")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(["m3u", "json", "csv"]))
-@click.argument("query", nargs=-1)
-@_query_options
+@query_argument
+@query_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Write here (atomically) instead of standard output.")
 @pass_ctx
@@ -146,7 +139,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
-    from .library import list_clips, write_atomic
+    from ..library import list_clips, write_atomic
 
     with ctx.store(readonly=True) as store:
         rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
@@ -165,7 +158,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
 @cli.command("search")
 @click.argument("words", nargs=-1, required=True)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 @pass_ctx
 @handle_errors
 def search_cmd(ctx: Context, words: tuple[str, ...], limit: int, fmt: str) -> None:
@@ -179,8 +172,8 @@ def search_cmd(ctx: Context, words: tuple[str, ...], limit: int, fmt: str) -> No
       archiver search neon rain
       archiver search '"city lights"' --format json
     """
-    from .library import SEARCH_COLUMNS, search
-    from .render import emit
+    from ..library import SEARCH_COLUMNS, search
+    from ..render import emit
 
     with ctx.store(readonly=True) as store:
         rows = search(store, " ".join(words), limit=limit)
@@ -204,7 +197,7 @@ _MULTILINE = frozenset({"lyrics"})
 
 def _fields(out: list[str], data: dict[str, Any], keys: Sequence[str], indent: str = "") -> None:
     """One `key value` line per field; only lyrics keep their line breaks, indented below the key."""
-    from .render import clean_line, clean_text
+    from ..render import clean_line, clean_text
 
     for key in keys:
         value = data.get(key)
@@ -219,7 +212,7 @@ def _fields(out: list[str], data: dict[str, Any], keys: Sequence[str], indent: s
 
 
 def _files(out: list[str], files: list[dict[str, Any]], indent: str) -> None:
-    from .render import clean_line
+    from ..render import clean_line
 
     if not files:
         out.append(f"{indent}files           (none yet)")
@@ -263,7 +256,7 @@ def _show_text(data: dict[str, Any]) -> str:
 
 @cli.command("show")
 @click.argument("ident", metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 @pass_ctx
 @handle_errors
 def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
@@ -276,8 +269,8 @@ def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
       archiver show 1dd08826
       archiver show task_7f11 --format json
     """
-    from .library import detail
-    from .render import json_text
+    from ..library import detail
+    from ..render import json_text
 
     with ctx.store(readonly=True) as store:
         data = detail(store, ident)
@@ -288,7 +281,7 @@ def show_cmd(ctx: Context, ident: str, fmt: str) -> None:
 
 
 @cli.command("stats")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 @pass_ctx
 @handle_errors
 def stats_cmd(ctx: Context, fmt: str) -> None:
@@ -299,8 +292,8 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
       archiver stats
       archiver stats --format json | jq .files
     """
-    from .library import stats
-    from .render import clean_line, json_text, rows_table
+    from ..library import stats
+    from ..render import clean_line, json_text, rows_table
 
     with ctx.store(readonly=True) as store:
         data = stats(store)
@@ -325,7 +318,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
     else:
         lines.append("last sync  never")
     click.echo("\n".join(clean_line(line) for line in lines) + "\n")
-    columns = ("source", "tasks", *STATUS_CHOICES, "clips", "duration")
-    rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_CHOICES},
+    columns = ("source", "tasks", *STATUS_NAMES, "clips", "duration")
+    rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_NAMES},
              "clips": s["clips"], "duration": _length(s["duration"])} for name, s in data["sources"].items()]
     rows_table(rows, columns, sys.stdout, title="by source")

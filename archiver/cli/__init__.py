@@ -1,0 +1,19 @@
+"""The `archiver` command line: parse options, build a Config, call library code, map errors.
+
+`group` holds the click group, `context` what commands share at run time, `options` the options
+they share; the command modules import only those three and register on the group. Heavy
+libraries (sqlalchemy, httpx, mutagen) are imported inside the commands that need them so that
+`archiver --help` and `archiver --version` start fast.
+"""
+
+from __future__ import annotations
+
+from . import library_cmds, maintenance, sync_cmds  # noqa: F401  (each registers its commands)
+from .group import cli
+
+
+def main() -> None:
+    cli(prog_name="archiver")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,111 @@
+"""What every command shares at run time: the Context built from the global options, and the
+one way a command fails (a single inert line on stderr and the exit code of its error class)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn, TypeVar
+
+import click
+
+from ..config import Config, load_config
+from ..errors import EXIT_USAGE, ArchiverError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """Global options, turned into a Config on first use."""
+
+    def __init__(self, config_file: str | None, library: str | None, db: str | None) -> None:
+        self.config_file = config_file
+        self.overrides: dict[str, Any] = {"library": library, "db": db}
+        self._config: Config | None = None
+
+    def config(self, **overrides: Any) -> Config:
+        if self._config is None or overrides:
+            merged = {**self.overrides, **overrides}
+            self._config = load_config(config_file=self.config_file, overrides=merged)
+        return self._config
+
+    def store(self, *, create: bool = True, readonly: bool = False) -> Any:
+        """`readonly` for commands that only read: nothing is created, migrated or written."""
+        from ..store import Store
+
+        return Store(self.config().db_url, create=create, readonly=readonly)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One inert line: no secret, no escape sequence or line break from provider or file text."""
+    from ..redact import redact
+    from ..render import clean_line
+
+    click.echo(f"error: {clean_line(redact(message))}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn ArchiverError into one line on stderr and its exit code; never a traceback.
+
+    Ctrl-C and SIGTERM both print "interrupted" and exit 130 or 143, after `finally` blocks ran.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..interrupts import exit_code, sigterm_as_interrupt
+
+        try:
+            with sigterm_as_interrupt():
+                return func(*args, **kwargs)
+        except ArchiverError as exc:
+            fail(str(exc), exc.exit_code)
+        except BrokenPipeError:  # `archiver ls | head`: the reader left, nothing to report
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(exit_code())
+        except OSError as exc:
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+        except Exception as exc:  # a bug: say so briefly unless debugging
+            if os.environ.get("ARCHIVER_DEBUG"):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (set ARCHIVER_DEBUG=1 for a traceback)", 70)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require_text(value: str, what: str) -> None:
+    """Bytes that are not UTF-8 (an argument, stdin) reach Python as lone surrogates, which
+    no database or terminal accepts: a usage error, not an internal one."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(f"{what} is not valid UTF-8 text: {value.encode('utf-8', 'surrogateescape')!r}", EXIT_USAGE)
+
+
+def read_input(name: str) -> str:
+    """The text of file `name`, or standard input for '-'; an unreadable file is a usage error."""
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}", EXIT_USAGE)
+
+
+def read_ids(file: str) -> list[str]:
+    """One id per line; blank lines and `#` comments ignored; '-' is standard input."""
+    ids = []
+    for line in read_input(file).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line)
+    return ids

@@ -1,0 +1,186 @@
+"""Looking after a library: `verify`, `retag`, `rebuild`, plus `config` and `demo`.
+
+`verify` and `rebuild` need no network: HTTP code is imported only when `verify --repair`
+fetches files again.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .context import Context, handle_errors, pass_ctx
+from .group import cli
+from .options import format_option, json_option, query_argument, wait_option
+
+
+@cli.command("config")
+@format_option("table", "json")
+@pass_ctx
+@handle_errors
+def config_cmd(ctx: Context, fmt: str) -> None:
+    """Print the effective configuration and where each value came from (tokens redacted).
+
+    \b
+    Example:
+      ARCHIVER_ACEDATA_TOKEN=... archiver config
+    """
+    data = ctx.config().redacted()
+    from ..render import emit, rows_json
+
+    if fmt == "json":
+        rows_json([data], sys.stdout)
+        return
+    rows = [{"key": k, "value": v["value"], "from": v["from"]} for k, v in data.items() if k != "providers"]
+    for name, entry in data["providers"].items():
+        rows += [{"key": f"providers.{name}.{k}", "value": v["value"], "from": v["from"]} for k, v in entry.items()]
+    emit(rows, "table", table_columns=("key", "value", "from"), all_columns=("key", "value", "from"))
+
+
+@cli.command("verify")
+@click.option("--repair", is_flag=True, help="Fetch missing or changed files again.")
+@json_option("Print the report as JSON.")
+@pass_ctx
+@handle_errors
+def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
+    """Check that every archived file exists with its recorded size and sha256.
+
+    Reports missing, changed and orphan files (files no clip claims); exits 1 if there are any.
+
+    \b
+    Example:
+      archiver verify
+      archiver verify --repair
+    """
+    import json as jsonlib
+
+    from ..verify import verify_library
+
+    config = ctx.config()
+    with ctx.store(readonly=True) as store:
+        report = verify_library(config.library, store)
+    if as_json:
+        click.echo(jsonlib.dumps({"checked": report.checked, "missing": report.missing,
+                                  "changed": report.changed, "orphans": report.orphans, "links": report.links},
+                                 ensure_ascii=False))
+    else:
+        for label, paths in (("missing", report.missing), ("changed", report.changed), ("orphan", report.orphans),
+                            ("symlink", report.links)):
+            for path in paths:
+                click.echo(f"{label}: {path}")
+        click.echo(f"checked {report.checked} file(s): {len(report.missing)} missing, {len(report.changed)} changed, "
+                   f"{len(report.orphans)} orphan(s)" + (f", {len(report.links)} symbolic link(s)" if report.links else ""))
+    if repair and report.bad_ids:
+        from ..report import PlainReporter
+        from ..sync import SyncOptions, run_sync
+
+        with ctx.store() as store:
+            store.mark_missing(report.bad_ids)
+        options = SyncOptions(poll=False, asset_ids=report.bad_ids)
+        result = run_sync(config, options, PlainReporter(quiet=as_json))
+        if not as_json:
+            click.echo(f"repaired {result.files_downloaded} file(s)" +
+                       (f"; {len(result.errors)} could not be fetched" if result.errors else ""))
+        sys.exit(result.exit_code if not report.orphans else 1)
+    sys.exit(0 if report.clean else 1)
+
+
+@cli.command("retag")
+@query_argument
+@wait_option("Wait this long for a running sync.")
+@pass_ctx
+@handle_errors
+def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
+    """Rewrite the tags of archived audio files from the database, without downloading.
+
+    Use it after changing tag settings (artist, album, id3_version, lyrics_sidecar). QUERY
+    selects clips like `archiver ls` does; no QUERY means every archived file.
+
+    \b
+    Example:
+      archiver retag
+      archiver retag source:acedata year:2026
+    """
+    from ..retag import retag_library
+    from ..library import list_clips
+    from ..lock import LibraryLock
+
+    config = ctx.config()
+    with LibraryLock(config.library, wait), ctx.store(create=False) as store:
+        keys = {(r["source"], r["clip_id"]) for r in list_clips(store, query)} if query else None
+        summary = retag_library(config, store, keys)
+    for message in summary.errors:
+        click.echo(f"error: {message}", err=True)
+    click.echo(f"retagged {summary.retagged} file(s), {summary.unchanged} already up to date, "
+               f"{len(summary.errors)} error(s)")
+    sys.exit(1 if summary.errors else 0)
+
+
+@cli.command("rebuild")
+@click.option("--force", is_flag=True, help="Rebuild even if the current database is readable.")
+@pass_ctx
+@handle_errors
+def rebuild_cmd(ctx: Context, force: bool) -> None:
+    """Recreate the database from the provenance tags of the archived files.
+
+    For a lost or damaged database: every archived audio file says in its tags which source,
+    task and clip it is, with its title, lyrics and duration; covers are found beside it. A
+    damaged database is moved aside (never deleted).
+
+    \b
+    Example:
+      archiver rebuild
+    """
+    from ..lock import LibraryLock
+    from ..rebuild import rebuild
+    from ..render import clean_line
+
+    config = ctx.config()
+    with LibraryLock(config.library, None):
+        report = rebuild(config.library, config.db_url, force=force)
+    if report.moved_aside:
+        click.echo(f"old database kept as {report.moved_aside}")
+    for path in report.skipped:
+        click.echo(f"skipped (no archiver tags): {clean_line(path)}", err=True)
+    for line in report.problems:
+        click.echo(line, err=True)
+    click.echo(f"rebuilt {report.tasks} task(s) from {report.audio} audio file(s) and {report.covers} cover(s)")
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", metavar="DIR", help="Where to make the demo library (default: a new temp dir).")
+@handle_errors
+def demo_cmd(directory: str | None) -> None:
+    """Run the whole pipeline against the built-in provider simulator (no tokens, no network).
+
+    Starts fake providers on 127.0.0.1, adds a dozen tasks across the five sources, syncs until
+    done (poll, download, tag) and prints the library.
+
+    \b
+    Example:
+      archiver demo --dir ./demo-library
+      archiver --library ./demo-library ls
+    """
+    from ..demo import demo_directory, run_demo
+    from ..library import list_clips
+    from ..render import rows_table
+    from ..report import PlainReporter, RichReporter
+    from ..store import Store
+
+    library = demo_directory(directory)
+    reporter: Any = RichReporter() if sys.stderr.isatty() else PlainReporter()
+    try:
+        result = run_demo(library, reporter)
+    finally:
+        reporter.close()
+    report = result.report
+    with Store(result.config.db_url) as store:
+        rows = list_clips(store)
+    rows_table(rows, ("source", "title", "duration", "status", "audio_path"), title="demo library")
+    click.echo(f"\n{len(rows)} clips from {report.newly_succeeded} succeeded and {report.failed} failed task(s); "
+               f"{report.files_downloaded} files (audio and covers) archived in {report.requests} API request(s).")
+    click.echo(f"Library: {library}")
+    click.echo(f"Explore it:  archiver --library {library} ls   |   archiver --library {library} tasks")
+    sys.exit(report.exit_code)
