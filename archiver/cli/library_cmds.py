@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence, TextIO
 import click
 
 from ..errors import UsageError
+from ..fields import CLIP_TABLE
 from .context import Context, handle_errors, pass_ctx
 from .group import cli
 from .options import (STATUS_NAMES, format_option, query_argument, query_options, sources_option,
@@ -229,9 +230,11 @@ def _files(out: list[str], files: list[dict[str, Any]], indent: str) -> None:
                 out.append(f"{indent}        {key:<14}{clean_line(f[key])}")
 
 
-_CLIP_KEYS = ("clip_id", "source", "task_id", "task_status", "title", "tags", "negative_tags", "duration",
-              "model", "seed", "state", "created_at", "first_seen", "updated_at", "audio_url", "image_url",
-              "video_url", "lyrics")
+# The clip table's fields with the clip's place and bookkeeping; URLs, then lyrics (long) last.
+_CLIP_KEYS = ("clip_id", "source", "task_id", "task_status",
+              *(f.name for f in CLIP_TABLE if f.name != "clip_id" and f.name not in _MULTILINE and f.asset is None),
+              "first_seen", "updated_at", *(f.name for f in CLIP_TABLE if f.asset is not None),
+              *(f.name for f in CLIP_TABLE if f.name in _MULTILINE))
 _TASK_KEYS = ("task_id", "source", "status", "provider_status", "progress", "error", "created_at",
               "finished_at", "provider_updated_at", "first_seen", "last_polled", "updated_at",
               "next_poll_at", "polls", "idle_polls", "poll_errors")
