@@ -155,8 +155,8 @@ def rebuild_cmd(ctx: Context, force: bool) -> None:
 def demo_cmd(directory: str | None) -> None:
     """Run the whole pipeline against the built-in provider simulator (no tokens, no network).
 
-    Starts fake providers on 127.0.0.1, adds a dozen tasks across the five sources, syncs until
-    done (poll, download, tag) and prints the library.
+    Starts fake providers on 127.0.0.1, adds about a dozen tasks across the registered sources,
+    syncs until done (poll, download, tag) and prints the library.
 
     \b
     Example:
