@@ -1,32 +1,33 @@
 """Turning pending assets into archived files: naming, fetching, checking, tagging, recording.
 
-Per clip the cover comes first (so the audio can embed it), then the audio, then any video; the
-clip's audio path fixes the stem every sibling file shares. Clips run concurrently up to `jobs`.
+Per clip the cover is fetched first (so the audio can embed it) but placed after the audio, then
+any video; the clip's audio path fixes the stem every sibling file shares. Clips run
+concurrently up to `jobs`. Rewriting the tags of archived files lives in `retag`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Awaitable, Callable
 
 from .config import Config
-from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client, place, storage_error, sync_file
+from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
                      UnsafePath)
-from .fs import PART, STORAGE_ERRNOS, TAGGING, atomic_write, create_new, open_read, read_bytes, sha256_file
+from .fs import PART, STORAGE_ERRNOS, TAGGING, open_read, place, read_bytes, sha256_file, storage_error, sync_file
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
+from .retag import created_of, retag_file, tag_data, write_lyrics
 from .store import Store
-from .tagging import TagData, audio_length, read_tags, tag_file
+from .tagging import audio_length, read_tags, tag_file
 
 AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
 
@@ -73,37 +74,6 @@ def truncated(real: float | None, expected: float | None) -> bool:
     return real <= 0 or expected - real > max(2.0, 0.05 * expected)
 
 
-def created_of(clip: Clip, task: Task) -> Any:
-    """When a clip was made: its own time, else its task's (MountSea results carry none)."""
-    return clip.created_at or task.created_at or task.finished_at or task.first_seen
-
-
-def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None) -> TagData:
-    style = (clip.tags or "").split(",")[0].strip() or None
-    values = {"source": clip.source, "model": clip.model or "", "task_id": task.task_id,
-              "title": clip.title or "", "style": style or ""}
-    artist = (config.tag_artist or "{model}").format_map(_Blank(values)).strip() or clip.source
-    album = (config.tag_album or "archiver: {source}").format_map(_Blank(values)).strip() or None
-    comment_bits = [f"style: {clip.tags}" if clip.tags else "", f"model: {clip.model}" if clip.model else ""]
-    return TagData(
-        title=clip.title or clip.clip_id,
-        artist=artist,
-        album=album,
-        date=created.date().isoformat() if (created := created_of(clip, task)) else None,
-        genre=style,
-        comment="; ".join(b for b in comment_bits if b) or None,
-        lyrics=clip.lyrics,
-        duration=clip.duration,
-        source=clip.source,
-        task_id=task.task_id,
-        clip_id=clip.clip_id,
-        model=clip.model,
-        seed=clip.seed,
-        source_url=clip.audio_url,
-        cover=cover,
-    )
-
-
 def _names_clip(path: Path, clip: Clip) -> bool:
     """Whether an audio file's provenance tags say it is this clip (links are never read)."""
     try:
@@ -113,11 +83,6 @@ def _names_clip(path: Path, clip: Clip) -> bool:
     except (OSError, ArchiverError):
         return False
     return tags.get("clip_id") == clip.clip_id and tags.get("source") in (None, clip.source)
-
-
-class _Blank(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return ""
 
 
 def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> None:
@@ -399,7 +364,7 @@ class Archiver:
         self._record(asset, ready)
         if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
             try:
-                await asyncio.to_thread(self._write_lrc, ready.final, clip.lyrics)
+                await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics)
             except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
                 self.reporter.warning(f"{ready.rel}: lyrics sidecar not written: {exc}")
 
@@ -485,10 +450,6 @@ class Archiver:
             return rel
         return None
 
-    @staticmethod
-    def _write_lrc(audio: Path, lyrics: str) -> None:
-        atomic_write(audio.with_suffix(".lrc"), (lyrics.rstrip("\n") + "\n").encode("utf-8"))
-
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         try:
             size, digest, tagged = await asyncio.to_thread(
@@ -499,74 +460,3 @@ class Archiver:
             return
         self.store.asset_done(audio.id or 0, path=audio.path or "", size=size, sha256=digest, tagged=tagged,
                               warning=audio.warning, transfer=False)
-
-
-def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
-    """Rewrite the tags of an archived file without ever leaving it half-written."""
-    part = path.with_name(path.name.rpartition(".")[0] + TAGGING)  # a download resumes `.part`
-    try:
-        with open_read(path) as src, create_new(part) as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
-        outcome = tag_file(part, data, id3_version=id3_version)
-        sync_file(part)
-        size, digest = sha256_file(part)
-        place(part, path, owned=True)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        if exc.errno in STORAGE_ERRNOS:
-            raise storage_error(exc, path) from None
-        raise
-    finally:
-        if part.exists():
-            part.unlink(missing_ok=True)
-    return size, digest, outcome.tagged
-
-
-@dataclass
-class RetagSummary:
-    retagged: int = 0
-    unchanged: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] | None = None) -> RetagSummary:
-    """Rewrite the tags of archived audio from the database (after a config change, say).
-
-    No download happens; size and sha256 in the database follow the rewritten files.
-    `clip_keys` limits it to some (source, clip_id) pairs.
-    """
-    from sqlmodel import col, select
-
-    summary = RetagSummary()
-    with store.session() as s:
-        rows = list(s.exec(select(Asset, Clip, Task).join(Clip, col(Clip.id) == Asset.clip_pk)
-                           .join(Task, col(Task.id) == Clip.task_pk)
-                           .where(Asset.kind == "audio", Asset.state == "downloaded")))
-        covers = {a.clip_pk: a.path for a in s.exec(select(Asset).where(Asset.kind == "image",
-                                                                         Asset.state == "downloaded"))}
-    for asset, clip, task in rows:
-        if clip_keys is not None and (clip.source, clip.clip_id) not in clip_keys:
-            continue
-        path = config.library / (asset.path or "")
-        cover = None
-        if covers.get(clip.id):
-            try:
-                cover = read_bytes(config.library / covers[clip.id])
-            except (OSError, UnsafePath):
-                cover = None
-        try:
-            size, digest, tagged = retag_file(path, tag_data(clip, task, config, cover), config.id3_version)
-        except StorageError:
-            raise
-        except (ArchiverError, OSError) as exc:
-            summary.errors.append(f"{asset.path}: {exc}")
-            continue
-        if digest == asset.sha256:
-            summary.unchanged += 1
-        else:
-            summary.retagged += 1
-        store.asset_done(asset.id or 0, path=asset.path or "", size=size, sha256=digest, tagged=tagged,
-                         warning=asset.warning, transfer=False)
-        if config.lyrics_sidecar and clip.lyrics:
-            Archiver._write_lrc(path, clip.lyrics)
-    return summary

@@ -22,10 +22,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from . import __version__
 from .config import Config
-from .errors import DownloadError, LinkExpired, RefusedURL, StorageError, TransientError, WrongContent
-from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, fsync_path, new_fd, open_read, read_fd,
-                 regular_size)
-from .fs import place as _place
+from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
+from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, read_fd, regular_size, storage_error
 from .media import expected_kinds, looks_complete, sniff
 from .transport import THROUGHPUT, CurlTransport, Stalled
 
@@ -113,11 +111,6 @@ def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
         max_redirects=5,
         event_hooks={"request": [_check_hop]},
     )
-
-
-def storage_error(exc: OSError, path: Path) -> StorageError:
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return StorageError(f"cannot write {path}: {reason}; downloads stopped (nothing half-written was recorded)")
 
 
 async def _hash_existing(path: Path, digest: Any) -> int:
@@ -353,32 +346,6 @@ async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[
     except (TransientError, _NewLink) as exc:
         raise DownloadError(str(exc)) from None
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def sync_file(part: Path) -> None:
-    """Make a finished `.part` durable, just before `place` moves it.
-
-    Called after the file's last write (tagging rewrites audio) rather than when the transfer
-    ends: audio used to reach the disk twice, and its tagged bytes were moved into place unsynced.
-    """
-    try:
-        fsync_path(part)
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRNOS:
-            part.unlink(missing_ok=True)  # never resume from bytes the disk refused to keep
-            raise storage_error(exc, part) from None
-        raise
-
-
-def place(part: Path, final: Path, *, owned: bool = False) -> None:
-    """Move a finished `.part` into place atomically and durably; never over a file the library
-    does not own (`fs.place`)."""
-    try:
-        _place(part, final, owned=owned)
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRNOS:
-            raise storage_error(exc, final) from None
-        raise
 
 
 def guess_ext(url: str | None, kind: str) -> str:

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UnsafePath
+from .errors import StorageError, UnsafePath
 
 PART = ".part"
 # A verified download being tagged, named from the stem (names leave room for 5 more bytes
@@ -137,6 +137,24 @@ def read_bytes(path: Path) -> bytes:
         return fh.read()
 
 
+def storage_error(exc: OSError, path: Path) -> StorageError:
+    """A full disk (or a read-only or failing one) as the error that stops every download."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(f"cannot write {path}: {reason}; downloads stopped (nothing half-written was recorded)")
+
+
+def sync_file(part: Path) -> None:
+    """Make a finished temporary file durable, after its last write and just before `place`
+    (tagging rewrites audio: syncing when the transfer ends would write it to the disk twice)."""
+    try:
+        fsync_path(part)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            part.unlink(missing_ok=True)  # never resume from bytes the disk refused to keep
+            raise storage_error(exc, part) from None
+        raise
+
+
 def place(part: Path, final: Path, *, owned: bool) -> None:
     """Move a finished temporary file to its final name and make the rename durable.
 
@@ -147,8 +165,13 @@ def place(part: Path, final: Path, *, owned: bool) -> None:
     if os.path.lexists(final) and (not owned or os.path.islink(final)):
         what = "a symbolic link" if os.path.islink(final) else "a file archiver does not own"
         raise UnsafePath(f"refusing to replace {what} at {final}")
-    os.replace(part, final)
-    fsync_path(final.parent)
+    try:
+        os.replace(part, final)
+        fsync_path(final.parent)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, final) from None
+        raise
 
 
 def atomic_write(path: Path, data: bytes) -> None:
