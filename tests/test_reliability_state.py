@@ -26,7 +26,7 @@ from conftest import sync_json
 from test_reliability import Lib, base_env, spawn
 
 from archiver.migrations import SCHEMA_VERSION
-from archiver.records import ClipRecord, Status, TaskRecord
+from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
 from archiver.simulator import Simulator
 from archiver.store import NOT_FOUND_AFTER, NOT_FOUND_POLLS, Store
 
@@ -76,11 +76,11 @@ def test_a_week_without_several_polls_is_not_enough(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
         store.add_tasks("acedata", ["t1"], now=now - timedelta(days=30))
         set_not_found_since(tmp_path / "a.db", now - timedelta(days=30))
-        given_up = store.schedule("acedata", {"t1": "notfound:gone"}, 1.0, 60.0, now, changed=set())
+        given_up = store.schedule("acedata", {"t1": PollOutcome.not_found("gone")}, 1.0, 60.0, now, changed=set())
         assert given_up == set()
         assert store.execute("SELECT status FROM tasks")[0][0] == "pending"
         for poll in range(1, NOT_FOUND_POLLS):
-            given_up = store.schedule("acedata", {"t1": "notfound:gone"}, 1.0, 60.0,
+            given_up = store.schedule("acedata", {"t1": PollOutcome.not_found("gone")}, 1.0, 60.0,
                                       now + timedelta(minutes=poll), changed=set())
         assert given_up == {"t1"}
         assert tuple(store.execute("SELECT status, provider_status FROM tasks")[0]) == ("failed", "NOT_FOUND")
@@ -91,11 +91,11 @@ def test_a_found_answer_restarts_the_not_found_clock(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
         store.add_tasks("acedata", ["t1"], now=now)
         for day in range(3):  # an outage: not found on three days
-            store.schedule("acedata", {"t1": "notfound:x"}, 1.0, 60.0, now + timedelta(days=day), changed=set())
-        store.schedule("acedata", {"t1": "ok"}, 1.0, 60.0, now + timedelta(days=4), changed=set())
+            store.schedule("acedata", {"t1": PollOutcome.not_found("x")}, 1.0, 60.0, now + timedelta(days=day), changed=set())
+        store.schedule("acedata", {"t1": PollOutcome.ok()}, 1.0, 60.0, now + timedelta(days=4), changed=set())
         assert store.execute("SELECT not_found_since, poll_errors FROM tasks")[0] == (None, 0)
         for day in range(5, 5 + NOT_FOUND_POLLS):  # a new outage, days later: counted from its start
-            store.schedule("acedata", {"t1": "notfound:x"}, 1.0, 60.0, now + timedelta(days=day), changed=set())
+            store.schedule("acedata", {"t1": PollOutcome.not_found("x")}, 1.0, 60.0, now + timedelta(days=day), changed=set())
         assert store.execute("SELECT status FROM tasks")[0][0] == "pending"
 
 
