@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -329,20 +328,3 @@ def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None
         lines.append(f"#EXTINF:{seconds},{' '.join(label.split())}")
         lines.append(clean_line(os.path.relpath(target, base) if base is not None else target))
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, content: str) -> None:
-    """Write via a temp file in the same folder and os.replace: readers never see half a file."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

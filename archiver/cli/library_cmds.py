@@ -140,7 +140,8 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
-    from ..library import list_clips, write_atomic
+    from ..fs import atomic_write
+    from ..library import list_clips
 
     with ctx.store(readonly=True) as store:
         rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
@@ -151,7 +152,8 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     target = Path(output).expanduser()
     buffer = io.StringIO()
     _write_rows(rows, fmt, buffer, library=library, playlist_dir=target.parent, template=None)
-    write_atomic(target, buffer.getvalue())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, buffer.getvalue().encode("utf-8"))
     count = sum(1 for r in rows if r.get("audio_path")) if fmt == "m3u" else len(rows)
     click.echo(f"wrote {count} clip(s) to {target}", err=True)
 
