@@ -12,17 +12,33 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .. import __version__
-from ..config import ProviderSettings
 from ..errors import ArchiverError, AuthError, ProviderError, TaskNotFound, TransientError
 from ..records import TaskRecord
 from ..redact import redactor
 from .base import Request, Source, parse_json
+
+
+class Endpoint(Protocol):
+    """What a client needs of a provider's settings (`config.ProviderSettings` has it); config
+    sits above the providers (it reads their registry), so this package does not import it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def token(self) -> str | None: ...
+
+    @property
+    def concurrency(self) -> int: ...
 
 USER_AGENT = f"archiver/{__version__}"
 
@@ -90,7 +106,7 @@ class ApiClient:
     so a body trickled a byte at a time would otherwise hold a poll, and the library lock, forever.
     """
 
-    def __init__(self, settings: ProviderSettings, *, connect_timeout: float, read_timeout: float,
+    def __init__(self, settings: Endpoint, *, connect_timeout: float, read_timeout: float,
                  budget: RetryBudget, counters: Counters, policy: RetryPolicy = RetryPolicy(),
                  transport: httpx.AsyncBaseTransport | None = None, deadline: float | None = None) -> None:
         self.settings = settings
