@@ -3,7 +3,7 @@
     .venv/bin/python bench/torture.py            # the full run (about 10-15 minutes), writes docs/reliability.md
     .venv/bin/python bench/torture.py --quick    # the same at CI scale (about 2 minutes), writes nothing
 
-It drives the harness of tests/test_reliability.py at a larger scale: a fault storm over a
+It drives the harness the reliability tests use (`archiver.testkit`) at a larger scale: a fault storm over a
 library of 150+ clips across the five sources, the database deleted and rebuilt from the tags,
 20+ SIGKILLs in a row then one clean sync, a hostile library (the user's files and planted links
 at the target names, trickling servers, tokens JSON-escaped in errors, the library folder absent;
@@ -31,13 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from torture_hostile import hostile  # beside this script
+
+from archiver import testkit as harness
+from archiver.simulator import Simulator
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the harness lives with the tests it also serves
-
-import test_reliability as harness  # noqa: E402
-from torture_hostile import hostile  # noqa: E402
-
-from archiver.simulator import Simulator  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 COMMAND = ".venv/bin/python bench/torture.py"

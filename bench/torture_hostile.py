@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import test_reliability as harness
-
 from archiver import fs
+from archiver import testkit as harness
 from archiver.simulator import PROVIDERS, Simulator
 
 SYNC = ("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "120", "--json")

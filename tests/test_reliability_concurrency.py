@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_reliability import SYNC_ARGS, Lib, check_library, no_tracebacks, populate, spawn
+from archiver.testkit import SYNC_ARGS, Lib, check_library, no_tracebacks, populate, spawn
 
 from archiver.simulator import Simulator
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from mutagen.id3 import ID3, TIT2
-from test_reliability import (
+from archiver.testkit import (
     KILL_POINTS,
     SYNC_ARGS,
     Lib,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_reliability import SYNC_ARGS, Lib, Plan, base_env, check_library, integrity, no_tracebacks, spawn
+from archiver.testkit import SYNC_ARGS, Lib, Plan, base_env, check_library, integrity, no_tracebacks, spawn
 
 from archiver.simulator import Simulator
 

@@ -285,7 +285,7 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
 
 
 def test_sync_messages_and_stored_errors_are_inert_and_hide_url_credentials(tmp_path: Path) -> None:
-    from test_reliability import Lib, Loopback
+    from archiver.testkit import Lib, Loopback
 
     from archiver.simulator import Simulator
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_reliability import Lib, Loopback, no_tracebacks
+from archiver.testkit import Lib, Loopback, no_tracebacks
 
 from archiver.errors import ArchiverError
 from archiver.paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, unique_relpath

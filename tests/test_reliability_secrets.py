@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from test_reliability import BLANK, SYNC_ARGS, Lib, Loopback, spawn
+from archiver.testkit import BLANK, SYNC_ARGS, Lib, Loopback, spawn
 
 from archiver.config import load_config
 from archiver.errors import ArchiverError

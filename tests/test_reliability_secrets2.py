@@ -20,7 +20,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_reliability import Lib, Loopback, no_tracebacks
+from archiver.testkit import Lib, Loopback, no_tracebacks
 
 from archiver.errors import UsageError
 from archiver.providers import SOURCES

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pytest
 from click.testing import Result
 from conftest import sync_json
-from test_reliability import Lib, base_env, spawn
+from archiver.testkit import Lib, base_env, spawn
 
 from archiver.migrations import SCHEMA_VERSION
 from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
