@@ -268,6 +268,15 @@ def hostile_section(part: Outcome) -> list[str]:
     ]
 
 
+def _commit() -> str:
+    """The checkout the figures were measured on (a `+` marks uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> str:
     """docs/reliability.md from this run's figures."""
     by_name = {o.name: o for o in outcomes}
@@ -281,7 +290,8 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
     lines = [
         "# Reliability: nothing is lost, nothing leaks",
         "",
-        f"Figures from the last run of `{COMMAND}` (seed {seed}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"Figures from the last run of `{COMMAND}` (seed {seed}, code at commit {_commit()}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{seconds / 60:.1f} minutes on {os.cpu_count()} cores, Python {platform.python_version()}). "
         "Everything runs against the provider simulator and small servers on 127.0.0.1, in temporary "
         "directories. The same checks run in CI at a smaller scale: `tests/test_reliability*.py` (about two "
@@ -405,6 +415,19 @@ def render(outcomes: list[Outcome], scale: Scale, seed: int, seconds: float) -> 
         "length (FLAC; an M4A whose `moov` comes first): its end is now confirmed by asking the server for "
         "what follows it (`Range: bytes=<size>-`), and a cut one is resumed (`test_cut_body_without_length_*`).",
         "- After a disk-full stop, the summary and `sync_runs` counted 0 files downloaded even when some were.",
+        "- A file at a target name that the database did not record (the user's own, or the only copy of a "
+        "song after the database was lost) was replaced by `os.replace`; a planted link at a `.part` or "
+        "sidecar name was written through to a file outside the library. Names now count files on disk too, "
+        "temporary files refuse links (`O_EXCL | O_NOFOLLOW`), and only a file proven to be the clip (its "
+        "tags, its recorded sha256) is adopted.",
+        "- A cover placed but not yet recorded when a run was killed could not be proven to be the clip's; it"
+        " is now placed after its audio, whose tags prove the stem.",
+        "- A media server or an API body trickling a few bytes a second hung `sync` forever with the lock "
+        "held: throughput is now judged on the bytes received, and each API request has an overall deadline.",
+        "- A token JSON-escaped by the provider (`\\/`, `\\u002d`) slipped past redaction; so did credentials"
+        " in URLs and a `--db` password in `archiver config`.",
+        "- With the library folder unmounted, every archived file was marked missing and then failed on its "
+        "expired link; sync now refuses a library whose files are all gone.",
         "",
         "Known gaps: none open.",
         "",
