@@ -18,9 +18,6 @@ from pathlib import Path
 
 import httpx
 
-if __package__ in (None, ""):  # `python bench/floor_httpx.py`: make `archiver` importable from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 async def _one(client: httpx.AsyncClient, url: str, out: Path, limit: asyncio.Semaphore) -> int:
     async with limit:

@@ -1,8 +1,8 @@
 """Benchmark archiver against plain tools on this machine and write docs/performance.md.
 
-    .venv/bin/python bench/run.py            # the full run (~8 min on 2 cores), writes the doc
-    .venv/bin/python bench/run.py --quick    # a ~2 min smoke run, prints the doc instead
-    .venv/bin/python bench/run.py --only download,idle --out /tmp/perf.md
+    .venv/bin/python -m bench.run            # the full run (~8 min on 2 cores), writes the doc
+    .venv/bin/python -m bench.run --quick    # a ~2 min smoke run, prints the doc instead
+    .venv/bin/python -m bench.run --only download,idle --out /tmp/perf.md
 
 Items: download (vs curl --parallel), polling (requests and CPU per task), idle (20,000-clip
 library vs empty), memory (1 GiB file vs 3 MB), startup (--help/--version vs python -c pass),
@@ -20,13 +20,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and `archiver` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import items  # noqa: E402
-from bench.harness import (REPO, dropped_python_vars, filesystem_of, find_nginx, machine, measure,  # noqa: E402
+from bench import items
+from bench.harness import (REPO, dropped_python_vars, filesystem_of, find_nginx, machine, measure,
                            versions, workspace)
-from bench.report import Section, render  # noqa: E402
+from bench.report import Section, render
 
 ITEMS: dict[str, Callable[[items.Bench], Section]] = {
     "download": items.download,
@@ -117,7 +114,7 @@ Measured but not changed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs (~2 min)")
     parser.add_argument("--only", metavar="ITEMS", help=f"comma-separated subset of: {', '.join(ITEMS)}")
@@ -155,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         fs = machine()
         fs["file system of the workspace"] = filesystem_of(work)
     python = ".venv/bin/python" if Path(sys.executable).parent.parent == REPO / ".venv" else "python"
-    command = f"{python} bench/run.py" + (" --quick" if args.quick else "") + (
+    command = f"{python} -m bench.run" + (" --quick" if args.quick else "") + (
         f" --only {','.join(chosen)}" if args.only else "")
     dropped = dropped_python_vars()
     fs["environment"] = ("measured commands ran without " + ", ".join(f"`{d}`" for d in dropped)
