@@ -383,7 +383,7 @@ class Archiver:
                 return None
             return self.store.asset_url(asset.id or 0)
 
-        # Audio is hashed once tagged (tags rewrite it): hashing it while it streams was wasted work.
+        # Audio is hashed once tagged (tags rewrite it): hashing it while it streams would be wasted.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,

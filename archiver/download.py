@@ -76,7 +76,7 @@ class _NoDigest:
 
 def check_url(url: str | None) -> str:
     """Only http(s) URLs naming a host and a valid port: anything else fails its asset alone
-    (a URL httpx cannot even parse used to escape as a ValueError and stop the whole run)."""
+    (a URL httpx cannot even parse raises ValueError, which must not stop the whole run)."""
     if not url:
         raise RefusedURL("no URL")
     try:

@@ -52,7 +52,7 @@ def move_aside(db_path: Path) -> Path:
 
 def healthy(db_url: str) -> bool:
     """Readable and whole. A bad page past the schema raises from the check itself (as an
-    SQLAlchemy error), which used to make `rebuild` refuse with "run archiver rebuild"."""
+    SQLAlchemy error): that too means "not healthy", so `rebuild` goes ahead instead of refusing."""
     try:
         with Store(db_url, create=False) as store:
             return store.execute("PRAGMA quick_check")[0][0] == "ok"
