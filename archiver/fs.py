@@ -195,8 +195,8 @@ def walk_library(root: Path) -> tuple[set[str], list[Path], set[str]]:
     """Every regular file under the root (relative POSIX paths), every `.part` file, and every
     symbolic link (relative paths), in one directory scan. Links are never followed.
 
-    Relative paths are built from the entry names as strings: a pathlib object per file made
-    this walk most of an idle sync's time on a large library (~25 µs a file).
+    Relative paths are built from the entry names as strings: a pathlib object per file would be
+    most of an idle sync's time on a large library (~25 µs a file).
     """
     files: set[str] = set()
     parts: list[Path] = []
