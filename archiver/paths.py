@@ -216,10 +216,12 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
 
 
 # ---------------------------------------------------------------- templates
-# Path templates share str.format syntax (and string.Formatter's parser) with the one-line `--format`
-# and tag templates (query.template_renderer), not their renderer: a path is rendered component by
-# component, every value sanitized and shortened to fit 255 bytes, a missing value is "unknown" (not
-# blank), and a bad template is a configuration error found before any clip is placed.
+# Three kinds of template share str.format syntax and string.Formatter's parser, each checked
+# before any clip is touched, but not one renderer, because what a value may become differs: a
+# path is rendered here component by component, every value sanitized and shortened to fit 255
+# bytes, a missing value "unknown"; a one-line `--format` template (query.template_renderer) shows
+# any listed field as text, a missing one blank; a tag template (`artist`, `album`: checked by
+# config.tag_template_problem, filled by retag.tag_data) sees five fields only, never a path.
 
 
 @lru_cache(maxsize=64)
