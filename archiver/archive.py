@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Awaitable, Callable
 
+from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
@@ -27,7 +28,7 @@ from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside
 from .report import Reporter
 from .retag import created_of, retag_file, tag_data, write_lyrics
 from .store import Store
-from .tagging import audio_length, read_tags, tag_file
+from .tagging import read_tags, tag_file
 
 AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
 

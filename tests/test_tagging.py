@@ -22,12 +22,12 @@ from mutagen.mp4 import MP4, MP4Cover
 from mutagen.oggopus import OggOpus
 from mutagen.wave import WAVE
 
+from archiver.audiolength import audio_length
 from archiver.errors import TaggingError
 from archiver.tagging import (
     FIELDS,
     TagData,
     TagOutcome,
-    audio_length,
     detect_format,
     read_tags,
     tag_file,

@@ -144,7 +144,7 @@ def test_retag_query_limits_files(sim, sim_cli, library: Path) -> None:
 
 @pytest.mark.parametrize("name", ["sample.mp3", "sample.m4a"])
 def test_audio_length_is_not_fooled_by_headers_of_a_cut_file(tmp_path: Path, name: str) -> None:
-    from archiver.tagging import audio_length
+    from archiver.audiolength import audio_length
 
     source = Path(__file__).parents[1] / "archiver" / "data" / "media" / name
     whole = audio_length(source)
