@@ -1,6 +1,7 @@
 """What the simulator serves: media blobs, made-up song metadata, tasks and provider payloads.
 
-`archiver.simulator` is the HTTP side (routing, faults, lifecycle); this module is the data side.
+`archiver.simulator` holds the state and the lifecycle, `archiver.simulator_http` routes requests
+and applies faults; this module is the data side.
 Payloads follow the providers' documented fetch shapes field for field. Media are real, decodable
 files whose payload durations are exact, including benchmark-sized MP3s (up to gigabytes) that are
 never held in memory: they are produced on the fly by repeating the shipped sample's MPEG frames
