@@ -27,6 +27,9 @@ class TagData:
     title: str | None = None
     artist: str | None = None
     album: str | None = None
+    albumartist: str | None = None
+    track: tuple[int, int | None] | None = None  # (number, total): "track 2 of 3"
+    disc: tuple[int, int | None] | None = None
     date: str | None = None
     genre: str | None = None
     comment: str | None = None
@@ -57,6 +60,7 @@ class Kind(Enum):
     TEXT = "text"
     DATE = "date"  # an ID3-style timestamp prefix: YYYY[-MM[-DD[THH[:MM[:SS]]]]]
     DURATION = "duration"  # seconds; ID3 stores integer milliseconds (TLEN's defined unit)
+    POSITION = "position"  # (number, total), written "n/total" (TRCK, TPOS), or as a pair
 
 
 @dataclass(frozen=True)
@@ -66,29 +70,38 @@ class TagField:
     name: str
     id3: str  # frame id, "COMM"/"USLT" (empty description), or "TXXX:<description>"
     mp4: str  # atom name, or "----:<mean>:<name>" for a freeform atom
-    vorbis: str  # Vorbis comment key (FLAC, Ogg Vorbis, Ogg Opus)
+    vorbis: str  # Vorbis comment key (FLAC, Ogg Vorbis, Ogg Opus); "NUMBER+TOTAL" for a pair
     kind: Kind = Kind.TEXT
+    mp4_old: str = ""  # a name earlier versions wrote: still read (by `rebuild`), removed on write
 
 
-# The table. Custom names follow one pattern: TXXX "ARCHIVER_<X>", MP4 "----:com.archiver:<X>",
-# Vorbis "ARCHIVER_<X>". TLEN is ID3's own length frame; MP4 and Vorbis have none, so it is custom.
+# The table. Custom names are the same in every format, "ARCHIVER_<X>": TXXX "ARCHIVER_<X>",
+# MP4 "----:com.archiver:ARCHIVER_<X>", Vorbis "ARCHIVER_<X>"; tools that show only a freeform
+# atom's name (ffprobe, transcoders copying it to a Vorbis comment) then never see a bare "SOURCE".
+# TLEN is ID3's own length frame; MP4 and Vorbis have none, so it is custom.
 FIELDS: tuple[TagField, ...] = (
     TagField("title", "TIT2", "©nam", "TITLE"),
     TagField("artist", "TPE1", "©ART", "ARTIST"),
     TagField("album", "TALB", "©alb", "ALBUM"),
+    TagField("albumartist", "TPE2", "aART", "ALBUMARTIST"),
+    TagField("track", "TRCK", "trkn", "TRACKNUMBER+TRACKTOTAL", Kind.POSITION),
+    TagField("disc", "TPOS", "disk", "DISCNUMBER+DISCTOTAL", Kind.POSITION),
     TagField("date", "TDRC", "©day", "DATE", Kind.DATE),
     TagField("genre", "TCON", "©gen", "GENRE"),
     TagField("comment", "COMM", "©cmt", "COMMENT"),
     TagField("lyrics", "USLT", "©lyr", "LYRICS"),
-    TagField("duration", "TLEN", "----:com.archiver:DURATION", "ARCHIVER_DURATION", Kind.DURATION),
-    TagField("source", "TXXX:ARCHIVER_SOURCE", "----:com.archiver:SOURCE", "ARCHIVER_SOURCE"),
-    TagField("task_id", "TXXX:ARCHIVER_TASK_ID", "----:com.archiver:TASK_ID", "ARCHIVER_TASK_ID"),
-    TagField("clip_id", "TXXX:ARCHIVER_CLIP_ID", "----:com.archiver:CLIP_ID", "ARCHIVER_CLIP_ID"),
-    TagField("model", "TXXX:ARCHIVER_MODEL", "----:com.archiver:MODEL", "ARCHIVER_MODEL"),
-    TagField("seed", "TXXX:ARCHIVER_SEED", "----:com.archiver:SEED", "ARCHIVER_SEED"),
-    TagField(
-        "source_url", "TXXX:ARCHIVER_SOURCE_URL", "----:com.archiver:SOURCE_URL",
-        "ARCHIVER_SOURCE_URL",
+    *(
+        TagField(name, id3, f"----:com.archiver:ARCHIVER_{key}", f"ARCHIVER_{key}", kind,
+                 mp4_old=f"----:com.archiver:{key}")
+        for name, id3, key, kind in (
+            ("duration", "TLEN", "DURATION", Kind.DURATION),
+            ("source", "TXXX:ARCHIVER_SOURCE", "SOURCE", Kind.TEXT),
+            ("task_id", "TXXX:ARCHIVER_TASK_ID", "TASK_ID", Kind.TEXT),
+            ("clip_id", "TXXX:ARCHIVER_CLIP_ID", "CLIP_ID", Kind.TEXT),
+            ("model", "TXXX:ARCHIVER_MODEL", "MODEL", Kind.TEXT),
+            ("seed", "TXXX:ARCHIVER_SEED", "SEED", Kind.TEXT),
+            ("source_url", "TXXX:ARCHIVER_SOURCE_URL", "SOURCE_URL", Kind.TEXT),
+        )
     ),
 )
 
@@ -158,6 +171,8 @@ def _encode(field: TagField, value: Any, codec: Codec, warnings: list[str]) -> s
             warnings.append(f"duration {value!r} is not a valid length; not written")
             return None
         return str(round(seconds * 1000)) if codec.duration_in_ms else _seconds_text(seconds)
+    if field.kind is Kind.POSITION:
+        return _position_text(value, warnings)
     text = value if isinstance(value, str) else str(value)
     if text == "":
         return None  # never write empty frames: players show them as blank values
@@ -170,10 +185,30 @@ def _encode(field: TagField, value: Any, codec: Codec, warnings: list[str]) -> s
     return text
 
 
+def _position_text(value: Any, warnings: list[str]) -> str | None:
+    """(2, 3) -> "2/3", (2, None) -> "2": the one spelling every codec splits again if it must."""
+    number, total = value
+    if not isinstance(number, int) or number < 1 or not (total is None or isinstance(total, int) and total >= number):
+        warnings.append(f"position {value!r} is not (n >= 1, total >= n); not written")
+        return None
+    return f"{number}/{total}" if total else str(number)
+
+
+def _position(text: str) -> tuple[int, int | None] | None:
+    """"2/3" -> (2, 3); other software's "2" or "02" read too; garbage reads as None."""
+    number, _, total = text.split(MULTI_SEP)[0].partition("/")
+    try:
+        return int(number), int(total) if total.strip() else None
+    except ValueError:
+        return None
+
+
 def _decode(field: TagField, text: str | None, codec: Codec) -> Any:
     """Undo `_encode`; an unparsable duration reads as None rather than failing a rebuild."""
-    if text is None or field.kind is not Kind.DURATION:
+    if text is None or field.kind is Kind.TEXT or field.kind is Kind.DATE:
         return text
+    if field.kind is Kind.POSITION:
+        return _position(text)
     try:
         value = float(text.split(MULTI_SEP)[0])
     except ValueError:
@@ -218,6 +253,8 @@ def tag_file(path: Path, data: TagData, *, id3_version: int = 3) -> TagOutcome:
             text = _encode(field, getattr(data, field.name), codec, warnings)
             if text is not None:
                 codec.put(audio.tags, _key(field, codec), text)
+                if field.mp4_old and codec.column == "mp4":
+                    codec.delete(audio.tags, field.mp4_old)
         cover = prepare_cover(data.cover, data.cover_mime, warnings)
         if cover is not None:
             problem = codec.put_cover(audio, cover)
@@ -248,6 +285,8 @@ def read_tags(path: Path) -> dict[str, Any]:
         if audio.tags is not None:
             for field in FIELDS:
                 text = codec.get(audio.tags, _key(field, codec))
+                if text is None and field.mp4_old and codec.column == "mp4":
+                    text = codec.get(audio.tags, field.mp4_old)
                 result[field.name] = _decode(field, text, codec)
         result["has_cover"], result["cover_mime"] = codec.get_cover(audio)
     except Exception as exc:  # noqa: BLE001 - malformed frames surface here, not on open

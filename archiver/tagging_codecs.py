@@ -19,7 +19,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-_ID3_LANG = "eng"
+_ID3_LANG = "XXX"  # ID3's "unknown language": no provider says which language its lyrics are in
 _V23_KEPT = ("TSOA", "TSOP", "TSOT")
 MULTI_SEP = "; "  # joins multi-valued tags written by other software when reading them back
 
@@ -127,6 +127,9 @@ class Codec:
     def get(self, tags: Any, key: str) -> str | None:
         raise NotImplementedError
 
+    def delete(self, tags: Any, key: str) -> None:
+        tags.pop(key, None)
+
     def put_cover(self, audio: Any, cover: Cover) -> str | None:
         raise NotImplementedError
 
@@ -204,6 +207,7 @@ class _ID3Codec(Codec):
         audio.save(v2_version=self.id3_version, v23_sep="/")
 
 
+_MP4_PAIRS = ("trkn", "disk")  # integer (number, total) atoms, not text
 _MP4_IMAGE_FORMATS = {"image/jpeg": MP4Cover.FORMAT_JPEG, "image/png": MP4Cover.FORMAT_PNG}
 _MP4_IMAGE_MIMES = {int(v): k for k, v in _MP4_IMAGE_FORMATS.items()}
 
@@ -216,6 +220,9 @@ class _MP4Codec(Codec):
     def put(self, tags: Any, key: str, text: str) -> None:
         if key.startswith("----:"):
             tags[key] = [MP4FreeForm(text.encode("utf-8"), dataformat=AtomDataType.UTF8)]
+        elif key in _MP4_PAIRS:
+            number, _, total = text.partition("/")
+            tags[key] = [(int(number), int(total or 0))]  # 0 is the atom's "no total"
         else:
             tags[key] = [text]
 
@@ -223,6 +230,9 @@ class _MP4Codec(Codec):
         values = tags.get(key)
         if not values:
             return None
+        if key in _MP4_PAIRS:
+            number, total = values[0]
+            return f"{number}/{total}" if total else str(number)
         # Freeform atoms hold bytes (MP4FreeForm); text atoms hold str.
         texts = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values)
         return MULTI_SEP.join(texts)
@@ -249,11 +259,32 @@ class _VorbisCodec(Codec):
     picture_key = "METADATA_BLOCK_PICTURE"
 
     def put(self, tags: Any, key: str, text: str) -> None:
+        number_key, plus, total_key = key.partition("+")
+        if plus:  # a pair: TRACKNUMBER=2 and TRACKTOTAL=3, the spelling players read
+            number, _, total = text.partition("/")
+            tags[number_key] = [number]
+            if total:
+                tags[total_key] = [total]
+            elif total_key in tags:
+                del tags[total_key]
+            return
         tags[key] = [text]  # VCommentDict replaces the key case-insensitively
 
     def get(self, tags: Any, key: str) -> str | None:
+        number_key, plus, total_key = key.partition("+")
+        if plus:
+            number, total = tags.get(number_key), tags.get(total_key)
+            if not number:
+                return None
+            # Some taggers write "2/3" into TRACKNUMBER itself; a separate total wins.
+            return f"{number[0].partition('/')[0]}/{total[0]}" if total else number[0]
         values = tags.get(key)
         return MULTI_SEP.join(values) if values else None
+
+    def delete(self, tags: Any, key: str) -> None:
+        for part in key.split("+"):
+            if part in tags:
+                del tags[part]
 
     def _pictures(self, tags: Any) -> list[tuple[str, Picture | None]]:
         out: list[tuple[str, Picture | None]] = []

@@ -58,6 +58,9 @@ FULL = TagData(
     title=UNICODE_TITLE,
     artist="Archiver Artist",
     album="Archive Album",
+    albumartist="archiver",
+    track=(2, 3),
+    disc=(1, 1),
     date="2026-03-13",
     genre="Synthwave",
     comment="generated with a prompt: neon night",
@@ -234,8 +237,8 @@ def test_ffprobe_sees_title_lyrics_and_cover(fmt: str, copy_sample: Callable[...
     tags = {**probe["format"].get("tags", {}), **audio.get("tags", {})}
     lowered = {k.lower(): v for k, v in tags.items()}
     assert lowered["title"] == UNICODE_TITLE
-    # ffprobe prints USLT as "lyrics-eng", ©lyr as "lyrics", Vorbis as "LYRICS".
-    lyric_keys = {"mp3": "lyrics-eng", "m4a": "lyrics", "flac": "LYRICS", "opus": "LYRICS"}
+    # ffprobe prints USLT as "lyrics-XXX" (unknown language), ©lyr as "lyrics", Vorbis as "LYRICS".
+    lyric_keys = {"mp3": "lyrics-XXX", "m4a": "lyrics", "flac": "LYRICS", "opus": "LYRICS"}
     assert tags[lyric_keys[fmt]] == LYRICS
     pictures = [s for s in probe["streams"] if s["disposition"].get("attached_pic") == 1]
     assert len(pictures) == 1
@@ -261,10 +264,11 @@ def test_mp3_raw_frames_id3v23(copy_sample: Callable[..., Path]) -> None:
     assert str(id3["TSSE"].text[0]).startswith("Lavf")
     uslt = id3.getall("USLT")
     assert len(uslt) == 1
-    assert (uslt[0].text, uslt[0].lang, uslt[0].desc) == (LYRICS, "eng", "")
+    assert (uslt[0].text, uslt[0].lang, uslt[0].desc) == (LYRICS, "XXX", "")
     comm = id3.getall("COMM")
     assert len(comm) == 1
-    assert (comm[0].text, comm[0].lang, comm[0].desc) == ([FULL.comment], "eng", "")
+    assert (comm[0].text, comm[0].lang, comm[0].desc) == ([FULL.comment], "XXX", "")
+    assert (id3["TPE2"].text, id3["TRCK"].text, id3["TPOS"].text) == (["archiver"], ["2/3"], ["1/1"])
     apic = id3.getall("APIC")
     assert len(apic) == 1
     assert (apic[0].type, apic[0].mime, apic[0].data) == (3, "image/jpeg", COVER_JPG)
@@ -277,7 +281,7 @@ def test_mp3_replaces_foreign_frames_and_keeps_unrelated_ones(
 ) -> None:
     path = copy_sample("mp3")
     id3 = ID3(path)
-    id3.add(USLT(encoding=3, lang="XXX", desc="", text="old lyrics"))
+    id3.add(USLT(encoding=3, lang="eng", desc="", text="old lyrics"))
     id3.add(COMM(encoding=3, lang="und", desc="", text=["old comment"]))
     id3.add(COMM(encoding=3, lang="eng", desc="iTunNORM", text=[" 0000"]))
     id3.add(APIC(encoding=3, mime="image/png", type=3, desc="old front", data=COVER_PNG))
@@ -287,9 +291,9 @@ def test_mp3_replaces_foreign_frames_and_keeps_unrelated_ones(
     id3.save(path)
     tag_file(path, FULL)
     id3 = ID3(path)
-    assert [(f.lang, f.text) for f in id3.getall("USLT")] == [("eng", LYRICS)]
+    assert [(f.lang, f.text) for f in id3.getall("USLT")] == [("XXX", LYRICS)]
     comments = {(f.desc, f.lang): f.text for f in id3.getall("COMM")}
-    assert comments == {("", "eng"): [FULL.comment], ("iTunNORM", "eng"): [" 0000"]}
+    assert comments == {("", "XXX"): [FULL.comment], ("iTunNORM", "eng"): [" 0000"]}
     pictures = sorted((f.type, f.desc, f.mime) for f in id3.getall("APIC"))
     assert pictures == [(3, "", "image/jpeg"), (4, "back", "image/png")]
     assert id3["TXXX:OTHER_TOOL"].text == ["keep me"]
@@ -350,10 +354,11 @@ def test_m4a_raw_atoms(copy_sample: Callable[..., Path]) -> None:
     assert tags["©cmt"] == [FULL.comment]
     assert tags["©day"] == ["2026-03-13"]
     assert tags["©too"][0].startswith("Lavf")
-    assert bytes(tags["----:com.archiver:DURATION"][0]) == b"187.24"
-    for desc, value in PROVENANCE.items():
-        atom = "----:com.archiver:" + desc.removeprefix("ARCHIVER_")
-        assert bytes(tags[atom][0]).decode("utf-8") == value
+    assert (tags["aART"], tags["trkn"], tags["disk"]) == (["archiver"], [(2, 3)], [(1, 1)])
+    assert bytes(tags["----:com.archiver:ARCHIVER_DURATION"][0]) == b"187.24"
+    for desc, value in PROVENANCE.items():  # the same prefixed names as in ID3 and Vorbis
+        assert bytes(tags["----:com.archiver:" + desc][0]).decode("utf-8") == value
+    assert not [key for key in tags if key.startswith("----:com.archiver:") and "ARCHIVER_" not in key]
     assert len(tags["covr"]) == 1
     assert tags["covr"][0].imageformat == MP4Cover.FORMAT_JPEG
     assert bytes(tags["covr"][0]) == COVER_JPG
@@ -379,6 +384,9 @@ def test_flac_raw_blocks(copy_sample: Callable[..., Path]) -> None:
     assert flac["TITLE"] == [UNICODE_TITLE]
     assert flac["LYRICS"] == [LYRICS]
     assert flac["ARCHIVER_DURATION"] == ["187.24"]
+    assert flac["ALBUMARTIST"] == ["archiver"]
+    assert (flac["TRACKNUMBER"], flac["TRACKTOTAL"]) == (["2"], ["3"])
+    assert (flac["DISCNUMBER"], flac["DISCTOTAL"]) == (["1"], ["1"])
     assert flac["ENCODER"][0].startswith("Lavf")
     for key, value in PROVENANCE.items():
         assert flac[key] == [value]
@@ -508,3 +516,62 @@ def test_arbitrary_text_round_trips(
     # Empty strings are never written, so they read back as "absent".
     assert tags["title"] == (title or None)
     assert tags["lyrics"] == (lyrics or None)
+
+
+# --- independent readers -------------------------------------------------------------------------
+
+READER_CASES = [("mp3", 3), ("mp3", 4), ("m4a", 3), ("flac", 3)]
+
+
+@pytest.mark.parametrize(("fmt", "id3_version"), READER_CASES)
+def test_mediafile_reads_every_field(fmt: str, id3_version: int, copy_sample: Callable[..., Path]) -> None:
+    mediafile = pytest.importorskip("mediafile")
+    path = copy_sample(fmt, f"song.{fmt}")  # mediafile picks its parser by the file name
+    tag_file(path, FULL, id3_version=id3_version)
+    mf = mediafile.MediaFile(str(path))
+    assert (mf.title, mf.artist, mf.albumartist, mf.album) == (
+        UNICODE_TITLE, "Archiver Artist", "archiver", "Archive Album")
+    assert (mf.track, mf.tracktotal, mf.disc, mf.disctotal) == (2, 3, 1, 1)
+    assert (mf.year, mf.month, mf.day) == (2026, 3, 13)
+    assert mf.genre == "Synthwave"
+    assert mf.lyrics == LYRICS
+    assert mf.comments == FULL.comment
+    assert [(img.mime_type, img.data) for img in mf.images] == [("image/jpeg", COVER_JPG)]
+    assert mf.length == pytest.approx(audio_length(path), abs=0.1)
+
+
+@pytest.mark.parametrize(("fmt", "id3_version"), READER_CASES)
+def test_ffprobe_reads_every_field(fmt: str, id3_version: int, copy_sample: Callable[..., Path]) -> None:
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not installed")
+    path = copy_sample(fmt)
+    tag_file(path, FULL, id3_version=id3_version)
+    probe = ffprobe(path)
+    tags = {k.lower(): v for k, v in probe["format"].get("tags", {}).items()}
+    assert (tags["title"], tags["artist"], tags["album"]) == (UNICODE_TITLE, "Archiver Artist", "Archive Album")
+    assert tags.get("album_artist", tags.get("albumartist")) == "archiver"
+    if fmt == "flac":  # ffmpeg shows Vorbis comments as they are: number and total apart
+        assert (tags["track"], tags["tracktotal"], tags["disc"], tags["disctotal"]) == ("2", "3", "1", "1")
+    else:
+        assert (tags["track"], tags["disc"]) == ("2/3", "1/1")
+    assert tags["date"].startswith("2026")
+    assert tags["genre"] == "Synthwave"
+    assert next(v for k, v in tags.items() if k.startswith("lyrics")) == LYRICS
+    assert [s for s in probe["streams"] if s["disposition"].get("attached_pic") == 1]
+    assert float(probe["format"]["duration"]) == pytest.approx(audio_length(path), abs=0.1)
+
+
+def test_m4a_names_of_earlier_versions_are_still_read_and_replaced(copy_sample: Callable[..., Path]) -> None:
+    from mutagen.mp4 import AtomDataType, MP4FreeForm
+
+    path = copy_sample("m4a")
+    mp4 = MP4(path)
+    for key, value in {"SOURCE": "acedata", "TASK_ID": "t-1", "CLIP_ID": "c-1", "DURATION": "4.5"}.items():
+        mp4[f"----:com.archiver:{key}"] = [MP4FreeForm(value.encode(), dataformat=AtomDataType.UTF8)]
+    mp4.save()
+    tags = read_tags(path)
+    assert (tags["source"], tags["task_id"], tags["clip_id"], tags["duration"]) == ("acedata", "t-1", "c-1", 4.5)
+    tag_file(path, dataclasses.replace(FULL, duration=4.5))
+    names = [k for k in MP4(path) if k.startswith("----:")]
+    assert sorted(names) == sorted(f"----:com.archiver:ARCHIVER_{k}" for k in
+                                   ("SOURCE", "TASK_ID", "CLIP_ID", "MODEL", "SEED", "SOURCE_URL", "DURATION"))
