@@ -7,15 +7,17 @@ the original only once it is complete and synced. No HTTP code is needed here.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .config import Config
 from .errors import ArchiverError, StorageError, UnsafePath
-from .fs import STORAGE_ERRNOS, TAGGING, atomic_write, create_new, open_read, place, read_bytes, sha256_file, \
-    storage_error, sync_file
+from .fs import STORAGE_ERRNOS, TAGGING, atomic_write, create_new, is_link, open_read, place, read_bytes, \
+    sha256_file, storage_error, sync_file
 from .models import Asset, Clip, Task
 from .store import Store
 from .tagging import TagData, tag_file
@@ -26,17 +28,52 @@ def created_of(clip: Clip, task: Task) -> Any:
     return clip.created_at or task.created_at or task.finished_at or task.first_seen
 
 
-def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None) -> TagData:
+# What a player shows by default: each generation task is one album (its clips are the takes of
+# one song idea), all albums under one album artist, so the collection is not split by model.
+DEFAULT_ARTIST = "{model}"
+DEFAULT_ALBUM = "{task_title}"
+DEFAULT_ALBUMARTIST = "archiver"
+DEFAULT_TRACK = "{track}"
+
+
+def track_order(clips: Sequence[Clip], task: Task) -> list[Clip]:
+    """A task's clips in track order: by creation time, then clip id, stable across runs."""
+    def key(clip: Clip) -> tuple[bool, float, str]:
+        created = created_of(clip, task)
+        return created is None, created.timestamp() if created else 0.0, clip.clip_id
+    return sorted(clips, key=key)
+
+
+def task_tracks(store: Store, task: Task) -> list[Clip]:
+    """The clips of a task that are (or will be) audio files: the tracks of its album."""
+    from sqlmodel import col, select
+
+    with store.session() as s:
+        return list(s.exec(select(Clip).join(Asset, col(Asset.clip_pk) == Clip.id)
+                           .where(Clip.task_pk == task.id, Asset.kind == "audio")))
+
+
+def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None, tracks: Sequence[Clip]) -> TagData:
+    """The tags of one clip. `tracks` are its task's clips with audio (`task_tracks`): the album."""
+    ordered = track_order([*(t for t in tracks if t.clip_id != clip.clip_id), clip], task)
     style = (clip.tags or "").split(",")[0].strip() or None
     values = {"source": clip.source, "model": clip.model or "", "task_id": task.task_id,
-              "title": clip.title or "", "style": style or ""}
-    artist = (config.tag_artist or "{model}").format_map(_Blank(values)).strip() or clip.source
-    album = (config.tag_album or "archiver: {source}").format_map(_Blank(values)).strip() or None
+              "title": clip.title or "", "style": style or "",
+              "task_title": next((c.title for c in ordered if c.title), "") or task.task_id,
+              "track": ordered.index(clip) + 1, "tracks": len(ordered)}
+
+    def fill(template: str | None, default: str) -> str:
+        return (default if template is None else template).format_map(_Blank(values)).strip()
+
+    track = fill(config.tag_track, DEFAULT_TRACK)
     comment_bits = [f"style: {clip.tags}" if clip.tags else "", f"model: {clip.model}" if clip.model else ""]
     return TagData(
         title=clip.title or clip.clip_id,
-        artist=artist,
-        album=album,
+        artist=fill(config.tag_artist, DEFAULT_ARTIST) or clip.source,
+        album=fill(config.tag_album, DEFAULT_ALBUM) or None,
+        albumartist=fill(config.tag_albumartist, DEFAULT_ALBUMARTIST) or None,
+        track=(int(track), len(ordered)) if track.isascii() and track.isdigit() and int(track) else None,
+        disc=(1, 1),
         date=created.date().isoformat() if (created := created_of(clip, task)) else None,
         genre=style,
         comment="; ".join(b for b in comment_bits if b) or None,
@@ -57,9 +94,45 @@ class _Blank(dict):  # type: ignore[type-arg]
         return ""
 
 
+# Plain lyrics have no `[mm:ss.xx]` timings, so they are not LRC: `<stem>.txt` is the plain-text
+# sidecar both Jellyfin (DefaultLyricProvider: .lrc, .elrc, .txt) and Navidrome (LyricsPriority
+# ".lrc,.txt,embedded" since 0.56) read. Earlier versions wrote the same text as `<stem>.lrc`.
+SIDECAR, OLD_SIDECAR = ".txt", ".lrc"
+_LRC_TIME = re.compile(r"^\s*\[\d+:\d+(?:[.:]\d+)?\]", re.MULTILINE)
+
+
+def _old_sidecar(audio: Path) -> Path | None:
+    """Our `.lrc` of earlier versions; a real LRC (with timings) or a link is someone else's."""
+    old = audio.with_suffix(OLD_SIDECAR)
+    if is_link(old) or not old.is_file():
+        return None
+    try:
+        text = read_bytes(old).decode("utf-8", "replace")
+    except (OSError, UnsafePath):
+        return None
+    return None if _LRC_TIME.search(text) else old
+
+
 def write_lyrics(audio: Path, lyrics: str) -> None:
-    """The lyrics sidecar beside an audio file, written whole or not at all."""
-    atomic_write(audio.with_suffix(".lrc"), (lyrics.rstrip("\n") + "\n").encode("utf-8"))
+    """The lyrics sidecar beside an audio file, written whole or not at all; an old `.lrc` of
+    ours is renamed onto it first, so the two never exist side by side."""
+    new = audio.with_suffix(SIDECAR)
+    old = _old_sidecar(audio)
+    if old is not None:
+        place(old, new, owned=True)
+    atomic_write(new, (lyrics.rstrip("\n") + "\n").encode("utf-8"))
+
+
+def migrate_lyrics(audio: Path) -> None:
+    """Rename an old `.lrc` sidecar of ours to `.txt` when no lyrics are written (sidecars off)."""
+    old = _old_sidecar(audio)
+    if old is None:
+        return
+    new = audio.with_suffix(SIDECAR)
+    if not os.path.lexists(new):
+        place(old, new, owned=False)
+    elif not is_link(new) and new.is_file() and read_bytes(new) == read_bytes(old):
+        old.unlink()
 
 
 def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
@@ -103,6 +176,9 @@ def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] 
         rows = list(s.exec(select(Asset, Clip, Task).join(Clip, col(Clip.id) == Asset.clip_pk)
                            .join(Task, col(Task.id) == Clip.task_pk)
                            .where(Asset.kind == "audio", Asset.state == "downloaded")))
+        tracks: dict[int, list[Clip]] = {}
+        for clip in s.exec(select(Clip).join(Asset, col(Asset.clip_pk) == Clip.id).where(Asset.kind == "audio")):
+            tracks.setdefault(clip.task_pk, []).append(clip)
         covers = {a.clip_pk: a.path for a in s.exec(select(Asset).where(Asset.kind == "image",
                                                                          Asset.state == "downloaded"))}
     for asset, clip, task in rows:
@@ -116,7 +192,8 @@ def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] 
             except (OSError, UnsafePath):
                 cover = None
         try:
-            size, digest, tagged = retag_file(path, tag_data(clip, task, config, cover), config.id3_version)
+            data = tag_data(clip, task, config, cover, tracks.get(task.id or 0, []))
+            size, digest, tagged = retag_file(path, data, config.id3_version)
         except StorageError:
             raise
         except (ArchiverError, OSError) as exc:
@@ -128,6 +205,13 @@ def retag_library(config: Config, store: Store, clip_keys: set[tuple[str, str]] 
             summary.retagged += 1
         store.asset_done(asset.id or 0, path=asset.path or "", size=size, sha256=digest, tagged=tagged,
                          warning=asset.warning, transfer=False)
-        if config.lyrics_sidecar and clip.lyrics:
-            write_lyrics(path, clip.lyrics)
+        try:
+            if config.lyrics_sidecar and clip.lyrics:
+                write_lyrics(path, clip.lyrics)
+            else:
+                migrate_lyrics(path)
+        except StorageError:
+            raise
+        except (ArchiverError, OSError) as exc:
+            summary.errors.append(f"{asset.path}: lyrics sidecar: {exc}")
     return summary

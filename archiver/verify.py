@@ -60,6 +60,6 @@ def verify_library(root: Path, store: Store, progress: Callable[[str], None] | N
         if real_size != size or real_digest != digest:
             report.changed.append(path)
             report.bad_ids.append(asset_id)
-    sidecars = {p.rsplit(".", 1)[0] + ".lrc" for p in claimed}
+    sidecars = {p.rsplit(".", 1)[0] + ext for p in claimed for ext in (".txt", ".lrc")}  # lyrics, new and old
     report.orphans = sorted(p for p in (on_disk | links) - claimed if p not in sidecars)
     return report

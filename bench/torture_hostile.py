@@ -1,7 +1,7 @@
 """bench/torture.py's hostile-library part: issue 12's faults over one library.
 
 A careless user, a bad disk and a hostile provider at once: files the user owns at the names the
-library is about to use, symbolic links planted at final, `.part` and `.lrc.part` names (pointing
+library is about to use, symbolic links planted at final, `.part` and `.txt.part` names (pointing
 to files outside the library), media and API servers that trickle a byte at a time, API errors
 that echo the token JSON-escaped, and the library folder absent (unmounted, or an empty mount
 point) while the database, kept outside it, records files. Nothing the user owns may change,
@@ -128,10 +128,10 @@ def plant(lib: harness.Lib, plan: harness.Plan, outside: Path, rng: random.Rando
             for ext in exts:
                 link(f"{title}.{ext}.part")
         if role == "lyrics links":
-            link(f"{title}.lrc.part")
-            link(f"{title}.lrc")
+            link(f"{title}.txt.part")
+            link(f"{title}.txt")
         if role == "user files + lyrics link":
-            link(f"{title}.lrc.part")
+            link(f"{title}.txt.part")
     return planted
 
 
@@ -259,7 +259,7 @@ def hostile(tasks: int, trickles: int, max_runs: int, seed: int,
         problems += damaged(lib, planted, outside, before)
         blocked = lib.query("SELECT a.path, a.last_error, c.clip_id FROM assets a JOIN clips c ON c.id = a.clip_pk "
                             "WHERE a.state != 'downloaded'")
-        part_links = [p for p in planted if p.link and p.rel.endswith(".part") and ".lrc." not in p.rel]
+        part_links = [p for p in planted if p.link and p.rel.endswith(".part") and ".txt." not in p.rel]
         for row in blocked:
             if "symbolic link" not in (row["last_error"] or ""):
                 problems.append(f"file: {row['clip_id']} not archived: {row['last_error']}")
@@ -318,7 +318,7 @@ def hostile(tasks: int, trickles: int, max_runs: int, seed: int,
         if served and not redacted:
             problems.append("other: escaped-token errors were served but no output shows <redacted>")
 
-        kinds = Counter("user file" if not p.link else "link at .lrc / .lrc.part" if ".lrc" in p.rel
+        kinds = Counter("user file" if not p.link else "link at .txt / .txt.part" if ".txt" in p.rel
                         else "link at .part" if p.rel.endswith(".part") else "link at a final name" for p in planted)
         figures = {
             "clips": sum(len(harness.sim_clips(sim, s, t)) for s, t in plan.tasks), "tasks": len(plan.tasks),

@@ -141,7 +141,7 @@ def test_a_planted_link_at_the_final_path_is_never_written_through(sim, sim_cli,
         assert row["state"] == "downloaded" and not (library / row["path"]).is_symlink()
 
 
-@pytest.mark.parametrize("planted", ["Song.lrc.part", "Song.lrc"])
+@pytest.mark.parametrize("planted", ["Song.txt.part", "Song.txt"])
 def test_lyrics_sidecar_never_writes_through_a_link(sim, sim_cli, library: Path, outside: Path,
                                                     planted: str) -> None:
     before = outside.read_bytes()
@@ -150,7 +150,7 @@ def test_lyrics_sidecar_never_writes_through_a_link(sim, sim_cli, library: Path,
     add(sim_cli, "acedata", task)
     sync(sim_cli, extra_config=TEMPLATE + "lyrics_sidecar = true\n")
     assert outside.read_bytes() == before
-    sidecars = [p for p in library.glob("Song*.lrc") if not p.is_symlink()]
+    sidecars = [p for p in library.glob("Song*.txt") if not p.is_symlink()]
     assert sidecars and all("la la la" in p.read_text() for p in sidecars)
 
 

@@ -102,13 +102,29 @@ def test_truncated_audio_without_length_is_fetched_again(sim, sim_cli, library: 
     assert row["size"] >= len(served)  # the whole file, plus tags
 
 
-def test_lyrics_sidecar(sim, sim_cli, library: Path) -> None:
+def test_lyrics_sidecar_is_plain_text(sim, sim_cli, library: Path) -> None:
     sim_cli("add", "acedata", sim.add_task("acedata", clips=1, steps=0, lyrics="[Verse]\nsing\nalong"))
     sync(sim_cli, extra_config="lyrics_sidecar = true\n")
     (row,) = audio_rows(library)
-    lrc = (library / row["path"]).with_suffix(".lrc")
-    assert lrc.read_text(encoding="utf-8") == "[Verse]\nsing\nalong\n"
+    audio = library / row["path"]
+    assert audio.with_suffix(".txt").read_text(encoding="utf-8") == "[Verse]\nsing\nalong\n"
+    assert not audio.with_suffix(".lrc").exists()  # no timings, so not LRC
     assert sim_cli("verify").exit_code == 0  # a sidecar is not an orphan
+
+
+@pytest.mark.parametrize("sidecar", ["true", "false"])
+def test_retag_migrates_old_lrc_sidecars(sim, sim_cli, library: Path, sidecar: str) -> None:
+    sim_cli("add", "acedata", sim.add_task("acedata", clips=2, steps=0, lyrics="sing\nalong"))
+    sync(sim_cli)
+    ours, real = (library / r["path"] for r in audio_rows(library))
+    ours.with_suffix(".lrc").write_text("sing\nalong\n", encoding="utf-8")  # what earlier versions wrote
+    real.with_suffix(".lrc").write_text("[00:01.00]sing\n[00:02.50]along\n", encoding="utf-8")  # a user's LRC
+    assert sim_cli("retag", extra_config=f"lyrics_sidecar = {sidecar}\n").exit_code == 0
+    assert not ours.with_suffix(".lrc").exists()
+    assert ours.with_suffix(".txt").read_text(encoding="utf-8") == "sing\nalong\n"
+    assert real.with_suffix(".lrc").read_text(encoding="utf-8").startswith("[00:01.00]")  # left alone
+    assert real.with_suffix(".txt").exists() == (sidecar == "true")
+    assert sim_cli("verify").exit_code == 0
 
 
 def test_retag_is_idempotent_and_follows_config(sim, sim_cli, library: Path) -> None:

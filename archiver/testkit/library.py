@@ -329,7 +329,7 @@ def check_library(lib: Lib, plan: Plan, foreign: frozenset[str] = frozenset()) -
     on_disk, parts, links = walk_library(lib.root)
     recorded = {r["path"] for r in assets.values() if r["state"] == "downloaded" and r["path"]}
     for path in sorted(on_disk - recorded - foreign):
-        if not path.endswith(".lrc"):
+        if not path.endswith((".txt", ".lrc")):
             problems.append(f"file: {path} on disk but not recorded (duplicate or partial?)")
     for part in parts:
         if part.relative_to(lib.root).as_posix() not in foreign:
