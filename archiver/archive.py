@@ -26,7 +26,7 @@ from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
-from .retag import created_of, retag_file, tag_data, write_lyrics
+from .retag import created_of, retag_file, tag_data, task_tracks, write_lyrics
 from .store import Store
 from .tagging import read_tags, tag_file
 
@@ -314,7 +314,7 @@ class Archiver:
                 cover = self._cover(clip, assets)
                 try:
                     outcome = await asyncio.to_thread(
-                        tag_file, part, tag_data(clip, task, self.config, cover),
+                        tag_file, part, tag_data(clip, task, self.config, cover, task_tracks(self.store, task)),
                         id3_version=self.config.id3_version)
                 except TaggingError as exc:
                     full = storage_cause(exc)
@@ -454,7 +454,8 @@ class Archiver:
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         try:
             size, digest, tagged = await asyncio.to_thread(
-                retag_file, self.root / (audio.path or ""), tag_data(clip, task, self.config, self._cover(clip, assets)),
+                retag_file, self.root / (audio.path or ""),
+                tag_data(clip, task, self.config, self._cover(clip, assets), task_tracks(self.store, task)),
                 self.config.id3_version)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")

@@ -24,7 +24,9 @@ from .redact import REDACTED, redact, redact_url, register, url_secrets
 
 GIB = 1024**3
 MAX_SECONDS = 365 * 24 * 3600.0  # a timeout or interval beyond a year is a typo, not a wish
-TAG_FIELDS: frozenset[str] = frozenset({"source", "model", "task_id", "title", "style"})
+TAG_FIELDS: frozenset[str] = frozenset(
+    {"source", "model", "task_id", "title", "style", "task_title", "track", "tracks"})
+TAG_NUMBERS: frozenset[str] = frozenset({"track", "tracks"})  # filled as integers: "{track:02}" works
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,10 @@ class Config:
     max_file_size: int = GIB
     id3_version: int = 3
     lyrics_sidecar: bool = False
-    tag_artist: str | None = None
+    tag_artist: str | None = None  # None: the defaults in archiver.retag
     tag_album: str | None = None
+    tag_albumartist: str | None = None
+    tag_track: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     retry_budget: int = 100
@@ -132,7 +136,7 @@ def _token(value: Any) -> bool:
 
 
 def tag_template_problem(template: str) -> str | None:
-    """Why a tag template (`artist`, `album`) cannot be filled, or None when it can.
+    """Why a tag template (`artist`, `album`, ...) cannot be filled, or None when it can.
 
     Only plain `{field}` names from TAG_FIELDS: positional `{0}`, attribute or index access, or a
     nested field would otherwise fail (or leak objects) on every clip, at tagging time.
@@ -149,9 +153,20 @@ def tag_template_problem(template: str) -> str | None:
         if spec and ("{" in spec or "}" in spec):
             return f"a nested field in {{{name}:{spec}}}"
     try:
-        template.format_map({name: "x" for name in TAG_FIELDS})
+        template.format_map({name: 1 if name in TAG_NUMBERS else "x" for name in TAG_FIELDS})
     except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
         return f"cannot be filled ({exc})"
+    return None
+
+
+def track_template_problem(template: str) -> str | None:
+    """A track number must come out as a number (or empty: no track numbers at all)."""
+    problem = tag_template_problem(template)
+    if problem:
+        return problem
+    filled = template.format_map({name: 1 if name in TAG_NUMBERS else "x" for name in TAG_FIELDS}).strip()
+    if filled and not (filled.isascii() and filled.isdigit()):
+        return f"gives {filled!r}, not a number (use {{track}} or {{tracks}})"
     return None
 
 
@@ -165,6 +180,8 @@ TOP_KEYS: dict[str, _Key] = {
     "lyrics_sidecar": _Key("lyrics_sidecar", bool),
     "artist": _Key("tag_artist", str, explain=tag_template_problem),
     "album": _Key("tag_album", str, explain=tag_template_problem),
+    "albumartist": _Key("tag_albumartist", str, explain=tag_template_problem),
+    "track": _Key("tag_track", str, explain=track_template_problem),
     "connect_timeout": _Key("connect_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
     "read_timeout": _Key("read_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
     "retry_budget": _Key("retry_budget", int, check=lambda v: v >= 0, hint="an integer >= 0"),
