@@ -187,8 +187,9 @@ def _encode(field: TagField, value: Any, codec: Codec, warnings: list[str]) -> s
 
 def _position_text(value: Any, warnings: list[str]) -> str | None:
     """(2, 3) -> "2/3", (2, None) -> "2": the one spelling every codec splits again if it must."""
-    number, total = value
-    if not isinstance(number, int) or number < 1 or not (total is None or isinstance(total, int) and total >= number):
+    number, total = value if isinstance(value, tuple) and len(value) == 2 else (None, None)
+    number_ok = isinstance(number, int) and number >= 1
+    if not number_ok or not (total is None or isinstance(total, int) and total >= number):
         warnings.append(f"position {value!r} is not (n >= 1, total >= n); not written")
         return None
     return f"{number}/{total}" if total else str(number)

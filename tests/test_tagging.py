@@ -575,3 +575,11 @@ def test_m4a_names_of_earlier_versions_are_still_read_and_replaced(copy_sample: 
     names = [k for k in MP4(path) if k.startswith("----:")]
     assert sorted(names) == sorted(f"----:com.archiver:ARCHIVER_{k}" for k in
                                    ("SOURCE", "TASK_ID", "CLIP_ID", "MODEL", "SEED", "SOURCE_URL", "DURATION"))
+
+
+@pytest.mark.parametrize("bad", [(0, 3), (4, 3), ("x", 3), (1, "y"), (1,)])
+def test_bad_track_positions_warn_and_are_not_written(bad: Any, copy_sample: Callable[..., Path]) -> None:
+    path = copy_sample("flac")
+    outcome = tag_file(path, TagData(title="t", track=bad))
+    assert outcome.warning and "position" in outcome.warning
+    assert read_tags(path)["track"] is None and read_tags(path)["title"] == "t"
