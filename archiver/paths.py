@@ -221,7 +221,7 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
 # path is rendered here component by component, every value sanitized and shortened to fit 255
 # bytes, a missing value "unknown"; a one-line `--format` template (query.template_renderer) shows
 # any listed field as text, a missing one blank; a tag template (`artist`, `album`: checked by
-# config.tag_template_problem, filled by retag.tag_data) sees five fields only, never a path.
+# config.tag_template_problem, filled by retag.tag_data) sees only config.TAG_FIELDS, never a path.
 
 
 @lru_cache(maxsize=64)
