@@ -19,6 +19,10 @@ def main(argv: list[str]) -> None:
 
     if what not in ("nofsync", "nofsync-notag"):
         raise SystemExit(f"unknown ablation {what!r}")
+    patched = [(archive, "sync_file"), (fs, "fsync_path")] + ([(archive, "tag_file")] if what == "nofsync-notag" else [])
+    gone = [f"{module.__name__}.{name}" for module, name in patched if not hasattr(module, name)]
+    if gone:  # patching a name the code no longer calls would measure nothing, silently
+        raise SystemExit(f"ablation {what!r} no longer applies: the code has no {', '.join(gone)}")
     archive.sync_file = lambda part: None
     fs.fsync_path = lambda path: None  # the directory fsync after each rename
     if what == "nofsync-notag":

@@ -1,13 +1,16 @@
 """Benchmark archiver against plain tools on this machine and write docs/performance.md.
 
-    .venv/bin/python -m bench.run            # the full run (~8 min on 2 cores), writes the doc
-    .venv/bin/python -m bench.run --quick    # a ~2 min smoke run, prints the doc instead
+    .venv/bin/python -m bench.run            # the full run (under 15 min on 2 cores), writes the doc
+    .venv/bin/python -m bench.run --quick    # a smoke run of a few minutes, prints the doc instead
     .venv/bin/python -m bench.run --only download,idle --out /tmp/perf.md
 
-Items: download (vs curl --parallel), polling (requests and CPU per task), idle (20,000-clip
-library vs empty), memory (1 GiB file vs 3 MB), startup (--help/--version vs python -c pass),
-browse (ls/search vs sqlite3). Everything runs on 127.0.0.1 inside one temporary directory that
-is removed at the end, servers included, whatever happens.
+Items: download (vs curl, curl + sync -f, aria2c, gallery-dl, yt-dlp; readers during a sync),
+polling (requests and CPU per task), idle (20,000-clip library vs empty and vs python -c pass),
+memory (1 GiB file vs 3 MB), startup (--help/--version vs python -c pass; what every read command
+imports), browse (ls/search vs sqlite3 running their SQL, show vs python -c pass). The peers are
+installed on first use: aria2 (and nginx) with apt-get when missing and root, gallery-dl and
+yt-dlp with pip into a venv kept under --cache. Everything runs on 127.0.0.1 inside one temporary
+directory that is removed at the end, servers included, whatever happens.
 """
 
 from __future__ import annotations
@@ -20,18 +23,18 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from bench import items
-from bench.harness import (REPO, dropped_python_vars, filesystem_of, find_nginx, machine, measure,
-                           versions, workspace)
+from bench import download, items, peers, readpath
+from bench.harness import (REPO, dropped_python_vars, filesystem_of, find_nginx, machine, measure, versions,
+                           workspace)
 from bench.report import Section, render
 
 ITEMS: dict[str, Callable[[items.Bench], Section]] = {
-    "download": items.download,
+    "download": download.download,
     "polling": items.polling,
     "idle": items.idle,
     "memory": items.memory,
-    "startup": items.startup,
-    "browse": items.browse,
+    "startup": readpath.startup,
+    "browse": readpath.browse,
 }
 
 WARM_UP = ("import archiver.cli, archiver.sync, archiver.archive, archiver.library, "
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the report (default: docs/performance.md; --quick: stdout)")
     parser.add_argument("--workdir", metavar="DIR", help="parent of the temporary workspace (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for inspection")
+    parser.add_argument("--cache", metavar="DIR", type=Path, default=peers.default_cache(),
+                        help="where the peers' venv (gallery-dl, yt-dlp) is kept and reused (default: %(default)s)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",")] if args.only else list(ITEMS)
     unknown = [name for name in chosen if name not in ITEMS]
@@ -133,11 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    nginx = find_nginx()
+    nginx, why = peers.debian_tool("nginx", "nginx", log) if "download" in chosen else (find_nginx(), "")
+    if why:
+        log(f"nginx: {why}")
     sections: list[Section] = []
     failures = 0
     with workspace(args.keep, args.workdir) as work:
-        bench = items.Bench(plan=plan, work=work, nginx=nginx, log=log)
+        bench = items.Bench(plan=plan, work=work, nginx=nginx, log=log, cache=args.cache)
         log("warming up: compiling archiver's modules once, as any installed copy has them")
         measure([sys.executable, "-c", WARM_UP], cwd=REPO)
         for name in chosen:
@@ -157,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     dropped = dropped_python_vars()
     fs["environment"] = ("measured commands ran without " + ", ".join(f"`{d}`" for d in dropped)
                          + " (set in the runner's shell, not a user's)") if dropped else "unchanged"
-    document = render(sections, machine=fs, versions=versions(nginx), command=command,
+    found = versions(nginx) | bench.peer_versions()
+    document = render(sections, machine=fs, versions=found, command=command,
                       duration=time.monotonic() - started, quick=args.quick, profiled=PROFILED)
     out = args.out or (None if args.quick else str(REPO / "docs" / "performance.md"))
     if out in (None, "-"):
