@@ -55,6 +55,7 @@ class Config:
     max_file_size: int = GIB
     id3_version: int = 3
     lyrics_sidecar: bool = False
+    folder_cover: bool = True  # cover.<ext> in a task's own folder; only templates that give one (folder_art)
     tag_artist: str | None = None
     tag_album: str | None = None
     connect_timeout: float = 10.0
@@ -163,6 +164,7 @@ TOP_KEYS: dict[str, _Key] = {
     "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
     "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),
     "lyrics_sidecar": _Key("lyrics_sidecar", bool),
+    "folder_cover": _Key("folder_cover", bool),
     "artist": _Key("tag_artist", str, explain=tag_template_problem),
     "album": _Key("tag_album", str, explain=tag_template_problem),
     "connect_timeout": _Key("connect_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
