@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
 
 from archiver.folder_art import gives_task_folder, is_cover_name
 from archiver.paths import DEFAULT_TEMPLATE
+from archiver.simulator_media import StaticBlob
+from archiver.testkit.library import sim_clips
 from conftest import sync_now
 
 TASK_FOLDERS = 'path_template = "{source}/{task_id}/{title} [{clip_id:.8}].{ext}"\n'
@@ -33,6 +36,21 @@ def test_which_templates_give_a_task_its_own_folder(template: str, own: bool) ->
 def test_cover_names() -> None:
     assert all(is_cover_name(n) for n in ("cover.jpg", "Folder.PNG", "cover.jpeg", "folder.webp"))
     assert not any(is_cover_name(n) for n in ("cover.mp3", "covers.jpg", "album.jpg", "cover"))
+
+
+def distinct(sim, source: str, task_id: str) -> str:
+    """Give every clip of a task a cover of its own (the simulator serves one picture to all):
+    a JPEG comment naming the clip, or a PNG text chunk after the header."""
+    for clip in sim_clips(sim, source, task_id):
+        data, mark = clip.image.data, clip.clip_id.encode()
+        if clip.image_ext == "jpg":
+            data = data[:2] + b"\xff\xfe" + (len(mark) + 2).to_bytes(2, "big") + mark + data[2:]
+        else:
+            chunk = b"tEXt" + b"clip\0" + mark
+            data = data[:33] + (len(chunk) - 4).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big") \
+                + data[33:]
+        clip.image = StaticBlob(data, clip.image.content_type, None)
+    return task_id
 
 
 def first_covers(library: Path) -> dict[str, tuple[str, bytes]]:
@@ -60,7 +78,8 @@ def verify(sim_cli, config: str) -> tuple[int, dict]:
 
 
 def test_each_task_folder_gets_its_first_clips_cover(sim, sim_cli, library: Path) -> None:
-    ids = [sim.add_task("acedata", clips=2, steps=0), sim.add_task("acedata", clips=3, steps=0, image_format="png")]
+    ids = [distinct(sim, "acedata", sim.add_task("acedata", clips=2, steps=0)),
+           distinct(sim, "acedata", sim.add_task("acedata", clips=3, steps=0, image_format="png"))]
     add_and_sync(sim, sim_cli, ids, TASK_FOLDERS)
     covers = first_covers(library)
     assert set(covers) == set(ids)
@@ -69,6 +88,7 @@ def test_each_task_folder_gets_its_first_clips_cover(sim, sim_cli, library: Path
         ext = "png" if task_id == ids[1] else "jpg"
         assert [p.name for p in (library / folder).iterdir() if is_cover_name(p.name)] == [f"cover.{ext}"]
         assert (library / folder / f"cover.{ext}").read_bytes() == data
+    assert len({data for _folder, data in covers.values()}) == 2
     assert not list(library.rglob("*.part"))
     assert verify(sim_cli, TASK_FOLDERS) == (0, {"checked": 10, "missing": [], "changed": [], "orphans": [],
                                                  "links": []})
@@ -104,7 +124,7 @@ def test_the_users_folder_art_and_links_are_left_alone(sim, sim_cli, library: Pa
 
 
 def test_a_cover_of_ours_is_brought_up_to_date(sim, sim_cli, library: Path) -> None:
-    first, second = sim.add_task("acedata", clips=2, steps=0), sim.add_task("acedata", clips=2, steps=0)
+    first, second = (distinct(sim, "acedata", sim.add_task("acedata", clips=2, steps=0)) for _ in range(2))
     add_and_sync(sim, sim_cli, [first, second], TASK_FOLDERS)
     covers = first_covers(library)
     target = library / covers[first][0] / "cover.jpg"
