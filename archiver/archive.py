@@ -22,6 +22,7 @@ from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent,
 from .fs import PART, STORAGE_ERRNOS, TAGGING, open_read, place, read_bytes, sha256_file, storage_error, sync_file
 from .fs import stem_key as _stem_key
 from .fs import walk_library
+from .folder_art import write_folder_covers
 from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
@@ -157,6 +158,11 @@ class Archiver:
                     self.summary.stopped = str(storage.exceptions[0])
                 except* DatabaseError as database:  # nothing more could be recorded (a full disk, say)
                     self.summary.stopped = f"{database.exceptions[0]}; downloads stopped"
+            if self.summary.stopped is None:  # folder covers: see folder_art
+                covers = await asyncio.to_thread(write_folder_covers, self.config, self.store,
+                                                 {task.id or 0 for _clip, task, _assets in work})
+                for message in covers.warnings:
+                    self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
         for part in parts:

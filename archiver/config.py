@@ -57,6 +57,7 @@ class Config:
     max_file_size: int = GIB
     id3_version: int = 3
     lyrics_sidecar: bool = False
+    folder_cover: bool = True  # cover.<ext> in a task's own folder; only templates that give one (folder_art)
     tag_artist: str | None = None  # None: the defaults in archiver.retag
     tag_album: str | None = None
     tag_albumartist: str | None = None
@@ -178,6 +179,7 @@ TOP_KEYS: dict[str, _Key] = {
     "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
     "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),
     "lyrics_sidecar": _Key("lyrics_sidecar", bool),
+    "folder_cover": _Key("folder_cover", bool),
     "artist": _Key("tag_artist", str, explain=tag_template_problem),
     "album": _Key("tag_album", str, explain=tag_template_problem),
     "albumartist": _Key("tag_albumartist", str, explain=tag_template_problem),

@@ -98,7 +98,28 @@ def _v3_not_found_since(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN not_found_since VARCHAR(32)")
 
 
-STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since]
+# Version "fts for Datasette": the same index declared with `content="clips"`. Datasette finds
+# a table's full-text index by matching its CREATE statement against `content="<table>"` or
+# `content=[<table>]` only; with `content='clips'` its search box silently matched every row.
+# FTS5 reads the three quotings alike; the table, its triggers and its contents are recreated.
+_FTS_DATASETTE_SQL = (
+    "DROP TRIGGER IF EXISTS clips_fts_insert",
+    "DROP TRIGGER IF EXISTS clips_fts_delete",
+    "DROP TRIGGER IF EXISTS clips_fts_update",
+    "DROP TABLE IF EXISTS clips_fts",
+    """CREATE VIRTUAL TABLE clips_fts USING fts5(
+           title, lyrics, tags, content="clips", content_rowid="id",
+           tokenize='unicode61 remove_diacritics 2')""",
+    *_V2_SQL[1:5],  # version 2's three triggers and the rebuild, unchanged
+)
+
+
+def _v4_fts_for_datasette(conn: Connection) -> None:
+    for statement in _FTS_DATASETTE_SQL:
+        conn.exec_driver_sql(statement)
+
+
+STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette]
 SCHEMA_VERSION = len(STEPS)
 # The oldest version the read commands understand: later steps only add what reads never use.
 READABLE_FROM = 2

@@ -309,13 +309,13 @@ def test_verify_catches_changes_and_repair_restores(sim, sim_cli, library: Path)
     changed.write_bytes(original[:-10] + b"0123456789")
     gone = library / rows[1]["path"]
     gone.unlink()
-    (library / "stray.txt").write_text("not ours")
+    (library / "stray.mp3").write_text("not ours")
     report = sim_cli("verify")
     assert report.exit_code == 1
     assert f"changed: {rows[0]['path']}" in report.output
     assert f"missing: {rows[1]['path']}" in report.output
-    assert "orphan: stray.txt" in report.output
-    (library / "stray.txt").unlink()
+    assert "orphan: stray.mp3" in report.output
+    (library / "stray.mp3").unlink()
     repaired = sim_cli("verify", "--repair")
     assert repaired.exit_code == 0, repaired.output
     assert changed.read_bytes() == original and gone.exists()

@@ -47,29 +47,29 @@ def config_cmd(ctx: Context, fmt: str) -> None:
 def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
     """Check that every archived file exists with its recorded size and sha256.
 
-    Reports missing, changed and orphan files (files no clip claims); exits 1 if there are any.
+    Exits 1 when an archived file is missing, changed or has become a symbolic link. Also
+    lists orphan media (audio, images, video no clip claims) without failing; other files in
+    the library (your playlists, notes) are ignored.
 
     \b
     Example:
       archiver verify
       archiver verify --repair
     """
-    import json as jsonlib
-
+    from ..render import clean_line, json_text
     from ..verify import verify_library
 
     config = ctx.config()
     with ctx.store(readonly=True) as store:
         report = verify_library(config.library, store)
     if as_json:
-        click.echo(jsonlib.dumps({"checked": report.checked, "missing": report.missing,
-                                  "changed": report.changed, "orphans": report.orphans, "links": report.links},
-                                 ensure_ascii=False))
+        click.echo(json_text({"checked": report.checked, "missing": report.missing, "changed": report.changed,
+                              "orphans": report.orphans, "links": report.links}, indent=None))
     else:
         for label, paths in (("missing", report.missing), ("changed", report.changed), ("orphan", report.orphans),
                             ("symlink", report.links)):
             for path in paths:
-                click.echo(f"{label}: {path}")
+                click.echo(f"{label}: {clean_line(path)}")
         click.echo(f"checked {report.checked} file(s): {len(report.missing)} missing, {len(report.changed)} changed, "
                    f"{len(report.orphans)} orphan(s)" + (f", {len(report.links)} symbolic link(s)" if report.links else ""))
     if repair and report.bad_ids:
@@ -83,7 +83,7 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
         if not as_json:
             click.echo(f"repaired {result.files_downloaded} file(s)" +
                        (f"; {len(result.errors)} could not be fetched" if result.errors else ""))
-        sys.exit(result.exit_code if not report.orphans else 1)
+        sys.exit(1 if report.links else result.exit_code)
     sys.exit(0 if report.clean else 1)
 
 
