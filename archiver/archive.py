@@ -443,11 +443,12 @@ class Archiver:
                 continue
             size, digest = sha256_file(path)
             if digest != asset.sha256:
+                if asset.sha256:
+                    continue  # recorded once and changed since: fetched anew (a repair), never adopted
                 if asset.kind == "audio":
                     if not _names_clip(path, clip):
                         continue
-                elif asset.sha256 or not self._proves(clip, [target.with_name(f"{stem}.{ext}")
-                                                              for ext in sorted(AUDIO_EXTS)]):
+                elif not self._proves(clip, [target.with_name(f"{stem}.{ext}") for ext in sorted(AUDIO_EXTS)]):
                     continue
             rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
             self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,

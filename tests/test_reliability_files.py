@@ -323,3 +323,19 @@ def test_an_absent_library_root_is_not_recreated(sim, sim_cli, library: Path, tm
     shutil.move(str(library), tmp_path / "away")
     refused = sim_cli("sync", "--now", env=env)
     assert refused.exit_code == 1 and "missing" in refused.output and not library.exists()
+
+
+def test_repair_fetches_a_changed_audio_file_even_when_its_tags_still_name_the_clip(
+        sim, sim_cli, library: Path) -> None:
+    task = sim.add_task("acedata", clips=2, steps=0, audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    assert sync(sim_cli)[0] == 0
+    audio = next(r for r in rows(library / "archiver.db") if r["kind"] == "audio")
+    path = library / audio["path"]
+    good = path.read_bytes()
+    path.write_bytes(good[:-4096] + bytes(4096))  # damaged audio frames, the tags intact
+    assert read_tags(path)["clip_id"] == audio["clip_id"]
+    report = sim_cli("verify", "--repair")
+    assert f"changed: {audio['path']}" in report.output
+    assert path.read_bytes() == good and digest(path) == audio["sha256"]
+    assert sim_cli("verify").exit_code == 0
