@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,13 @@ from .store import Store
 from .tagging import TagData, tag_file
 
 
-def created_of(clip: Clip, task: Task) -> Any:
-    """When a clip was made: its own time, else its task's (MountSea results carry none)."""
-    return clip.created_at or task.created_at or task.finished_at or task.first_seen
+def created_of(clip: Clip, task: Task) -> datetime | None:
+    """When a clip was made, as tags, paths and queries all read it.
+
+    The store gives every clip one when it first records it (its task's when the payload has none),
+    so `task` is no longer consulted; it stays a parameter for the callers in archive.
+    """
+    return clip.created_at
 
 
 def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None) -> TagData:
