@@ -25,8 +25,8 @@ from .tagging import TagData, tag_file
 def created_of(clip: Clip, task: Task) -> datetime | None:
     """When a clip was made, as tags, paths and queries all read it.
 
-    The store gives every clip one when it first records it (its task's when the payload has none),
-    so `task` is no longer consulted; it stays a parameter for the callers in archive.
+    The store gives every clip one when it first records it (its task's when the payload has none);
+    `task` is unused and kept so that archive's calls read alike.
     """
     return clip.created_at
 

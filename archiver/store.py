@@ -70,6 +70,14 @@ class Added(NamedTuple):
     known: int  # already known and not failed: left alone
 
 
+class DueTask(NamedTuple):
+    """A task to poll: what a poll pass needs of it."""
+
+    id: int
+    source: str
+    task_id: str
+
+
 class Store:
     """One library database. Cheap to create; call `close()` (or use `with`) when done."""
 
@@ -181,16 +189,16 @@ class Store:
         return result
 
     def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
-                  ignore_schedule: bool = False) -> list[Task]:
-        """Tasks not in a terminal state whose next poll time has come."""
+                  ignore_schedule: bool = False) -> list[DueTask]:
+        """Tasks not in a terminal state whose next poll time has come (keys only: a pass may hold 10,000)."""
         terminal = [s.value for s in TERMINAL]
-        query = select(Task).where(col(Task.status).not_in(terminal))
+        query = select(Task.id, Task.source, Task.task_id).where(col(Task.status).not_in(terminal))
         if not ignore_schedule:
             query = query.where((Task.next_poll_at == None) | (Task.next_poll_at <= now))  # noqa: E711
         if sources is not None:
             query = query.where(col(Task.source).in_(list(sources)))
-        with self.session() as s:
-            return list(s.exec(query.order_by(Task.source, Task.id)))
+        with self.connect() as conn:
+            return [DueTask(*row) for row in conn.execute(query.order_by(Task.source, Task.id))]
 
     def next_due(self, sources: Sequence[str] | None = None) -> datetime | None:
         """When the earliest unfinished task is next due (None when nothing is unfinished)."""
