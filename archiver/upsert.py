@@ -9,16 +9,16 @@ when one of those changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from .fields import STORED_FIELDS, URL_FIELDS, AssetState
-from .models import TASK_VALUES, Asset, Clip, Task, dumps, is_stale, update_clip, update_task
+from .models import TASK_VALUES, Asset, Clip, Task, UTCDateTime, dumps, is_stale, update_clip, update_task
 from .records import Status, TaskRecord
 
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
@@ -28,12 +28,29 @@ CLIPS: Table = Clip.__table__  # type: ignore[attr-defined]
 ASSETS: Table = Asset.__table__  # type: ignore[attr-defined]
 
 _TASK_WRITTEN = (*TASK_VALUES, "raw_json", "last_polled", "updated_at")
-_UPDATE_TASK = update(TASKS).where(TASKS.c.id == bindparam("pk"))
-_POLLED = update(TASKS).where(TASKS.c.id == bindparam("pk")).values(last_polled=bindparam("polled"))
-_UPDATE_CLIP = update(CLIPS).where(CLIPS.c.id == bindparam("pk"))
-_UPDATE_ASSET = update(ASSETS).where(ASSETS.c.id == bindparam("pk"))
+_NEW_TASK = (*_TASK_WRITTEN, "source", "task_id", "first_seen", "next_poll_at", "polls", "idle_polls", "poll_errors")
+_NEW_CLIP = ("source", "clip_id", "task_pk", "first_seen", "updated_at", "raw_json", *STORED_FIELDS)
+_NEW_ASSET = ("clip_pk", "kind", "url", "created_at", "updated_at", "path", "size", "sha256", "state", "attempts",
+              "last_error", "warning", "tagged", "downloaded_at")
 _ASSET_BLANK = {"path": None, "size": None, "sha256": None, "state": AssetState.PENDING.value, "attempts": 0,
                 "last_error": None, "warning": None, "tagged": False, "downloaded_at": None}
+
+
+def _insert(table: Table, names: Sequence[str]) -> str:
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+
+
+def _update(table: Table, names: Iterable[str]) -> str:
+    return f"UPDATE {table.name} SET {', '.join(f'{n} = :{n}' for n in names)} WHERE id = :pk"
+
+
+_stamp = UTCDateTime().process_bind_param
+
+
+def _values(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """A row's values as the database stores them (times as the text UTCDateTime writes)."""
+    return {name: _stamp(value, None) if isinstance(value, datetime) else value
+            for name in names for value in (row[name],)}
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -78,11 +95,13 @@ class Batch:
         columns = [TASKS.c[name] for name in ("id", "task_id", *TASK_VALUES, "updated_at")]
         for part in chunks([r.task_id for r in records]):
             query = select(*columns).where(TASKS.c.source == self.source, TASKS.c.task_id.in_(part))
-            self.tasks.update((row.task_id, dict(row._mapping)) for row in self.conn.execute(query))
+            names = list(query.selected_columns.keys())
+            self.tasks.update((row[1], dict(zip(names, row))) for row in self.conn.execute(query))
         columns = [CLIPS.c[name] for name in ("id", "clip_id", "task_pk", *STORED_FIELDS, "raw_json", "first_seen")]
         for part in chunks([c.clip_id for r in records for c in r.clips]):
             query = select(*columns).where(CLIPS.c.source == self.source, CLIPS.c.clip_id.in_(part))
-            self.clips.update((row.clip_id, dict(row._mapping)) for row in self.conn.execute(query))
+            names = list(query.selected_columns.keys())
+            self.clips.update((row[1], dict(zip(names, row))) for row in self.conn.execute(query))
         columns = [ASSETS.c.id, ASSETS.c.clip_pk, ASSETS.c.kind, ASSETS.c.url, ASSETS.c.state]
         for part in chunks([c["id"] for c in self.clips.values()]):
             for row in self.conn.execute(select(*columns).where(ASSETS.c.clip_pk.in_(part))):
@@ -104,7 +123,7 @@ class Batch:
                 was = None
             elif is_stale(row, record):
                 if row["id"] is not None:
-                    stale[row["id"]] = {"pk": row["id"], "polled": now}
+                    stale[row["id"]] = {"pk": row["id"], "last_polled": _stamp(now, None)}
                 row["last_polled"] = now
                 result.stale += 1
                 continue
@@ -124,18 +143,16 @@ class Batch:
             written[record.task_id] = row
             fresh.append(record)
         new = [row for row in written.values() if row["id"] is None]
-        old = [{"pk": row["id"]} | {name: row[name] for name in _TASK_WRITTEN}
-               for row in written.values() if row["id"] is not None]
+        old = [{"pk": row["id"]} | _values(row, _TASK_WRITTEN) for row in written.values() if row["id"] is not None]
         if new:
-            values = [{name: row[name] for name in _TASK_WRITTEN} | {
-                "source": self.source, "task_id": row["task_id"], "first_seen": now, "next_poll_at": now,
-                "polls": 0, "idle_polls": 0, "poll_errors": 0} for row in new]
-            for pk, task_id in self.conn.execute(insert(TASKS).returning(TASKS.c.id, TASKS.c.task_id), values):
-                self.tasks[task_id]["id"] = pk
+            extra = {"source": self.source, "first_seen": now, "next_poll_at": now, "polls": 0, "idle_polls": 0,
+                     "poll_errors": 0}
+            self.conn.exec_driver_sql(_insert(TASKS, _NEW_TASK), [_values(row | extra, _NEW_TASK) for row in new])
+            self._ids(TASKS, TASKS.c.task_id, self.tasks, [row["task_id"] for row in new])
         if old:
-            self.conn.execute(_UPDATE_TASK, old)
+            self.conn.exec_driver_sql(_update(TASKS, _TASK_WRITTEN), old)
         if stale:
-            self.conn.execute(_POLLED, list(stale.values()))
+            self.conn.exec_driver_sql(_update(TASKS, ["last_polled"]), list(stale.values()))
         return fresh
 
     def _clips(self, fresh: list[TaskRecord]) -> list[dict[str, Any]]:
@@ -177,19 +194,24 @@ class Batch:
                     dirty.setdefault(clip["id"], set()).update(changed)
                 touched.append(clip)
         if new:
-            names = ("clip_id", "task_pk", "first_seen", "updated_at", "raw_json", *STORED_FIELDS)
-            values = [{name: clip[name] for name in names} | {"source": self.source} for clip in new]
-            ids = dict(self.conn.execute(insert(CLIPS).returning(CLIPS.c.clip_id, CLIPS.c.id), values).all())
-            for clip in new:
-                clip["id"] = ids[clip["clip_id"]]
+            source = {"source": self.source}
+            self.conn.exec_driver_sql(_insert(CLIPS, _NEW_CLIP), [_values(clip | source, _NEW_CLIP) for clip in new])
+            self._ids(CLIPS, CLIPS.c.clip_id, self.clips, [clip["clip_id"] for clip in new])
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         by_pk = {clip["id"]: clip for clip in self.clips.values()} if dirty else {}
         for pk, names in dirty.items():
             clip = by_pk[pk]
-            groups.setdefault(frozenset(names), []).append({"pk": pk} | {name: clip[name] for name in names})
-        for rows in groups.values():  # one executemany per set of changed columns
-            self.conn.execute(_UPDATE_CLIP, rows)
+            groups.setdefault(frozenset(names), []).append({"pk": pk} | _values(clip, names))
+        for names, rows in groups.items():  # one executemany per set of changed columns
+            self.conn.exec_driver_sql(_update(CLIPS, sorted(names)), rows)
         return touched
+
+    def _ids(self, table: Table, key: Any, rows: dict[str, dict[str, Any]], keys: list[str]) -> None:
+        """The ids SQLite gave the rows just inserted."""
+        for part in chunks(keys):
+            query = select(key, table.c.id).where(table.c.source == self.source, key.in_(part))
+            for name, pk in self.conn.execute(query):
+                rows[name]["id"] = pk
 
     def _other_owner(self, clip: dict[str, Any], task_id: str, owners: dict[Any, str]) -> str:
         """The warning for a clip id that a second task of the same source also lists."""
@@ -224,7 +246,8 @@ class Batch:
                     if asset["id"] is not None:
                         changed[asset["id"]] = asset
         if new:
-            self.conn.execute(insert(ASSETS), [{k: v for k, v in a.items() if k != "id"} for a in new])
+            self.conn.exec_driver_sql(_insert(ASSETS, _NEW_ASSET), [_values(a, _NEW_ASSET) for a in new])
         if changed:
-            self.conn.execute(_UPDATE_ASSET, [{"pk": pk, "url": a["url"], "updated_at": a["updated_at"],
-                                               "state": a["state"]} for pk, a in changed.items()])
+            names = ("url", "updated_at", "state")
+            self.conn.exec_driver_sql(_update(ASSETS, names), [{"pk": pk} | _values(a, names)
+                                                               for pk, a in changed.items()])
