@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from . import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from .models import UTCDateTime, utcnow  # importing models registers the tables on SQLModel.metadata
 
 
 def _v1_tables(conn: Connection) -> None:
@@ -119,9 +119,27 @@ def _v4_fts_for_datasette(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette]
+
+def _v5_clip_created(conn: Connection) -> None:
+    """Every clip gets a creation time, stored once, so that `year:` and sorting by date find all of them.
+
+    A clip whose payload had none (MountSea sends none) takes its task's, else when the task ended,
+    else when it was first seen; a row with none of these known takes the time of this step.
+    """
+    conn.exec_driver_sql(
+        """UPDATE clips SET created_at = COALESCE(
+               (SELECT COALESCE(t.created_at, t.finished_at) FROM tasks t WHERE t.id = clips.task_pk),
+               clips.first_seen,
+               (SELECT t.first_seen FROM tasks t WHERE t.id = clips.task_pk),
+               clips.updated_at, ?)
+           WHERE created_at IS NULL""", (UTCDateTime().process_bind_param(utcnow(), None),))
+
+
+STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette,
+                                              _v5_clip_created]
 SCHEMA_VERSION = len(STEPS)
-# The oldest version the read commands understand: later steps only add what reads never use.
+# The oldest version the read commands understand: later steps add what reads do without (before
+# version 5 fills them, clips whose payload had no time are listed without one).
 READABLE_FROM = 2
 
 

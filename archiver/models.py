@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
@@ -156,47 +156,43 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def is_stale(task: Task, record: TaskRecord) -> bool:
+# The task columns a record sets (the provider's `updated_at` is stored as `provider_updated_at`).
+TASK_VALUES: tuple[str, ...] = ("status", "provider_status", "progress", "error", "created_at", "finished_at",
+                                "provider_updated_at")
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+
+def is_stale(row: Mapping[str, Any], record: TaskRecord) -> bool:
     """An older payload than the one stored: a running record after a finished one, or older by time."""
-    if task.status in {s.value for s in TERMINAL} and not record.status.terminal:
+    if row["status"] in _TERMINAL_VALUES and not record.status.terminal:
         return True
-    if task.provider_updated_at and record.updated_at and record.updated_at < task.provider_updated_at:
-        return True
-    return False
+    stored = row["provider_updated_at"]
+    return bool(stored and record.updated_at and record.updated_at < stored)
 
 
-def _set(obj: Any, name: str, value: Any) -> bool:
-    if getattr(obj, name) != value:
-        setattr(obj, name, value)
-        return True
-    return False
-
-
-def update_task(task: Task, record: TaskRecord) -> bool:
-    """Copy a record's values onto its row; True when any changed."""
+def update_task(row: dict[str, Any], record: TaskRecord) -> bool:
+    """Copy a record's values into a task row (column -> value); True when any changed."""
     changed = False
-    for name, value in (
-        ("status", record.status.value),
-        ("provider_status", record.provider_status),
-        ("progress", record.progress),
-        ("error", record.error),
-        ("created_at", record.created_at),
-        ("finished_at", record.finished_at),
-        ("provider_updated_at", record.updated_at),
-    ):
-        changed |= _set(task, name, value)
+    for name, value in zip(TASK_VALUES, (record.status.value, record.provider_status, record.progress, record.error,
+                                         record.created_at, record.finished_at, record.updated_at)):
+        if row[name] != value:
+            row[name] = value
+            changed = True
     return changed
 
 
-def update_clip(clip: Clip, record: ClipRecord) -> bool:
-    """Copy a record's fields onto its row (sticky fields keep a known value); True when any changed."""
-    changed = False
-    for name in STORED_FIELDS:
+_STICKY = tuple((name, CLIP_FIELD[name].sticky) for name in STORED_FIELDS)
+
+
+def update_clip(row: dict[str, Any], record: ClipRecord) -> set[str]:
+    """Copy a record's fields into a clip row (sticky fields keep a known value); the names that changed."""
+    changed: set[str] = set()
+    for name, sticky in _STICKY:
         value = getattr(record, name)
-        if value is None and getattr(clip, name) is not None and CLIP_FIELD[name].sticky:
+        old = row[name]
+        if value is None and old is not None and sticky:
             continue  # a later, sparser payload never erases what an earlier one said
-        changed |= _set(clip, name, value)
-    raw = dumps(record.raw)
-    if clip.raw_json != raw:
-        clip.raw_json = raw
+        if old != value:
+            row[name] = value
+            changed.add(name)
     return changed

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,9 +24,13 @@ from .store import Store
 from .tagging import TagData, tag_file
 
 
-def created_of(clip: Clip, task: Task) -> Any:
-    """When a clip was made: its own time, else its task's (MountSea results carry none)."""
-    return clip.created_at or task.created_at or task.finished_at or task.first_seen
+def created_of(clip: Clip, task: Task) -> datetime | None:
+    """When a clip was made, as tags, paths and queries all read it.
+
+    The store gives every clip one when it first records it (its task's when the payload has none);
+    `task` is unused and kept so that archive's calls read alike.
+    """
+    return clip.created_at
 
 
 # What a player shows by default: each generation task is one album (its clips are the takes of

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -22,10 +21,10 @@ from sqlmodel import Session, col, select
 from .database import check_readable, db_message, is_damage, open_readonly, open_writable
 from .errors import DatabaseError
 from .fields import URL_FIELDS, AssetState
-from .models import Asset, Clip, SyncRun, Task, UTCDateTime, dumps, is_stale, update_clip, update_task, utcnow
+from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
+from .upsert import ApplyResult, Batch, chunks
 
-CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 # Store.asset_done runs once per archived file: one prepared UPDATE costs ~0.3 ms where loading the
 # row through the ORM and flushing it cost ~1.4 ms.
@@ -63,19 +62,6 @@ _INSERT_TASK = (
 )
 
 
-@dataclass
-class ApplyResult:
-    tasks_added: int = 0
-    tasks_updated: int = 0
-    clips_added: int = 0
-    clips_updated: int = 0
-    stale: int = 0
-    newly_succeeded: int = 0
-    newly_failed: int = 0
-    changed_task_ids: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
 class Added(NamedTuple):
     """What `add_tasks` did with the ids it was given."""
 
@@ -84,9 +70,12 @@ class Added(NamedTuple):
     known: int  # already known and not failed: left alone
 
 
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+class DueTask(NamedTuple):
+    """A task to poll: what a poll pass needs of it."""
+
+    id: int
+    source: str
+    task_id: str
 
 
 class Store:
@@ -194,92 +183,22 @@ class Store:
         for record in records:
             by_source.setdefault(record.source, []).append(record)
         with self.session() as s:
+            conn = s.connection()
             for source, group in by_source.items():
-                self._apply_source(s, source, group, now, result)
+                Batch(conn, source, now, result).apply(group)
         return result
 
-    def _apply_source(self, s: Session, source: str, records: list[TaskRecord], now: datetime,
-                      result: ApplyResult) -> None:
-        existing: dict[str, Task] = {}
-        ids = [r.task_id for r in records]
-        for part in chunks(ids):
-            for task in s.exec(select(Task).where(Task.source == source, col(Task.task_id).in_(part))):
-                existing[task.task_id] = task
-        clip_ids = [c.clip_id for r in records for c in r.clips]
-        clips: dict[str, Clip] = {}
-        for part in chunks(clip_ids):
-            for clip in s.exec(select(Clip).where(Clip.source == source, col(Clip.clip_id).in_(part))):
-                clips[clip.clip_id] = clip
-        assets: dict[tuple[int, str], Asset] = {}
-        clip_pks = [c.id for c in clips.values() if c.id is not None]
-        for part in chunks(clip_pks):
-            for asset in s.exec(select(Asset).where(col(Asset.clip_pk).in_(part))):
-                assets[(asset.clip_pk, asset.kind)] = asset
-
-        fresh: list[TaskRecord] = []
-        for record in records:
-            task = existing.get(record.task_id)
-            if task is None:
-                task = Task(source=source, task_id=record.task_id, first_seen=now, next_poll_at=now)
-                s.add(task)
-                existing[record.task_id] = task
-                result.tasks_added += 1
-                was = None
-            elif is_stale(task, record):
-                task.last_polled = now
-                result.stale += 1
-                continue
-            else:
-                was = task.status
-            changed = update_task(task, record)
-            if changed and was is not None:
-                result.tasks_updated += 1
-            if record.status.value != was:
-                result.newly_succeeded += record.status is Status.SUCCEEDED
-                result.newly_failed += record.status is Status.FAILED
-            task.raw_json = dumps(record.raw)
-            task.last_polled = now
-            if changed:
-                task.updated_at = now
-                result.changed_task_ids.append(record.task_id)
-            fresh.append(record)
-        # One flush per phase, not per row: new tasks, then new clips, get their ids in one batched
-        # INSERT each (a flush per object cost ~1.5 ms, most of a big first poll's time).
-        s.flush()
-        touched: list[Clip] = []
-        for record in fresh:
-            task = existing[record.task_id]
-            for clip_record in record.clips:
-                clip = clips.get(clip_record.clip_id)
-                if clip is not None and clip.task_pk != task.id:
-                    result.warnings.append(_other_owner(s, source, clip, record.task_id))
-                    continue
-                if clip is None:
-                    clip = Clip(source=source, clip_id=clip_record.clip_id, task_pk=task.id or 0, first_seen=now)
-                    update_clip(clip, clip_record)
-                    clip.updated_at = now
-                    s.add(clip)
-                    clips[clip.clip_id] = clip
-                    result.clips_added += 1
-                elif update_clip(clip, clip_record):
-                    clip.updated_at = now
-                    result.clips_updated += 1
-                touched.append(clip)
-        s.flush()
-        for clip in touched:
-            _sync_assets(s, clip, assets, now)
-
     def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
-                  ignore_schedule: bool = False) -> list[Task]:
-        """Tasks not in a terminal state whose next poll time has come."""
+                  ignore_schedule: bool = False) -> list[DueTask]:
+        """Tasks not in a terminal state whose next poll time has come (keys only: a pass may hold 10,000)."""
         terminal = [s.value for s in TERMINAL]
-        query = select(Task).where(col(Task.status).not_in(terminal))
+        query = select(Task.id, Task.source, Task.task_id).where(col(Task.status).not_in(terminal))
         if not ignore_schedule:
             query = query.where((Task.next_poll_at == None) | (Task.next_poll_at <= now))  # noqa: E711
         if sources is not None:
             query = query.where(col(Task.source).in_(list(sources)))
-        with self.session() as s:
-            return list(s.exec(query.order_by(Task.source, Task.id)))
+        with self.connect() as conn:
+            return [DueTask(*row) for row in conn.execute(query.order_by(Task.source, Task.id))]
 
     def next_due(self, sources: Sequence[str] | None = None) -> datetime | None:
         """When the earliest unfinished task is next due (None when nothing is unfinished)."""
@@ -449,28 +368,3 @@ def _unfinished(sources: Sequence[str] | None) -> Any:
     if sources is not None:
         clause = clause & col(Task.source).in_(list(sources))
     return clause
-
-
-def _other_owner(s: Session, source: str, clip: Clip, task_id: str) -> str:
-    """The warning for a clip id that a second task of the same source also lists."""
-    owner = s.get(Task, clip.task_pk)
-    return (f"{source}: clip {clip.clip_id} of task {task_id} is already recorded under task "
-            f"{owner.task_id if owner else '?'}; kept there")
-
-
-def _sync_assets(s: Session, clip: Clip, assets: dict[tuple[int, str], Asset], now: datetime) -> None:
-    assert clip.id is not None
-    for kind, url_field in URL_FIELDS.items():
-        url = getattr(clip, url_field)
-        if not url:
-            continue
-        asset = assets.get((clip.id, kind))
-        if asset is None:
-            asset = Asset(clip_pk=clip.id, kind=kind, url=url, created_at=now, updated_at=now)
-            s.add(asset)
-            assets[(clip.id, kind)] = asset
-        elif asset.url != url:
-            asset.url = url  # a fresh link (expired CDN URLs are re-signed on each poll)
-            asset.updated_at = now
-            if asset.state == AssetState.FAILED:
-                asset.state = AssetState.PENDING

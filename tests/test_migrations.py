@@ -149,3 +149,49 @@ def test_newer_schema_is_a_clean_cli_error(run_cli, library: Path) -> None:
     result = run_cli("ls")
     assert result.exit_code == 1 and "newer than this archiver" in result.output
     assert "Traceback" not in result.output
+
+
+V3_UNDATED = """
+INSERT INTO tasks (id, source, task_id, status, polls, idle_polls, poll_errors, created_at, finished_at, first_seen)
+    VALUES (1, 'mountsea', 'made', 'succeeded', 1, 0, 0, '2025-03-01T10:00:00.000000+00:00',
+            '2025-03-02T10:00:00.000000+00:00', '2025-03-09T10:00:00.000000+00:00'),
+           (2, 'mountsea', 'ended', 'succeeded', 1, 0, 0, NULL, '2025-04-02T10:00:00.000000+00:00', NULL),
+           (3, 'mountsea', 'bare', 'running', 1, 0, 0, NULL, NULL, '2025-05-09T10:00:00.000000+00:00'),
+           (4, 'acedata', 'own', 'succeeded', 1, 0, 0, '2025-03-01T10:00:00.000000+00:00', NULL, NULL);
+INSERT INTO clips (id, source, clip_id, task_pk, title, created_at, first_seen)
+    VALUES (1, 'mountsea', 'c-made', 1, 'Made', NULL, '2025-03-09T10:00:00.000000+00:00'),
+           (2, 'mountsea', 'c-ended', 2, 'Ended', NULL, '2025-04-09T10:00:00.000000+00:00'),
+           (3, 'mountsea', 'c-seen', 3, 'Seen', NULL, '2025-05-10T10:00:00.000000+00:00'),
+           (4, 'mountsea', 'c-task-seen', 3, 'Task seen', NULL, NULL),
+           (5, 'acedata', 'c-own', 4, 'Own', '2024-12-31T23:00:00.000000+00:00', NULL);
+"""
+
+
+def test_version_3_clips_without_a_time_get_one_once(tmp_path: Path) -> None:
+    db = tmp_path / "archiver.db"
+    url = f"sqlite:///{db}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for step in STEPS[:3]:
+            step(conn)
+        conn.execute(text("PRAGMA user_version = 3"))
+    engine.dispose()
+    con = sqlite3.connect(db)
+    con.executescript(V3_UNDATED)
+    con.close()
+    with Store(url) as store:
+        created = dict(store.execute("SELECT clip_id, created_at FROM clips"))
+        assert created == {"c-made": "2025-03-01T10:00:00.000000+00:00", "c-ended": "2025-04-02T10:00:00.000000+00:00",
+                           "c-seen": "2025-05-10T10:00:00.000000+00:00",
+                           "c-task-seen": "2025-05-09T10:00:00.000000+00:00",
+                           "c-own": "2024-12-31T23:00:00.000000+00:00"}
+        assert [r["clip_id"] for r in list_clips(store, ["year:2025"])] == ["c-made", "c-ended", "c-task-seen",
+                                                                         "c-seen"]
+    engine = create_engine(url)  # running the step again (an interrupted upgrade) changes nothing
+    try:
+        with engine.begin() as conn:
+            STEPS[3](conn)
+            again = dict(conn.execute(text("SELECT clip_id, created_at FROM clips")).all())
+        assert again == created
+    finally:
+        engine.dispose()
