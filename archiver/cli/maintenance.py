@@ -59,7 +59,7 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
     from ..verify import verify_library
 
     config = ctx.config()
-    with ctx.store(readonly=True) as store:
+    with ctx.orm_store() as store:
         report = verify_library(config.library, store)
     if as_json:
         click.echo(jsonlib.dumps({"checked": report.checked, "missing": report.missing,
