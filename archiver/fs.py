@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from .errors import StorageError, UnsafePath
 
@@ -221,6 +221,11 @@ def walk_library(root: Path) -> tuple[set[str], list[Path], set[str]]:
             elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
                 files.add(prefix + entry.name)
     return files, parts, links
+
+
+def sidecars(paths: Iterable[str]) -> set[str]:
+    """The lyrics sidecars archived audio files may have beside them (retag writes them)."""
+    return {p.rsplit(".", 1)[0] + ".lrc" for p in paths}
 
 
 def stem_key(path: str) -> str:

@@ -14,7 +14,7 @@ from typing import Callable
 from sqlalchemy import text
 
 from .errors import UnsafePath
-from .fs import sha256_file, walk_library
+from .fs import sha256_file, sidecars, walk_library
 from .store import Store
 
 
@@ -60,6 +60,6 @@ def verify_library(root: Path, store: Store, progress: Callable[[str], None] | N
         if real_size != size or real_digest != digest:
             report.changed.append(path)
             report.bad_ids.append(asset_id)
-    sidecars = {p.rsplit(".", 1)[0] + ".lrc" for p in claimed}
-    report.orphans = sorted(p for p in (on_disk | links) - claimed if p not in sidecars)
+    beside = sidecars(claimed)
+    report.orphans = sorted(p for p in (on_disk | links) - claimed if p not in beside)
     return report
