@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from .errors import StorageError, UnsafePath
 
@@ -221,6 +221,12 @@ def walk_library(root: Path) -> tuple[set[str], list[Path], set[str]]:
             elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
                 files.add(prefix + entry.name)
     return files, parts, links
+
+
+def sidecars(paths: Iterable[str]) -> set[str]:
+    """The lyrics sidecars archived audio files may have beside them (`.txt`; `.lrc` from older
+    releases until `retag` moves it)."""
+    return {p.rsplit(".", 1)[0] + ext for p in paths for ext in (".txt", ".lrc")}
 
 
 def stem_key(path: str) -> str:

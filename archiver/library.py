@@ -1,24 +1,29 @@
 """Read-side queries over the library: what `tasks`, `ls`, `search`, `show` and `stats` show.
 
-Plain SQL through the store's engine: one query per listing, never one per row, so browsing
-20,000 clips stays quick. Query terms are compiled by query.py into bound parameters.
+Plain SQL, one query per listing, never one per row, so browsing 20,000 clips stays quick. The
+read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import); code that
+holds a writable Store (retag, the demo) passes that, and the same SQL runs on its engine.
+Query terms are compiled by query.py into bound parameters.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .models import UTCDateTime
 from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
+from .readdb import ReadDB
 from .render import clean_line
-from .store import Store
+
+if TYPE_CHECKING:
+    from .store import Store
+
+Reader = Union[ReadDB, "Store"]
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
@@ -57,11 +62,12 @@ class Ambiguous(UsageError):
 def _iso_z(value: Any) -> str | None:
     if not value:
         return None
-    parsed = UTCDateTime().process_result_value(value, None)
-    return parsed.isoformat().replace("+00:00", "Z") if parsed else None
+    parsed = datetime.fromisoformat(value)  # the text models.UTCDateTime stores
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.isoformat().replace("+00:00", "Z")
 
 
-def _row(mapping: Any, columns: Sequence[str]) -> dict[str, Any]:
+def _row(mapping: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     out = {name: mapping[name] for name in columns}
     for name in _TIME_FIELDS & out.keys():
         out[name] = _iso_z(out[name])  # stored as ISO 8601 UTC text; normalise the spelling
@@ -70,11 +76,18 @@ def _row(mapping: Any, columns: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _query(store: Store, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run one statement on a connection that knows the query helpers (archiver_fold)."""
-    with store.connect() as conn:
+    if isinstance(db, ReadDB):
+        register_functions(db.conn)
+        return db.rows(sql, params)
+    with db.connect() as conn:  # the driver's own parameter style, which the SQL here is written in
         register_functions(conn.connection.driver_connection)
-        return list(conn.execute(text(sql), params or {}))
+        return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
+
+
+def _values(db: Reader, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r.values()) for r in _query(db, sql)]
 
 
 def _in(name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
@@ -85,7 +98,7 @@ def _in(name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
     return ", ".join(keys)
 
 
-def list_tasks(store: Store, *, sources: Sequence[str] | None = None,
+def list_tasks(store: Reader, *, sources: Sequence[str] | None = None,
                statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
@@ -100,7 +113,7 @@ def list_tasks(store: Store, *, sources: Sequence[str] | None = None,
                t.created_at, t.finished_at, t.first_seen, t.last_polled, t.next_poll_at
         FROM tasks t{where}
         ORDER BY t.source, COALESCE(t.created_at, t.first_seen), t.task_id"""
-    return [_row(r._mapping, TASK_COLUMNS) for r in _query(store, sql, params)]
+    return [_row(r, TASK_COLUMNS) for r in _query(store, sql, params)]
 
 
 # c = clips, t = tasks, au/im = the clip's downloaded audio/image asset (at most one each:
@@ -119,7 +132,7 @@ CLIP_SELECT = "\n    SELECT c.id AS clip_pk, " + ", ".join(
     f"{_NOT_CLIP_COLUMNS.get(name, 'c.' + name)} AS {name}" for name in CLIP_COLUMNS)
 
 
-def list_clips(store: Store, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
+def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
                sort: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
     """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
     compiled = compile_query(terms, sources=sources)
@@ -128,10 +141,10 @@ def list_clips(store: Store, terms: Sequence[str] = (), *, sources: Sequence[str
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
-    return [_row(r._mapping, CLIP_COLUMNS) for r in _query(store, sql, params)]
+    return [_row(r, CLIP_COLUMNS) for r in _query(store, sql, params)]
 
 
-def search(store: Store, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+def search(store: Reader, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:
     """Full-text search over title, lyrics and tags, best match first, with a snippet."""
     weights = ", ".join(str(w) for w in FTS_WEIGHTS)
     sql = f"""
@@ -147,7 +160,7 @@ def search(store: Store, text_: str, *, limit: int | None = None) -> list[dict[s
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
-    rows = [_row(r._mapping, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+    rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
     for row in rows:
         row["score"] = round(-row["score"], 4)  # bm25 is "lower is better"; show higher = better
     return rows
@@ -156,7 +169,7 @@ def search(store: Store, text_: str, *, limit: int | None = None) -> list[dict[s
 # --- show ----------------------------------------------------------------------------------------
 
 
-def resolve(store: Store, ident: str) -> tuple[str, int]:
+def resolve(store: Reader, ident: str) -> tuple[str, int]:
     """("task" | "clip", primary key) for an exact id or a unique prefix of task_id/clip_id.
 
     `task:ID` or `clip:ID` restricts the lookup to one kind. An exact match beats prefixes.
@@ -177,7 +190,7 @@ def resolve(store: Store, ident: str) -> tuple[str, int]:
         parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
                      "WHERE clip_id LIKE :pattern ESCAPE '\\'")
     sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
-    candidates = [dict(r._mapping) for r in _query(store, sql, {"pattern": pattern})]
+    candidates = _query(store, sql, {"pattern": pattern})
     exact = [c for c in candidates if c["id"] == ident]
     chosen = exact if exact else candidates
     if not chosen:
@@ -190,7 +203,7 @@ def resolve(store: Store, ident: str) -> tuple[str, int]:
 _KIND_ORDER = "CASE kind " + " ".join(f"WHEN '{k.value}' THEN {i}" for i, k in enumerate(AssetKind)) + " END"
 
 
-def _assets_by_clip(store: Store, clip_pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+def _assets_by_clip(store: Reader, clip_pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     if not clip_pks:
         return {}
     params: dict[str, Any] = {}
@@ -198,9 +211,9 @@ def _assets_by_clip(store: Store, clip_pks: Sequence[int]) -> dict[int, list[dic
            f"({_in('pk', clip_pks, params)}) ORDER BY clip_pk, {_KIND_ORDER}")
     out: dict[int, list[dict[str, Any]]] = {}
     for r in _query(store, sql, params):
-        asset = _row(r._mapping, ASSET_COLUMNS)
+        asset = _row(r, ASSET_COLUMNS)
         asset["tagged"] = bool(asset["tagged"])
-        out.setdefault(r.clip_pk, []).append(asset)
+        out.setdefault(r["clip_pk"], []).append(asset)
     return out
 
 
@@ -217,25 +230,25 @@ _TASK_DETAIL = ("source", "task_id", "status", "provider_status", "progress", "e
 _CLIP_DETAIL = ("source", "clip_id", *STORED_FIELDS, "first_seen", "updated_at")
 
 
-def _clip_details(store: Store, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _clip_details(store: Reader, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     sql = (f"SELECT c.id AS pk, c.task_pk, t.task_id, t.status AS task_status, c.raw_json, "
            f"{', '.join('c.' + n for n in _CLIP_DETAIL)} FROM clips c JOIN tasks t ON t.id = c.task_pk "
            f"WHERE {where} ORDER BY c.created_at, c.clip_id")
     rows = _query(store, sql, params)
-    assets = _assets_by_clip(store, [r.pk for r in rows])
+    assets = _assets_by_clip(store, [r["pk"] for r in rows])
     clips = []
     for r in rows:
-        clip = {"kind": "clip", **_row(r._mapping, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
-        clip["files"] = assets.get(r.pk, [])
+        clip = {"kind": "clip", **_row(r, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
+        clip["files"] = assets.get(r["pk"], [])
         audio = [a for a in clip["files"] if a["kind"] == AssetKind.AUDIO and a["state"] == AssetState.DOWNLOADED]
         clip["tagged"] = audio[0]["tagged"] if audio else None  # None: nothing on disk to tag yet
-        clip["raw"] = _raw(r.raw_json)
-        clip["task_pk"] = r.task_pk  # popped by detail(); not part of the output
+        clip["raw"] = _raw(r["raw_json"])
+        clip["task_pk"] = r["task_pk"]  # popped by detail(); not part of the output
         clips.append(clip)
     return clips
 
 
-def detail(store: Store, ident: str) -> dict[str, Any]:
+def detail(store: Reader, ident: str) -> dict[str, Any]:
     """Every stored field of one task (with its clips) or one clip (with its task), and files."""
     kind, pk = resolve(store, ident)
     if kind == "clip":
@@ -249,29 +262,29 @@ def detail(store: Store, ident: str) -> dict[str, Any]:
     return task
 
 
-def _task_row(store: Store, pk: int) -> dict[str, Any]:
+def _task_row(store: Reader, pk: int) -> dict[str, Any]:
     sql = f"SELECT {', '.join(_TASK_DETAIL)}, raw_json FROM tasks WHERE id = :pk"
     row = _query(store, sql, {"pk": pk})[0]
-    out = _row(row._mapping, _TASK_DETAIL)
-    out["raw"] = _raw(row.raw_json)
+    out = _row(row, _TASK_DETAIL)
+    out["raw"] = _raw(row["raw_json"])
     return out
 
 
 # --- stats ---------------------------------------------------------------------------------------
 
 
-def stats(store: Store) -> dict[str, Any]:
+def stats(store: Reader) -> dict[str, Any]:
     """Counts by source and status, duration, bytes on disk, file states and the last sync."""
     by_source: dict[str, dict[str, Any]] = {}
     by_status: dict[str, int] = {}
-    for source, status, count in _query(store, "SELECT source, status, COUNT(*) FROM tasks GROUP BY 1, 2"):
+    for source, status, count in _values(store, "SELECT source, status, COUNT(*) FROM tasks GROUP BY 1, 2"):
         entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
         entry["tasks"] += count
         entry["statuses"][status] = count
         by_status[status] = by_status.get(status, 0) + count
     clips_total, duration_total = 0, 0.0
     plausible = f"CASE WHEN duration > 0 AND duration < {MAX_DURATION!r} THEN duration END"
-    for source, count, duration in _query(
+    for source, count, duration in _values(
             store, f"SELECT source, COUNT(*), COALESCE(SUM({plausible}), 0) FROM clips GROUP BY 1"):
         entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
         entry["clips"], entry["duration"] = count, float(duration)
@@ -279,19 +292,19 @@ def stats(store: Store) -> dict[str, Any]:
         duration_total += float(duration)
     files = {state.value: 0 for state in (AssetState.DOWNLOADED, AssetState.PENDING, AssetState.FAILED)}
     bytes_on_disk = 0
-    for state, count, size in _query(
+    for state, count, size in _values(
             store, "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM assets GROUP BY 1"):
         files[state] = count
         if state == AssetState.DOWNLOADED:
             bytes_on_disk = int(size)
     runs = _query(store, "SELECT COUNT(*) OVER () AS runs, started_at, finished_at, exit_code, errors, "
                          "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 5")
-    recent = [_row(r._mapping, ("started_at", "finished_at", "exit_code", "errors", "error_text")) for r in runs]
+    recent = [_row(r, ("started_at", "finished_at", "exit_code", "errors", "error_text")) for r in runs]
     for run in recent:  # sync.run_sync records an interrupted run with "interrupted" first
         run["interrupted"] = (run["error_text"] or "").startswith("interrupted")
     last_sync = None
     if recent:
-        last_sync = {**recent[0], "runs": runs[0].runs}
+        last_sync = {**recent[0], "runs": runs[0]["runs"]}
     return {
         "tasks": sum(by_status.values()),
         "tasks_by_status": dict(sorted(by_status.items())),

@@ -19,6 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from .models import UTCDateTime, utcnow  # importing models registers the tables on SQLModel.metadata
+from .readdb import READABLE_FROM, SCHEMA_VERSION, refuse_newer
+
+__all__ = ["READABLE_FROM", "SCHEMA_VERSION", "STEPS", "current_version", "migrate", "refuse_newer"]
 
 
 def _v1_tables(conn: Connection) -> None:
@@ -119,7 +122,6 @@ def _v4_fts_for_datasette(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-
 def _v5_clip_created(conn: Connection) -> None:
     """Every clip gets a creation time, stored once, so that `year:` and sorting by date find all of them.
 
@@ -137,24 +139,13 @@ def _v5_clip_created(conn: Connection) -> None:
 
 STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette,
                                               _v5_clip_created]
-SCHEMA_VERSION = len(STEPS)
-# The oldest version the read commands understand: later steps add what reads do without (before
-# version 5 fills them, clips whose payload had no time are listed without one).
-READABLE_FROM = 2
+# readdb holds the version too, for readers that import no ORM: a new step raises it there.
+if len(STEPS) != SCHEMA_VERSION:
+    raise RuntimeError(f"readdb.SCHEMA_VERSION is {SCHEMA_VERSION} but migrations has {len(STEPS)} steps")
 
 
 def current_version(conn: Connection) -> int:
     return int(conn.execute(text("PRAGMA user_version")).scalar() or 0)
-
-
-def refuse_newer(version: int) -> None:
-    if version > SCHEMA_VERSION:
-        from .errors import DatabaseError
-
-        raise DatabaseError(
-            f"the library database has schema version {version}, newer than this archiver "
-            f"understands ({SCHEMA_VERSION}); upgrade archiver"
-        )
 
 
 def migrate(engine: Engine) -> int:

@@ -8,10 +8,33 @@ through `archiver.redact` first: the last net for a secret that slipped into a m
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Protocol, TextIO
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Protocol, TextIO
 
+from .errors import EXIT_FAILURES, EXIT_OK
+from .fields import RunCounters
 from .redact import redact
 from .render import clean_line
+
+
+@dataclass
+class SyncReport(RunCounters):
+    """The run's counters (those `sync_runs` keeps come from RunCounters) and its errors."""
+
+    retries: int = 0
+    passes: int = 0
+    downloads_failed: int = 0
+    still_unfinished: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURES if self.errors else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return data
 
 
 class Reporter(Protocol):

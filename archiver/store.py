@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from .database import check_readable, db_message, is_damage, open_readonly, open_writable
 from .errors import DatabaseError
-from .fields import URL_FIELDS, AssetState
+from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
 from .upsert import ApplyResult, Batch, chunks

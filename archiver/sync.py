@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from . import interrupts
 from .config import Config
-from .errors import (EXIT_FAILURES, EXIT_OK, ArchiverError, AuthError, DatabaseError,
-                     TaskNotFound)
-from .fields import RunCounters
+from .errors import ArchiverError, AuthError, DatabaseError, TaskNotFound
 from .lock import LibraryLock
 from .models import Task, utcnow
 from .providers import SOURCES, Source, get_source
 from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
 from .records import PollKind, PollOutcome, TaskRecord
 from .redact import redact
-from .report import Reporter
+from .report import Reporter, SyncReport
 from .store import NOT_FOUND_AFTER, Added, Store
 
 
@@ -41,26 +39,6 @@ class SyncOptions:
     asset_ids: Sequence[int] | None = None  # only these assets (verify --repair)
     wait: float | None = None  # --wait: seconds to wait for the lock
     retry_policy: RetryPolicy = RetryPolicy()
-
-
-@dataclass
-class SyncReport(RunCounters):
-    """The run's counters (those `sync_runs` keeps come from RunCounters) and its errors."""
-
-    retries: int = 0
-    passes: int = 0
-    downloads_failed: int = 0
-    still_unfinished: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FAILURES if self.errors else EXIT_OK
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["exit_code"] = self.exit_code
-        return data
 
 
 def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:

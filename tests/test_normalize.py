@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.errors import ArchiverError, PayloadError, ProviderError, TaskIdRequired, TaskNotFound
+from archiver.errors import ArchiverError, ProviderError, TaskIdRequired, TaskNotFound
 from archiver.providers import SOURCES, detect_source, get_source
 from archiver.records import Status, duration, progress, timestamp
 from conftest import load_payload

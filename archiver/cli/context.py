@@ -32,10 +32,26 @@ class Context:
         return self._config
 
     def store(self, *, create: bool = True, readonly: bool = False) -> Any:
-        """`readonly` for commands that only read: nothing is created, migrated or written."""
+        """`readonly` for commands that only read: nothing is created, migrated or written.
+
+        An SQLite library is then read through the standard library (readdb.ReadDB), which
+        library.py queries without importing SQLAlchemy; other databases, and verify (through
+        `orm_store`), keep the ORM's read-only Store.
+        """
+        url = self.config().db_url
+        if readonly and url.startswith("sqlite"):
+            from ..readdb import ReadDB
+
+            return ReadDB(url)
         from ..store import Store
 
-        return Store(self.config().db_url, create=create, readonly=readonly)
+        return Store(url, create=create, readonly=readonly)
+
+    def orm_store(self) -> Any:
+        """A read-only Store, for the code that reads through the ORM (verify)."""
+        from ..store import Store
+
+        return Store(self.config().db_url, create=False, readonly=True)
 
 
 pass_ctx = click.make_pass_decorator(Context)

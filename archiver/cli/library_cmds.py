@@ -20,7 +20,8 @@ from .options import (STATUS_NAMES, format_option, query_argument, query_options
                       statuses_option, template_format_option)
 
 LS_TABLE = ("source", "clip_id", "title", "duration", "model", "status", "audio_path")
-LS_FORMATS = ("table", "json", "csv", "m3u")
+LS_FORMATS = ("table", "json", "csv", "m3u", "m3u8")
+PLAYLISTS = ("m3u", "m3u8")  # the same UTF-8 text; players expect the .m3u8 name for non-ASCII
 TEMPLATE_EXTRAS = ("length", "year")  # derived fields a --format template may use besides the columns
 
 
@@ -83,7 +84,7 @@ def _write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, library: P
 
     if template is not None:
         out.write("".join(template(row) + "\n" for row in rows))
-    elif fmt == "m3u":
+    elif fmt in PLAYLISTS:
         out.write(m3u(rows, library, playlist_dir))
     else:
         emit(rows, fmt, table_columns=LS_TABLE, all_columns=CLIP_COLUMNS, out=out, title="clips")
@@ -119,7 +120,7 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
 
 
 @cli.command("export")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["m3u", "json", "csv"]))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice([*PLAYLISTS, "json", "csv"]))
 @query_argument
 @query_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
@@ -131,11 +132,13 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """Export the clips matching QUERY (same grammar as `ls`) as a playlist, JSON or CSV.
 
     An M3U playlist lists only clips whose audio is downloaded, with paths relative to the
-    playlist file, so it keeps working when library and playlist move together.
+    playlist file, so it keeps working when library and playlist move together. It is UTF-8
+    text; `m3u8` writes the same, for players that read non-ASCII only from a .m3u8 file.
 
     \b
     Example:
       archiver export m3u year:2026 ^status:failed -o ~/Music/ai-2026.m3u
+      archiver export m3u8 title:über -o ~/Music/über.m3u8
       archiver export csv source:mountsea -o mountsea.csv
     """
     import io
@@ -154,7 +157,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     _write_rows(rows, fmt, buffer, library=library, playlist_dir=target.parent, template=None)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, buffer.getvalue().encode("utf-8"))
-    count = sum(1 for r in rows if r.get("audio_path")) if fmt == "m3u" else len(rows)
+    count = sum(1 for r in rows if r.get("audio_path")) if fmt in PLAYLISTS else len(rows)
     click.echo(f"wrote {count} clip(s) to {target}", err=True)
 
 

@@ -60,7 +60,7 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
     from ..verify import verify_library
 
     config = ctx.config()
-    with ctx.store(readonly=True) as store:
+    with ctx.orm_store() as store:
         report = verify_library(config.library, store)
     if as_json:
         click.echo(json_text({"checked": report.checked, "missing": report.missing, "changed": report.changed,

@@ -128,20 +128,14 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     """
     import json as jsonlib
 
-    from ..report import PlainReporter, RichReporter
-    from ..sync import SyncOptions, run_sync
+    from ..idle import idle_run
 
     config = ctx.config(jobs=jobs, path_template=path_template)
-    if as_json or quiet or not sys.stderr.isatty():
-        reporter: Any = PlainReporter(quiet=quiet or as_json)
-    else:
-        reporter = RichReporter()
-    options = SyncOptions(sources=sources or None, ignore_schedule=ignore_schedule, interval=interval,
-                          until_done=until_done, timeout=timeout, download=not no_download, wait=wait)
-    try:
-        report = run_sync(config, options, reporter)
-    finally:
-        reporter.close()
+    report = idle_run(config, sources=sources or None, ignore_schedule=ignore_schedule, until_done=until_done,
+                      wait=wait)
+    if report is None:
+        report = _full_sync(config, sources, ignore_schedule, interval, until_done, timeout, wait, no_download,
+                            quiet=quiet or as_json)
     if as_json:
         click.echo(jsonlib.dumps(report.as_dict(), ensure_ascii=False))
     elif not quiet:
@@ -150,3 +144,21 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
                    f"{report.files_downloaded} file(s) downloaded; {report.still_unfinished} unfinished; "
                    f"{len(report.errors)} error(s)")
     sys.exit(report.exit_code)
+
+
+def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
+               until_done: bool, timeout: float | None, wait: float | None, no_download: bool, *,
+               quiet: bool) -> Any:
+    from ..report import PlainReporter, RichReporter
+    from ..sync import SyncOptions, run_sync
+
+    if quiet or not sys.stderr.isatty():
+        reporter: Any = PlainReporter(quiet=quiet)
+    else:
+        reporter = RichReporter()
+    options = SyncOptions(sources=sources or None, ignore_schedule=ignore_schedule, interval=interval,
+                          until_done=until_done, timeout=timeout, download=not no_download, wait=wait)
+    try:
+        return run_sync(config, options, reporter)
+    finally:
+        reporter.close()
