@@ -3,6 +3,11 @@
 Per clip the cover is fetched first (so the audio can embed it) but placed after the audio, then
 any video; the clip's audio path fixes the stem every sibling file shares. Clips run
 concurrently up to `jobs`. Rewriting the tags of archived files lives in `retag`.
+
+Finished files are committed in groups: each is fsynced and renamed into place as it is ready,
+and a batch of them then gets one fsync per folder (making the renames durable) and one database
+transaction. A run killed in between leaves files in place but unrecorded, which the next run
+adopts (their tags prove whose they are); nothing is recorded before it is durable.
 """
 
 from __future__ import annotations
@@ -10,16 +15,20 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Awaitable, Callable
+
+import aiofiles
 
 from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
                      UnsafePath)
-from .fs import PART, STORAGE_ERRNOS, TAGGING, open_read, place, read_bytes, sha256_file, storage_error, sync_file
+from .fs import (PART, STORAGE_ERRNOS, TAGGING, fsync_dirs, open_read, place, read_fd, sha256_file,
+                 storage_error, sync_file)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
@@ -31,6 +40,8 @@ from .retag import created_of, retag_file, tag_data, task_tracks, write_lyrics
 from .store import Store
 from .tagging import read_tags, tag_file
 
+GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
+GROUP_SECONDS = 1.0  # or as soon as the oldest waiting file has waited this long
 AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
 
 
@@ -128,6 +139,9 @@ class Archiver:
         self.foreign: dict[str, list[str]] = {}  # stem key -> files on disk the database does not record
         self.keep_parts: set[Path] = set()
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
+        self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
+        self.waiting_since = 0.0  # when the oldest of them was placed
+        self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
         on_disk, parts, links = walk_library(self.root)
@@ -158,6 +172,12 @@ class Archiver:
                     self.summary.stopped = str(storage.exceptions[0])
                 except* DatabaseError as database:  # nothing more could be recorded (a full disk, say)
                     self.summary.stopped = f"{database.exceptions[0]}; downloads stopped"
+                try:  # what is in place is recorded, also when the downloads stopped early
+                    await self._record_placed()
+                except StorageError as exc:
+                    self.summary.stopped = self.summary.stopped or str(exc)
+                except DatabaseError as exc:
+                    self.summary.stopped = self.summary.stopped or f"{exc}; downloads stopped"
             if self.summary.stopped is None:  # folder covers: see folder_art
                 covers = await asyncio.to_thread(write_folder_covers, self.config, self.store,
                                                  {task.id or 0 for _clip, task, _assets in work})
@@ -266,18 +286,20 @@ class Archiver:
             text = f"{clip.source} {clip.clip_id} {asset.kind}: {message}"
             self.summary.errors.append(text)
 
-    def _cover(self, clip: Clip, assets: dict[str, Asset]) -> bytes | None:
+    async def _cover(self, clip: Clip, assets: dict[str, Asset]) -> bytes | None:
+        """The clip's cover for its audio's tags: held back for placing, or archived. Read with
+        aiofiles, so a slow disk never stalls the other transfers on the event loop."""
         held = self.held.get(clip.id or 0)
-        if held is not None:
-            try:
-                return read_bytes(held.part)
-            except (OSError, UnsafePath):
-                return None
         image = assets.get("image")
-        if image is None or image.state != "downloaded" or not image.path:
+        if held is not None:
+            path = held.part
+        elif image is not None and image.state == "downloaded" and image.path:
+            path = self.root / image.path
+        else:
             return None
         try:
-            return read_bytes(self.root / image.path)
+            async with aiofiles.open(path, "rb", opener=read_fd) as fh:
+                return await fh.read()
         except (OSError, UnsafePath):
             return None
 
@@ -317,7 +339,7 @@ class Archiver:
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                cover = self._cover(clip, assets)
+                cover = await self._cover(clip, assets)
                 try:
                     outcome = await asyncio.to_thread(
                         tag_file, part, tag_data(clip, task, self.config, cover, task_tracks(self.store, task)),
@@ -352,7 +374,8 @@ class Archiver:
         """Move a ready file into place and record it (then its lyrics sidecar, for audio)."""
         owned = ready.rel.as_posix() == asset.path  # recorded as this very file (a repair)
         try:
-            placing = asyncio.ensure_future(asyncio.to_thread(place, ready.part, ready.final, owned=owned))
+            placing = asyncio.ensure_future(asyncio.to_thread(place, ready.part, ready.final, owned=owned,
+                                                              durable=False))
             try:
                 await asyncio.shield(placing)
             except asyncio.CancelledError:
@@ -369,6 +392,8 @@ class Archiver:
             raise
         self.keep_parts.discard(ready.part)
         self._record(asset, ready)
+        if len(self.unrecorded) >= GROUP_FILES or time.monotonic() - self.waiting_since >= GROUP_SECONDS:
+            await self._record_placed()
         if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
             try:
                 await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics)
@@ -376,12 +401,27 @@ class Archiver:
                 self.reporter.warning(f"{ready.rel}: lyrics sidecar not written: {exc}")
 
     def _record(self, asset: Asset, ready: _Ready) -> None:
-        """The file is complete at its final path: record it in the database and count it."""
-        self.store.asset_done(asset.id or 0, path=ready.rel.as_posix(), size=ready.size, sha256=ready.digest,
-                              tagged=ready.tagged, warning=ready.warning)
+        """The file is complete at its final path: it joins the next group to be recorded."""
+        if not self.unrecorded:
+            self.waiting_since = time.monotonic()
+        self.unrecorded.append((asset, ready))
         asset.tagged = ready.tagged
-        self.summary.downloaded += 1
-        self.summary.bytes += ready.transferred
+
+    async def _record_placed(self) -> None:
+        """Make the waiting renames durable (one fsync per folder), then record them together."""
+        async with self.committing:
+            group, self.unrecorded = self.unrecorded, []
+            if not group:
+                return
+            try:
+                await asyncio.to_thread(fsync_dirs, {ready.final.parent for _, ready in group})
+                self.store.assets_done([(asset.id or 0, ready.rel.as_posix(), ready.size, ready.digest, ready.tagged,
+                                         ready.warning) for asset, ready in group])
+            except BaseException:
+                self.unrecorded[:0] = group  # still in place: the end of the run tries again
+                raise
+            self.summary.downloaded += len(group)
+            self.summary.bytes += sum(ready.transferred for _, ready in group)
 
     async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
                      handle: object) -> Fetched:
@@ -459,10 +499,12 @@ class Archiver:
         return None
 
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
+        await self._record_placed()  # the audio's first record must not land after this one
+        cover = await self._cover(clip, assets)
         try:
             size, digest, tagged = await asyncio.to_thread(
                 retag_file, self.root / (audio.path or ""),
-                tag_data(clip, task, self.config, self._cover(clip, assets), task_tracks(self.store, task)),
+                tag_data(clip, task, self.config, cover, task_tracks(self.store, task)),
                 self.config.id3_version)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")

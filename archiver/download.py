@@ -16,18 +16,16 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
-import aiofiles
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
-from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, read_fd, regular_size, storage_error
+from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, regular_size, storage_error
 from .media import expected_kinds, looks_complete, sniff
-from .transport import THROUGHPUT, CurlTransport, Stalled
+from .transport import SINK, THROUGHPUT, CurlTransport, Stalled
 
-WRITE_SIZE = 1024 * 1024  # bytes per write call (each a hop to a thread): few hops, bounded memory
 
 
 
@@ -113,13 +111,85 @@ def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
     )
 
 
-async def _hash_existing(path: Path, digest: Any) -> int:
-    size = 0
-    async with aiofiles.open(path, "rb", opener=read_fd) as fh:
-        while block := await fh.read(HASH_BLOCK):
+def _write(fd: int, data: bytes) -> None:
+    """Write all of `data` (a regular file takes it in one call; a short write just loops)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _PartSink:
+    """The body straight into `job.part` from the transfer's worker thread (see `transport`):
+    counted against max_file_size, its first bytes sniffed, hashed and written as it arrives,
+    so the event loop only hears when it ends. Whatever arrived before a break stays on disk for
+    the next attempt to resume after."""
+
+    def __init__(self, job: Transfer, offset: int, on_bytes: Callable[[int], None]) -> None:
+        self.job = job
+        self.offset = offset  # what the `.part` held when the request went out
+        self.on_bytes = on_bytes
+        self.fd = -1
+        self.resumed = False
+        self.size = 0
+        self.head = b""
+        self.digest: Any = _NoDigest()
+        self.error: BaseException | None = None  # why the sink stopped the transfer
+        self.refused = False  # the stated size is over max_file_size: nothing was written
+
+    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        if status not in (200, 206) or self.error is not None:
+            return False
+        response = httpx.Response(status, headers=headers)
+        resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == self.offset
+        offset = self.offset if resumed else 0
+        total = _total_from(response, offset)
+        if total is not None and total > self.job.max_size:
+            return False  # `fetch_once` refuses it from the same headers
+        try:
+            self.job.part.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = append_fd(self.job.part) if resumed else new_fd(self.job.part)
+            self.digest = hashlib.sha256() if self.job.hash else _NoDigest()
+            if resumed and self.job.hash:
+                _hash_existing(self.job.part, self.digest)
+        except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
+            self.error = exc
+            return True  # taken, so the first write stops the transfer with this error
+        self.resumed, self.size = resumed, offset
+        return True
+
+    def write(self, data: bytes) -> bool:
+        if self.error is not None:
+            return False
+        try:
+            self.size += len(data)
+            if self.size > self.job.max_size:
+                raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
+            if not self.resumed and len(self.head) < 64:
+                self.head += data[:64 - len(self.head)]
+                _check_head(self.head, self.job.expect, final=False)
+            _write(self.fd, data)
+            self.digest.update(data)  # hashlib lets go of the GIL for a piece this size
+        except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
+            self.error = exc
+            return False
+        return True
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self.error = self.error or exc
+
+    def advanced(self, nbytes: int) -> None:
+        self.on_bytes(nbytes)
+
+
+def _hash_existing(path: Path, digest: Any) -> None:
+    with open_read(path) as fh:
+        while block := fh.read(HASH_BLOCK):
             digest.update(block)
-            size += len(block)
-    return size
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -151,31 +221,19 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
     offset = regular_size(job.part) or 0  # a link planted at the `.part` is refused, never followed
     headers = {"Range": f"bytes={offset}-"} if offset else {}
+    sink = _PartSink(job, offset, on_bytes)
+    extensions = {THROUGHPUT: (job.tuning.min_speed, job.tuning.stall_window), SINK: sink}
     try:
-        throughput = {THROUGHPUT: (job.tuning.min_speed, job.tuning.stall_window)}  # judged by the transport
-        async with client.stream("GET", job.url, headers=headers, extensions=throughput) as response:
-            status = response.status_code
-            if status in (403, 404, 410):
-                raise LinkExpired(f"media link answered HTTP {status}")
-            if status == 416 and offset:
-                job.part.unlink(missing_ok=True)  # our .part is longer than the file: start over
-                raise TransientError("media", "range not satisfiable; restarting")
-            if status == 429 or status >= 500:
-                raise TransientError("media", f"HTTP {status}", status_code=status)
-            if status not in (200, 206):
-                raise DownloadError(f"media host answered HTTP {status}")
-            resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == offset
-            if not resumed:
-                offset = 0
-            total = _total_from(response, offset)
-            if job.on_total is not None:
-                job.on_total(total, offset)
-            if total is not None and total > job.max_size:
-                raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
-            digest: Any = hashlib.sha256() if job.hash else _NoDigest()
-            if resumed and job.hash:
-                await _hash_existing(job.part, digest)
-            fetched = await _stream_body(response, job, digest, offset, total, resumed, on_bytes)
+        try:
+            async with client.stream("GET", job.url, headers=headers, extensions=extensions) as response:
+                total = _check_response(response, job, offset)
+                async for _chunk in response.aiter_raw():
+                    pass  # the sink takes the body in the transfer's thread: this waits for the end
+        except httpx.HTTPError:
+            if sink.error is None:
+                raise
+        if sink.error is not None:
+            raise sink.error
     except httpx.TimeoutException as exc:  # Stalled: too few bytes over a window, not none at all
         raise TransientError("media", str(exc) if isinstance(exc, Stalled) else "timed out (stalled)") from None
     except httpx.TooManyRedirects:
@@ -184,9 +242,55 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
         raise RefusedURL("refusing to follow a redirect to a malformed or non-http(s) URL") from None
     except httpx.TransportError as exc:
         raise TransientError("media", f"transfer broken ({type(exc).__name__})") from None
+    except RefusedURL:
+        job.part.unlink(missing_ok=True)  # an oversized file is never resumed: keep none of it
+        raise
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            job.part.unlink(missing_ok=True)
+            raise storage_error(exc, job.part) from None
+        raise
+    fetched = _finished(job, sink, total)
     if fetched.unsized:
         await _confirm_end(client, job, fetched.size)
     return fetched
+
+
+def _check_response(response: httpx.Response, job: Transfer, offset: int) -> int | None:
+    """The final response's status and stated size, judged as the sink judged them: the size."""
+    status = response.status_code
+    if status in (403, 404, 410):
+        raise LinkExpired(f"media link answered HTTP {status}")
+    if status == 416 and offset:
+        job.part.unlink(missing_ok=True)  # our .part is longer than the file: start over
+        raise TransientError("media", "range not satisfiable; restarting")
+    if status == 429 or status >= 500:
+        raise TransientError("media", f"HTTP {status}", status_code=status)
+    if status not in (200, 206):
+        raise DownloadError(f"media host answered HTTP {status}")
+    resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == offset
+    total = _total_from(response, offset if resumed else 0)
+    if job.on_total is not None:
+        job.on_total(total, offset if resumed else 0)
+    if total is not None and total > job.max_size:
+        raise RefusedURL(f"file is {total} bytes, over max_file_size ({job.max_size})")
+    return total
+
+
+def _finished(job: Transfer, sink: _PartSink, total: int | None) -> Fetched:
+    """A whole body on disk: its size, its kind, and for a body without a size, its end."""
+    if total is not None and sink.size != total:
+        raise TransientError("media", f"got {sink.size} of {total} bytes")
+    if sink.size == 0:
+        raise TransientError("media", "empty body")
+    head = sink.head
+    if sink.resumed:
+        with open_read(job.part) as fh:
+            head = fh.read(64)
+    kind = _check_head(head, job.expect, final=True)
+    if total is None and kind and not looks_complete(_tail(job.part), kind):
+        raise TransientError("media", "body ended early (no Content-Length and no end marker)")
+    return Fetched(job.part, sink.size, sink.digest.hexdigest(), kind or "bin", unsized=total is None)
 
 
 async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> None:
@@ -207,74 +311,6 @@ async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> N
     if real is not None and real < size:
         job.part.unlink(missing_ok=True)
         raise TransientError("media", f"got {size} bytes, the server says the file has {real}; restarting")
-
-
-@dataclass
-class _Progress:
-    size: int
-    head: bytes = b""
-    pieces: list[bytes] = field(default_factory=list)  # received, not yet hashed and written
-    pending: int = 0  # bytes in `pieces`
-
-
-def _batch(state: _Progress, digest: Any) -> bytes:
-    """The received pieces as one write (taking them), hashed: one copy, one hop to aiofiles' thread."""
-    pieces, state.pieces, state.pending = state.pieces, [], 0
-    for piece in pieces:
-        digest.update(piece)
-    return b"".join(pieces)
-
-
-async def _stream_body(response: httpx.Response, job: Transfer, digest: Any, offset: int,
-                       total: int | None, resumed: bool, on_bytes: Callable[[int], None]) -> Fetched:
-    state = _Progress(size=offset)
-    job.part.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        async with aiofiles.open(job.part, "ab" if resumed else "wb", opener=append_fd if resumed else new_fd) as out:
-            try:
-                await _pump(response, job, out, state, digest, resumed, on_bytes)
-            finally:
-                if state.pieces:  # keep what arrived before a break: the next attempt resumes after it
-                    await out.write(_batch(state, digest))
-            await out.flush()  # fsynced by `place`, after tagging: the final bytes reach the disk once
-    except RefusedURL:
-        job.part.unlink(missing_ok=True)  # an oversized file is never resumed: keep none of it
-        raise
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRNOS:
-            job.part.unlink(missing_ok=True)
-            raise storage_error(exc, job.part) from None
-        raise
-    if total is not None and state.size != total:
-        raise TransientError("media", f"got {state.size} of {total} bytes")
-    if state.size == 0:
-        raise TransientError("media", "empty body")
-    head = state.head
-    if resumed:
-        with open_read(job.part) as fh:
-            head = fh.read(64)
-    kind = _check_head(head, job.expect, final=True)
-    if total is None and kind and not looks_complete(_tail(job.part), kind):
-        raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, state.size, digest.hexdigest(), kind or "bin", unsized=total is None)
-
-
-async def _pump(response: httpx.Response, job: Transfer, out: Any, state: _Progress, digest: Any,
-                resumed: bool, on_bytes: Callable[[int], None]) -> None:
-    """Body -> file in batches of at least WRITE_SIZE, checking size and kind (the transport
-    judges throughput on the bytes it receives)."""
-    async for chunk in response.aiter_raw():  # as received: re-chunking would copy every byte again
-        state.size += len(chunk)
-        if state.size > job.max_size:
-            raise RefusedURL(f"file grew over max_file_size ({job.max_size} bytes)")
-        if not resumed and len(state.head) < 64:
-            state.head += chunk[:64 - len(state.head)]
-            _check_head(state.head, job.expect, final=False)
-        state.pieces.append(chunk)
-        state.pending += len(chunk)
-        if state.pending >= WRITE_SIZE:
-            await out.write(_batch(state, digest))
-        on_bytes(len(chunk))
 
 
 def _tail(path: Path, size: int = 64) -> bytes:

@@ -155,8 +155,9 @@ def sync_file(part: Path) -> None:
         raise
 
 
-def place(part: Path, final: Path, *, owned: bool) -> None:
-    """Move a finished temporary file to its final name and make the rename durable.
+def place(part: Path, final: Path, *, owned: bool, durable: bool = True) -> None:
+    """Move a finished temporary file to its final name and make the rename durable (with
+    `durable` False the caller fsyncs the folder later, once for many files: `fsync_dirs`).
 
     `owned` says the database records `final` as this very file (a repair or a retag): only
     then may something already there be replaced. Anything else at `final` (a user's file, a
@@ -167,11 +168,23 @@ def place(part: Path, final: Path, *, owned: bool) -> None:
         raise UnsafePath(f"refusing to replace {what} at {final}")
     try:
         os.replace(part, final)
-        fsync_path(final.parent)
+        if durable:
+            fsync_path(final.parent)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
         raise
+
+
+def fsync_dirs(folders: set[Path]) -> None:
+    """Make the renames of a batch of `place(durable=False)` calls durable: one fsync per folder."""
+    for folder in sorted(folders):
+        try:
+            fsync_path(folder)
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise storage_error(exc, folder) from None
+            raise
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -315,6 +315,16 @@ class Store:
         with self.session() as s:
             s.connection().execute(_ASSET_DONE, params)
 
+    def assets_done(self, files: Sequence[tuple[int, str, int, str, bool, str | None]]) -> None:
+        """`asset_done` for many files in one transaction: (id, path, size, sha256, tagged, warning)."""
+        if not files:
+            return
+        now = utcnow()
+        rows = [{"id": asset_id, "path": path, "size": size, "sha256": sha256, "tagged": tagged,
+                 "warning": warning, "now": now, "transfer": 1} for asset_id, path, size, sha256, tagged, warning in files]
+        with self.session() as s:
+            s.connection().execute(_ASSET_DONE, rows)
+
     def record_file(self, source: str, clip_id: str, kind: str, *, path: str, size: int, sha256: str,
                     url: str | None, tagged: bool) -> None:
         """Record a file found in place (rebuild): the asset row is created if needed."""

@@ -241,30 +241,16 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
 
     for _ in range(3):
         add(sim_cli, "ccapi-suno", sim.add_task("ccapi-suno", clips=2, steps=0))
-    real_open = download.aiofiles.open
+    real_write = download._write
     calls = {"n": 0}
 
-    class Full:
-        def __init__(self, inner):
-            self.inner = inner
+    def full(fd: int, data: bytes) -> None:  # the disk fills up after two writes
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(fd, data)
 
-        async def __aenter__(self):
-            self.fh = await self.inner.__aenter__()
-            return self
-
-        async def __aexit__(self, *exc):
-            return await self.inner.__aexit__(*exc)
-
-        async def write(self, data):
-            calls["n"] += 1
-            if calls["n"] >= 3:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return await self.fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-    monkeypatch.setattr(download.aiofiles, "open", lambda *a, **k: Full(real_open(*a, **k)))
+    monkeypatch.setattr(download, "_write", full)
     result = sim_cli("sync", "--now")
     assert result.exit_code == 1
     assert result.output.count("No space left on device") == 1, result.output
@@ -279,7 +265,7 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
     (recorded,) = con.execute("select files_downloaded from sync_runs order by id desc limit 1").fetchone()
     con.close()
     assert recorded == sum(r["state"] == "downloaded" for r in rows)  # counted even though the run stopped
-    monkeypatch.setattr(download.aiofiles, "open", real_open)
+    monkeypatch.setattr(download, "_write", real_write)
     code, summary = sync(sim_cli)
     assert code == 0, summary
     check_archived(sim, library)
