@@ -12,6 +12,7 @@ escapes those that a terminal would act on (`json_text`).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Sequence, TextIO
 
 # ESC (or a C1 introducer) sequences: CSI with its parameters, string commands (OSC, DCS, SOS,
 # PM, APC) up to their terminator, and the short two- or three-character escapes.
-_ESCAPE_SEQUENCE = re.compile(
+_ESCAPE_SEQUENCE = (
     r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
     r"|\x1b[ -/]*[0-~]"
@@ -34,14 +35,20 @@ _TEXT = _LINE | {ord(ch): "\n" for ch in _BREAKS}
 _JSON = {cp: f"\\u{cp:04x}" for cp in _UNSAFE if cp >= 0x7F}  # JSON itself escapes 0x00-0x1f
 
 
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """Compiled on first use: a command that prints no text pays nothing for it at start-up."""
+    return re.compile(source)
+
+
 def clean_line(value: Any) -> str:
     """`value` as inert text on one line: no escape sequence, control or bidi character survives."""
-    return _ESCAPE_SEQUENCE.sub("", str(value)).translate(_LINE)
+    return _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).translate(_LINE)
 
 
 def clean_text(value: Any) -> str:
     """Like `clean_line`, but line breaks (\\r\\n, \\r, U+2028, ...) stay, as plain newlines."""
-    text = _ESCAPE_SEQUENCE.sub("", str(value)).replace("\r\n", "\n")
+    text = _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).replace("\r\n", "\n")
     return text.translate(_TEXT)
 
 
@@ -59,7 +66,7 @@ def _cell(value: Any) -> str:
 
 
 _JSON_UNSAFE = "".join(map(chr, _JSON))
-_JSON_NEEDS = re.compile(f"[{re.escape(_JSON_UNSAFE)}]")
+_JSON_NEEDS = f"[{re.escape(_JSON_UNSAFE)}]"
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -67,7 +74,7 @@ def _json_safe(text: str) -> str:
     """`text` with the code points json leaves raw written as \\u escapes; a search first, as few need it."""
     if text.isascii() and "\x7f" not in text:  # both scans run at memory speed
         return text
-    return text.translate(_JSON) if _JSON_NEEDS.search(text) else text
+    return text.translate(_JSON) if _pattern(_JSON_NEEDS).search(text) else text
 
 
 def _flat(row: Any) -> bool:
