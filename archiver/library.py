@@ -62,16 +62,27 @@ class Ambiguous(UsageError):
 def _iso_z(value: Any) -> str | None:
     if not value:
         return None
-    parsed = datetime.fromisoformat(value)  # the text models.UTCDateTime stores
+    parsed = datetime.fromisoformat(value)  # the text models.UTCDateTime stores; also checks it
+    if len(value) == 32 and value[10] == "T" and value[19] == "." and value.endswith("+00:00"):
+        # its usual spelling, whose isoformat() is known: a slice is much cheaper than the call
+        return value[:19] + ("Z" if value[20:26] == "000000" else value[19:26] + "Z")
     parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return parsed.isoformat().replace("+00:00", "Z")
 
 
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
+
+
 def _row(mapping: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    out = {name: mapping[name] for name in columns}
-    for name in _TIME_FIELDS & out.keys():
+    key = tuple(columns)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = (tuple(n for n in key if n in _TIME_FIELDS), "duration" in key)
+    times, has_duration = plan
+    out = {name: mapping[name] for name in key}
+    for name in times:
         out[name] = _iso_z(out[name])  # stored as ISO 8601 UTC text; normalise the spelling
-    if "duration" in out:
+    if has_duration:
         out["duration"] = plausible_duration(out["duration"])  # the database may hold any number
     return out
 

@@ -18,6 +18,7 @@ clip's own fields, and how each matches, come from the clip-field table (fields.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -64,7 +65,15 @@ ALIASES = {"style": "tags", "genre": "tags", "lyric": "lyrics", "task_id": "task
 
 BARE_COLUMNS = ("c.title", "c.tags", "c.lyrics")
 DEFAULT_ORDER = "c.created_at, c.source, c.clip_id"
-_FIELD_NAME = re.compile(r"^[A-Za-z_]+$")
+
+
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """Compiled on first use, so importing this module costs no regex compile."""
+    return re.compile(source)
+
+
+_FIELD_NAME = r"^[A-Za-z_]+$"
 
 
 def field_names() -> str:
@@ -139,12 +148,12 @@ def _seconds(text: str, term: str) -> float:
     return seconds
 
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2}))?)?)?)?$")
+_DATE = r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2}))?)?)?)?$"
 
 
 def _period(text: str, term: str) -> tuple[datetime, datetime]:
     """[start, end) of a partial ISO date: 2026 is the whole year, 2026-03 the whole month."""
-    match = _DATE.match(text.strip())
+    match = _pattern(_DATE).match(text.strip())
     if not match:
         raise UsageError(f"{term!r}: expected a date like 2026, 2026-03, 2026-03-13 or 2026-03-13T07:00")
     year, month, day, hour, minute = (int(p) if p else None for p in match.groups())
@@ -233,7 +242,7 @@ def _term_clause(q: Compiled, term: str) -> str | None:
             raise UsageError("'^' must be followed by a term to exclude, e.g. ^source:acedata")
         return None
     name, colon, value = body.partition(":")
-    if colon and _FIELD_NAME.match(name):
+    if colon and _pattern(_FIELD_NAME).match(name):
         clause = _field_clause(q, lookup(name), value, term)
     else:
         clause = "(" + " OR ".join(_like(q, column, body, pattern="%{}%") for column in BARE_COLUMNS) + ")"
@@ -277,7 +286,7 @@ def compile_sort(specs: Sequence[str]) -> str:
 
 # --- full-text search -------------------------------------------------------------------------
 
-_FTS_TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+_FTS_TOKEN = r'"([^"]*)"|(\S+)'
 
 
 def fts_query(text: str) -> str:
@@ -287,7 +296,7 @@ def fts_query(text: str) -> str:
     UsageError when nothing searchable is left.
     """
     phrases = []
-    for match in _FTS_TOKEN.finditer(text):
+    for match in _pattern(_FTS_TOKEN).finditer(text):
         phrase = match.group(1) if match.group(1) is not None else match.group(2)
         prefix = match.group(2) is not None and phrase.endswith("*")
         phrase = phrase.rstrip("*") if prefix else phrase

@@ -12,6 +12,7 @@ caller to report (the provider's own value stays in `raw`).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -117,7 +118,13 @@ def _duration_warning(value: Any, seconds: float | None) -> tuple[str, ...]:
     return (f"duration {shown} is not a length in (0, 24 h); stored as unknown",)
 
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """Compiled on first use, so importing this module costs no regex compile."""
+    return re.compile(source)
+
+
+_PERCENT = r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$"
 
 
 def progress(value: Any) -> int | None:
@@ -127,7 +134,7 @@ def progress(value: Any) -> int | None:
     if isinstance(value, (int, float)):
         number = float(value)
     else:
-        match = _PERCENT.match(str(value))
+        match = _pattern(_PERCENT).match(str(value))
         if not match:
             return None
         number = float(match.group(1))

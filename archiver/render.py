@@ -12,6 +12,7 @@ escapes those that a terminal would act on (`json_text`).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Sequence, TextIO
 
 # ESC (or a C1 introducer) sequences: CSI with its parameters, string commands (OSC, DCS, SOS,
 # PM, APC) up to their terminator, and the short two- or three-character escapes.
-_ESCAPE_SEQUENCE = re.compile(
+_ESCAPE_SEQUENCE = (
     r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
     r"|\x1b[ -/]*[0-~]"
@@ -34,20 +35,26 @@ _TEXT = _LINE | {ord(ch): "\n" for ch in _BREAKS}
 _JSON = {cp: f"\\u{cp:04x}" for cp in _UNSAFE if cp >= 0x7F}  # JSON itself escapes 0x00-0x1f
 
 
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """Compiled on first use: a command that prints no text pays nothing for it at start-up."""
+    return re.compile(source)
+
+
 def clean_line(value: Any) -> str:
     """`value` as inert text on one line: no escape sequence, control or bidi character survives."""
-    return _ESCAPE_SEQUENCE.sub("", str(value)).translate(_LINE)
+    return _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).translate(_LINE)
 
 
 def clean_text(value: Any) -> str:
     """Like `clean_line`, but line breaks (\\r\\n, \\r, U+2028, ...) stay, as plain newlines."""
-    text = _ESCAPE_SEQUENCE.sub("", str(value)).replace("\r\n", "\n")
+    text = _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).replace("\r\n", "\n")
     return text.translate(_TEXT)
 
 
 def json_text(data: Any, *, indent: int | None = 2) -> str:
     """JSON with every character kept, those a terminal would act on written as \\u escapes."""
-    return json.dumps(data, ensure_ascii=False, indent=indent, default=str).translate(_JSON)
+    return _json_safe(json.dumps(data, ensure_ascii=False, indent=indent, default=str))
 
 
 def _cell(value: Any) -> str:
@@ -58,24 +65,49 @@ def _cell(value: Any) -> str:
     return clean_line(value)
 
 
+_JSON_UNSAFE = "".join(map(chr, _JSON))
+_JSON_NEEDS = f"[{re.escape(_JSON_UNSAFE)}]"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_safe(text: str) -> str:
+    """`text` with the code points json leaves raw written as \\u escapes; a search first, as few need it."""
+    if text.isascii() and "\x7f" not in text:  # both scans run at memory speed
+        return text
+    return text.translate(_JSON) if _pattern(_JSON_NEEDS).search(text) else text
+
+
+def _flat(row: Any) -> bool:
+    return type(row) is dict and bool(row) and {type(v) for v in row.values()} <= _SCALARS
+
+
 def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    """Indented JSON in 64 KiB writes.
+    """Indented JSON in 64 KiB writes, the same bytes as `json_text(list(rows))` plus a newline.
 
     json.dump writes a few small strings per value, each a write(2) when stdout is unbuffered
     (PYTHONUNBUFFERED=1, common in containers): 1.4 million of them for 20,000 clips. Joining
-    pieces up to 64 KiB keeps the syscalls few and the memory bounded.
+    pieces up to 64 KiB keeps the syscalls few and the memory bounded. A flat row (scalar values
+    only) is one call of the C encoder, whose item separator writes the indentation; json's
+    indenting encoder is pure Python and several times slower.
     """
-    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=str)
-    pending: list[str] = []
+    rows = list(rows)
+    if not rows or not all(_flat(row) for row in rows):
+        text = json.dumps(rows, ensure_ascii=False, indent=2, default=str)
+        for start in range(0, len(text), 65536):
+            out.write(_json_safe(text[start:start + 65536]))
+        out.write("\n")
+        return
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",\n    ", ": "), default=str).encode
+    pending: list[str] = ["["]
     size = 0
-    for piece in encoder.iterencode(list(rows)):
-        pending.append(piece.translate(_JSON))
+    last = len(rows) - 1
+    for i, row in enumerate(rows):
+        piece = f"\n  {{\n    {encode(row)[1:-1]}\n  }}" + ("," if i < last else "\n]\n")
+        pending.append(piece)
         size += len(piece)
-        if size >= 65536:
-            out.write("".join(pending))
+        if size >= 65536 or i == last:
+            out.write(_json_safe("".join(pending)))
             pending, size = [], 0
-    pending.append("\n")
-    out.write("".join(pending))
 
 
 def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:

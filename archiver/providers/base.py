@@ -10,6 +10,7 @@ read the registry.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -86,15 +87,21 @@ class BaseSource(Simulated):
         return payload
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """Compiled on first use, so importing this module costs no regex compile."""
+    return re.compile(source)
+
+
+_LONE_SURROGATE = "[\ud800-\udfff]"
+_UNSENDABLE = "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
 
 
 def check_id(source: str, task_id: str) -> None:
     """Control characters and line breaks in an id are a typo or an attack, never a task: refuse them."""
     if not task_id:
         raise UsageError(f"{source}: a task id is empty")
-    if _UNSENDABLE.search(task_id):
+    if _pattern(_UNSENDABLE).search(task_id):
         raise UsageError(f"{source}: task id {task_id!r} holds control characters")
 
 
@@ -125,7 +132,7 @@ def parse_json(data: bytes | str, *, secrets: Iterable[str | None] = ()) -> Any:
         suspect = "\\ud" in text or "\\uD" in text  # decoding with "replace" leaves no raw surrogate
     else:  # text read with surrogateescape (stdin) may hold them raw
         text = data
-        suspect = "\\ud" in text or "\\uD" in text or _LONE_SURROGATE.search(text) is not None
+        suspect = "\\ud" in text or "\\uD" in text or _pattern(_LONE_SURROGATE).search(text) is not None
     payload = json.loads(text)
     scrub = redactor(secrets)
     if scrub.secrets and ("\\" in text or scrub.holds_secret(text)):  # no escape: strings are raw text
@@ -137,7 +144,7 @@ def parse_json(data: bytes | str, *, secrets: Iterable[str | None] = ()) -> Any:
 
 def _valid_text(value: Any) -> Any:
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return _pattern(_LONE_SURROGATE).sub("\ufffd", value)
     if isinstance(value, list):
         return [_valid_text(item) for item in value]
     if isinstance(value, dict):
