@@ -200,6 +200,10 @@ PROVIDER_KEYS: dict[str, _Key] = {
 
 
 def default_config_path() -> Path:
+    """platformdirs' answer; on Linux without XDG_CONFIG_HOME that is ~/.config, known without
+    importing platformdirs (which loads tempfile and random: a tenth of an idle cron sync)."""
+    if sys.platform == "linux" and not os.environ.get("XDG_CONFIG_HOME") and "ANDROID_DATA" not in os.environ:
+        return Path(os.path.expanduser("~/.config")) / "archiver" / "config.toml"
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("archiver")) / "config.toml"

@@ -11,7 +11,6 @@ archived files refuse links too, and a finished file reaches its final name only
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -123,6 +122,8 @@ def fsync_path(path: Path) -> None:
 
 def sha256_file(path: Path) -> tuple[int, str]:
     """(size, hex sha256) of a regular file, read without following a link."""
+    import hashlib  # OpenSSL's loading is a good part of an idle sync's start-up, which hashes nothing
+
     digest = hashlib.sha256()
     size = 0
     with open_read(path) as fh:

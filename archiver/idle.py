@@ -48,9 +48,25 @@ def _unfinished(db: ReadDB, sources: Sequence[str] | None, due_by: str | None) -
     return int(db.rows(sql, params)[0]["n"])
 
 
-_PENDING = (f"SELECT 1 FROM assets a JOIN clips c ON c.id = a.clip_pk JOIN tasks t ON t.id = c.task_pk "
-            f"WHERE t.status = '{Status.SUCCEEDED.value}' AND a.state != '{AssetState.DOWNLOADED.value}' LIMIT 1")
+_NOT_DOWNLOADED = f"(a.state < '{AssetState.DOWNLOADED.value}' OR a.state > '{AssetState.DOWNLOADED.value}')"
+# CROSS JOIN keeps assets outermost: the state index finds the few undownloaded ones, where a join
+# from succeeded tasks would visit every clip of the library.
+_PENDING = (f"SELECT 1 FROM assets a CROSS JOIN clips c CROSS JOIN tasks t "
+            f"WHERE c.id = a.clip_pk AND t.id = c.task_pk AND t.status = '{Status.SUCCEEDED.value}' "
+            f"AND {_NOT_DOWNLOADED} LIMIT 1")
 _RECORDED = f"SELECT path FROM assets WHERE state = '{AssetState.DOWNLOADED.value}' AND path IS NOT NULL"
+# Every path as one string, read from the covering path index: no per-row tuple, no table page.
+_ALL_PATHS = "SELECT group_concat(path, char(0)) FROM assets WHERE path IS NOT NULL"
+_PATH_NOT_DOWNLOADED = f"SELECT 1 FROM assets a WHERE {_NOT_DOWNLOADED} AND a.path IS NOT NULL LIMIT 1"
+
+
+def _exactly_recorded(conn: sqlite3.Connection, on_disk: set[str]) -> bool:
+    """True when the files on disk are exactly the recorded downloaded paths, the common idle case;
+    False means only "look closer" (sidecars, missing or extra files)."""
+    if conn.execute(_PATH_NOT_DOWNLOADED).fetchone() is not None:
+        return False
+    joined = conn.execute(_ALL_PATHS).fetchone()[0]
+    return joined is not None and set(joined.split("\0")) == on_disk
 
 
 def _records_files(url: str) -> bool:
@@ -80,17 +96,22 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
                 due = unfinished if (ignore_schedule or until_done) else _unfinished(db, sources, _stamp(started))
                 if due or db.rows(_PENDING):
                     return None
-                recorded = {path for (path,) in db.conn.execute(_RECORDED)}
+                exact = _exactly_recorded(db.conn, on_disk)
+                recorded = set() if exact else {path for (path,) in db.conn.execute(_RECORDED)}
         except (DatabaseError, sqlite3.DatabaseError):
             return None
-        if not recorded <= on_disk:
-            return None  # a recorded file is missing: fetch it again
-        unrecorded = on_disk - recorded
-        if unrecorded and not unrecorded <= sidecars(recorded):
-            return None  # a file nobody recorded lies in the library: the normal path looks at it
+        if not exact and not _accounted_for(recorded, on_disk):
+            return None
         report = SyncReport(passes=1, still_unfinished=unfinished)
         _record(str(db_path), started, report)
     return report
+
+
+def _accounted_for(recorded: set[str], on_disk: set[str]) -> bool:
+    if not recorded <= on_disk:
+        return False  # a recorded file is missing: fetch it again
+    unrecorded = on_disk - recorded
+    return not unrecorded or unrecorded <= sidecars(recorded)  # else the normal path looks at the others
 
 
 def _record(path: str, started: datetime, report: SyncReport) -> None:

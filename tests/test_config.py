@@ -126,3 +126,23 @@ def test_world_readable_token_file_warns(tmp_path: Path, capsys: pytest.CaptureF
     cfg.chmod(0o600)
     load_config(config_file=cfg, env={})
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="the shortcut is Linux's")
+@pytest.mark.parametrize("xdg", [None, "", "/srv/conf"])
+def test_default_config_path_is_platformdirs_answer(tmp_path: Path, xdg: str | None) -> None:
+    """Without XDG_CONFIG_HOME the path is known without importing platformdirs, and it is the same."""
+    import subprocess
+    import sys
+
+    probe = ("import json, sys; from archiver.config import default_config_path; ours = str(default_config_path()); "
+             "loaded = 'platformdirs' in sys.modules; from platformdirs import user_config_dir; "
+             "print(json.dumps([ours, str(Path(user_config_dir('archiver')) / 'config.toml'), loaded]))")
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"} | {"HOME": str(tmp_path)}
+    if xdg is not None:
+        env["XDG_CONFIG_HOME"] = xdg
+    out = subprocess.run([sys.executable, "-c", "from pathlib import Path; " + probe], env=env,
+                         capture_output=True, text=True, check=True)
+    ours, theirs, loaded = json.loads(out.stdout)
+    assert ours == theirs
+    assert loaded == bool(xdg)  # only a set XDG_CONFIG_HOME asks platformdirs

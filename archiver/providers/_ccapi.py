@@ -8,14 +8,16 @@ The batch answer may list a stale copy of a task besides the fresh one; the simu
 
 from __future__ import annotations
 
-import random
 import string
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from ..errors import PayloadError, ProviderError, TaskNotFound
 from ..records import Status, TaskRecord, clip_from, progress, text, timestamp
 from .base import BaseSource, Request, error_message, newest_per_task
 from .simulated import FAIL_REASON, STEP_SECONDS, SimCall, SimClip, SimTask, UrlFor, iso
+
+if TYPE_CHECKING:
+    import random
 
 STAGES = ("NOT_START", "SUBMITTED", "QUEUED", "IN_PROGRESS")  # the non-final statuses, in order
 STATUS_MAP: dict[str, Status] = {

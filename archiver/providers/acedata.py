@@ -8,7 +8,6 @@ Clip durations arrive as strings ("135.2330158730159").
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import PayloadError, ProviderError
@@ -110,6 +109,8 @@ class Acedata(BaseSource):
         return {"items": records, "count": len(records)}
 
     def sim_error(self, status: int, code: str, message: str) -> Any:
+        import uuid  # the simulator's only; not on every command's start-up
+
         return {"success": False, "error": {"code": code, "message": message}, "trace_id": str(uuid.uuid4())}
 
     def sim_unauthorized(self) -> Any:

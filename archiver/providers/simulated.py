@@ -8,11 +8,12 @@ blobs are typed loosely here.
 
 from __future__ import annotations
 
-import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+if TYPE_CHECKING:
+    import random  # the simulator's own; importing it here would cost every command's start-up
 
 STEP_SECONDS = 8  # virtual seconds a task's clock moves per poll, so updated_at always grows
 OUTCOMES = ("succeeded", "failed", "cancelled", "timeout")
@@ -94,6 +95,8 @@ def iso(epoch: float, digits: int = 3) -> str:
 
 
 def sim_uuid(rng: random.Random) -> str:
+    import uuid
+
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
