@@ -217,9 +217,42 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
     return None
 
 
+PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
+
+
+async def _same_prefix(client: httpx.AsyncClient, job: Transfer, offset: int) -> bool:
+    """Whether a leftover `.part` ends with what the server has at those offsets.
+
+    A `.part` is named after its final path, so one left by another clip's killed transfer under
+    the same name (two songs titled alike), or a file changed upstream, would otherwise be
+    resumed into a splice of two songs. One small ranged request settles it; a server that cannot
+    answer it is left to the main request's own checks (a 200 there starts over anyway).
+    """
+    start = max(0, offset - PREFIX_PROBE)
+    want = offset - start
+    body = bytearray()
+    try:
+        async with client.stream("GET", job.url, headers={"Range": f"bytes={start}-{offset - 1}"}) as response:
+            if response.status_code != 206 or _content_range_start(response.headers.get("content-range")) != start:
+                return True
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) >= want:
+                    break
+    except (httpx.HTTPError, httpx.InvalidURL):
+        return True
+    with open_read(job.part) as fh:
+        fh.seek(start)
+        ours = fh.read(want)
+    return bytes(body[:want]) == ours
+
+
 async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
     offset = regular_size(job.part) or 0  # a link planted at the `.part` is refused, never followed
+    if offset and not await _same_prefix(client, job, offset):
+        job.part.unlink(missing_ok=True)  # not this file's beginning (another clip's, or changed upstream)
+        offset = 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     sink = _PartSink(job, offset, on_bytes)
     extensions = {THROUGHPUT: (job.tuning.min_speed, job.tuning.stall_window), SINK: sink}

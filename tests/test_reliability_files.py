@@ -339,3 +339,22 @@ def test_repair_fetches_a_changed_audio_file_even_when_its_tags_still_name_the_c
     assert f"changed: {audio['path']}" in report.output
     assert path.read_bytes() == good and digest(path) == audio["sha256"]
     assert sim_cli("verify").exit_code == 0
+
+
+def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, sim_cli, library: Path) -> None:
+    """A `.part` is named after its final path: one left by another song's killed transfer under the
+    same name (or a file changed upstream) must start over, not be spliced onto this song."""
+    from archiver.testkit import strip_id3
+
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3", audio_bytes=300_000)
+    (clip,) = clip_ids(sim, task)
+    blob = sim._clips[clip].audio
+    source = b"".join(bytes(chunk) for chunk in blob.chunks(0, blob.size))[:blob.size]
+    other = bytearray(source[:150_000])  # a valid MP3 start, other bytes where the songs differ
+    other[100_000:150_000] = bytes(b ^ 0x55 for b in other[100_000:150_000])
+    (library / "Song.mp3.part").write_bytes(bytes(other))
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0, summary
+    (audio,) = [r for r in rows(library / "archiver.db") if r["kind"] == "audio"]
+    assert strip_id3((library / audio["path"]).read_bytes()) == strip_id3(source)
