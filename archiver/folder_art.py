@@ -107,6 +107,12 @@ def _only_task(store: Store, task_pk: int, folder: str) -> bool:
     return not others
 
 
+def _recorded(store: Store, rel: str) -> bool:
+    """Whether a file at `rel` is some clip's archived file (a clip titled "cover", say)."""
+    with store.connect() as conn:
+        return conn.execute(text("SELECT 1 FROM assets WHERE path = :path LIMIT 1"), {"path": rel}).first() is not None
+
+
 def _ours(store: Store, digest: str) -> bool:
     with store.connect() as conn:
         return conn.execute(text("SELECT 1 FROM assets WHERE kind = 'image' AND state = 'downloaded' "
@@ -127,6 +133,8 @@ def _write(root: Path, store: Store, task_pk: int, folder: str, image: str) -> i
     for entry in present:
         if entry.name != target.name or entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             return 0  # the user's folder art, or ours under another name: either way it has one
+        if _recorded(store, f"{folder}/{target.name}"):
+            return 0  # a clip's own archived file under this name: never replaced by a folder cover
         _size, digest = sha256_file(target)
         if not _ours(store, digest) or digest == hashlib.sha256(data).hexdigest():
             return 0

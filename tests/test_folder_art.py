@@ -3,6 +3,7 @@ user's art, never through a link, never in a folder shared with another task."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import zlib
@@ -154,3 +155,18 @@ def test_a_folder_shared_with_another_task_gets_no_cover(sim, sim_cli, library: 
     second = sim.add_task("acedata", task_id=folder.split("/")[1], clips=1, steps=0)
     add_and_sync(sim, sim_cli, [second], template)
     assert [p for p in library.rglob("*") if is_cover_name(p.name)] == []
+
+
+def test_a_clip_titled_cover_keeps_its_own_archived_cover(sim, sim_cli, library: Path) -> None:
+    config = 'path_template = "{source}/{task_id}/{title}.{ext}"\n'
+    task = distinct(sim, "acedata", sim.add_task("acedata", clips=2, steps=0, titles=["Alpha", "cover"]))
+    add_and_sync(sim, sim_cli, [task], config)
+    con = sqlite3.connect(library / "archiver.db")
+    (path, digest), = con.execute("""SELECT a.path, a.sha256 FROM assets a JOIN clips c ON c.id = a.clip_pk
+                                     WHERE c.title = 'cover' AND a.kind = 'image'""").fetchall()
+    con.close()
+    assert path == f"acedata/{task}/cover.jpg"
+    assert hashlib.sha256((library / path).read_bytes()).hexdigest() == digest
+    code, summary = sync_now(sim_cli, extra_config=config)  # a second run leaves it alone too
+    assert code == 0 and hashlib.sha256((library / path).read_bytes()).hexdigest() == digest
+    assert verify(sim_cli, config)[0] == 0
