@@ -122,10 +122,22 @@ def write_lyrics(audio: Path, lyrics: str) -> None:
     """The lyrics sidecar beside an audio file, written whole or not at all; an old `.lrc` of
     ours is renamed onto it first, so the two never exist side by side."""
     new = audio.with_suffix(SIDECAR)
+    data = (lyrics.rstrip("\n") + "\n").encode("utf-8")
     old = _old_sidecar(audio)
-    if old is not None:
-        place(old, new, owned=True)
-    atomic_write(new, (lyrics.rstrip("\n") + "\n").encode("utf-8"))
+    if old is not None and not os.path.lexists(new):
+        place(old, new, owned=False)
+    elif os.path.lexists(new) and (is_link(new) or read_bytes(new) not in (data, *_contents(old))):
+        raise UnsafePath(f"{new.name} is not a lyrics sidecar of archiver's; left as it is")
+    elif old is not None:
+        old.unlink()  # the same text is already in `.txt`
+    atomic_write(new, data)
+
+
+def _contents(path: Path | None) -> tuple[bytes, ...]:
+    try:
+        return (read_bytes(path),) if path is not None else ()
+    except (OSError, UnsafePath):
+        return ()
 
 
 def migrate_lyrics(audio: Path) -> None:

@@ -358,3 +358,18 @@ def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, si
     assert code == 0, summary
     (audio,) = [r for r in rows(library / "archiver.db") if r["kind"] == "audio"]
     assert strip_id3((library / audio["path"]).read_bytes()) == strip_id3(source)
+
+
+def test_lyrics_sidecar_never_replaces_the_users_own_text_file(sim, sim_cli, library: Path) -> None:
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], lyrics="la la la", audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    assert sync(sim_cli, extra_config=TEMPLATE)[0] == 0
+    notes = library / "Song.txt"
+    notes.write_text("my own notes about this song\n", encoding="utf-8")
+    retag = sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n")
+    assert retag.exit_code == 1 and "Song.txt" in retag.output
+    assert notes.read_text(encoding="utf-8") == "my own notes about this song\n"
+    notes.unlink()
+    assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0
+    assert "la la la" in notes.read_text(encoding="utf-8")
+    assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0  # ours: rewritten
