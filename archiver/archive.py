@@ -13,6 +13,7 @@ adopts (their tags prove whose they are); nothing is recorded before it is durab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -238,8 +239,13 @@ class Archiver:
             got: PurePosixPath | _Ready | None = None
             try:
                 got = await self._asset(client, clip, task, asset, rel, assets, hold=kind == "image" and waits)
-            except (StorageError, DatabaseError):
+            except StorageError:
+                if kind == "audio":  # its cover is written and synced already: moving it in costs no space
+                    with contextlib.suppress(StorageError, DatabaseError):
+                        await self._commit_held(clip, assets)
                 raise  # not this file's fault: every download stops (see `run`)
+            except DatabaseError:
+                raise
             except (ArchiverError, OSError) as exc:
                 self._failed(clip, [asset], str(exc))
             except Exception as exc:  # noqa: BLE001 - one file's surprise must not end a cron run
