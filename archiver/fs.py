@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 from .errors import StorageError, UnsafePath
 
@@ -57,18 +57,24 @@ def new_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
         raise _refused(Path(path), exc) from None
 
 
-def append_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
-    """A descriptor appending to an existing regular file (a resumed download); links refused."""
+def _regular_fd(path: str | os.PathLike[str], flags: int, link_error: Callable[[OSError], UnsafePath],
+                verb: str) -> int:
+    """A descriptor on an existing regular file, opened without following a final link."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC | _BINARY)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise _refused(Path(path), exc) from None
+            raise link_error(exc) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise UnsafePath(f"refusing to write to {os.fspath(path)}: not a regular file")
+        raise UnsafePath(f"refusing to {verb} {os.fspath(path)}: not a regular file")
     return fd
+
+
+def append_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
+    """A descriptor appending to an existing regular file (a resumed download); links refused."""
+    return _regular_fd(path, os.O_WRONLY | os.O_APPEND, lambda exc: _refused(Path(path), exc), "write to")
 
 
 def create_new(path: Path) -> BinaryIO:
@@ -78,16 +84,8 @@ def create_new(path: Path) -> BinaryIO:
 
 def read_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
     """A descriptor reading a regular file, refusing a link (it could point out of the library)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _BINARY)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise UnsafePath(f"refusing to read {os.fspath(path)}: it is a symbolic link") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UnsafePath(f"refusing to read {os.fspath(path)}: not a regular file")
-    return fd
+    return _regular_fd(path, os.O_RDONLY,
+                       lambda _exc: UnsafePath(f"refusing to read {os.fspath(path)}: it is a symbolic link"), "read")
 
 
 def open_read(path: Path) -> BinaryIO:
