@@ -334,11 +334,10 @@ class Archiver:
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                tracks = self.tracks.get(task.id or 0, [])
+                data = tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, []))
                 try:
-                    done = await asyncio.to_thread(
-                        finish_audio, part, self._cover_path(clip, assets),
-                        lambda cover: tag_data(clip, task, self.config, cover, tracks), self.config.id3_version)
+                    done = await asyncio.to_thread(finish_audio, part, data, self._cover_path(clip, assets),
+                                                   self.config.id3_version)
                 except TaggingError as exc:
                     full = storage_cause(exc)
                     if full is None:

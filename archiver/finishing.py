@@ -6,10 +6,8 @@ paid under the GIL the transfers' threads also want).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
-
 from .errors import ArchiverError
 from .fs import STORAGE_ERRNOS, read_bytes, sha256_file, sync_file
 from .tagging import TagData, TagOutcome, tag_file
@@ -23,9 +21,8 @@ class Finished:
     sha256: str
 
 
-def finish_audio(part: Path, cover: Path | None, tags_for: Callable[[bytes | None], TagData],
-                 id3_version: int) -> Finished:
-    """Tag `part` (with the cover at `cover`, when it can be read), then hash and fsync it.
+def finish_audio(part: Path, data: TagData, cover: Path | None, id3_version: int) -> Finished:
+    """Tag `part` with `data` and the cover at `cover` (when it can be read), then hash and fsync it.
 
     A cover that cannot be read (gone, a link) only leaves the tags without it; a TaggingError
     or a storage error propagates for the caller to judge.
@@ -36,7 +33,7 @@ def finish_audio(part: Path, cover: Path | None, tags_for: Callable[[bytes | Non
             image = read_bytes(cover)
         except (OSError, ArchiverError):
             image = None
-    outcome = tag_file(part, tags_for(image), id3_version=id3_version)
+    outcome = tag_file(part, replace(data, cover=image) if image is not None else data, id3_version=id3_version)
     size, digest = sha256_file(part)
     sync_file(part)  # after tagging: its bytes reach the disk once
     return Finished(outcome, image is not None, size, digest)
