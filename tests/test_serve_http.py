@@ -328,3 +328,26 @@ def test_serving_imports_no_orm_or_http_client(library: Library) -> None:
     result = json.loads(out.stdout)
     assert result["codes"] == [200] * len(paths)
     assert result["loaded"] == [], f"archiver serve imported {result['loaded']}"
+
+
+def test_pages_of_a_bigger_library_cover_every_clip_once(tmp_path: Path) -> None:
+    from archiver.testkit import Lib
+    from archiver.web.views import PAGE_SIZE
+
+    with Simulator() as sim:
+        lib = Lib.create(sim, tmp_path)
+        task = sim.add_task("acedata", clips=PAGE_SIZE * 2 + 7, steps=0)
+        assert lib.cli("add", "acedata", task).exit_code == 0
+        assert lib.sync("--no-download")[0] == 0
+    ids = {r[0] for r in lib.query("SELECT clip_id FROM clips")}
+    assert len(ids) == PAGE_SIZE * 2 + 7
+    with serve(lib.root) as url:
+        seen: list[str] = []
+        for number in (1, 2, 3):
+            html = page(url, f"/?sort=title&page={number}")
+            seen += re.findall(r'href="/clip/acedata/([^"]+)"', html)
+            assert (f"page={number + 1}" in html) == (number < 3)
+        assert len(seen) == len(ids) and set(seen) == ids
+        assert f"Page 4 is past the end: {len(ids)} clips in all." in page(url, "/?page=4")
+        titles = [t for t in re.findall(r'class="title" href="[^"]*">([^<]*)</a>', page(url, "/?sort=title"))]
+        assert titles == sorted(titles, key=str.casefold)
