@@ -124,12 +124,17 @@ class Bar:
 
 
 def month_chart(months: Sequence[tuple[str, int]], *, width: float = 720, height: float = 220) -> dict[str, Any]:
-    """Bar geometry for songs per month, every month from the first to the last (empty ones too)."""
+    """Bar geometry for songs per month: every month from the first to the last, empty ones too,
+    and at least the twelve months up to the last, so a young library still reads as a timeline."""
     filled: list[tuple[str, int]] = []
     if months:
         counts = dict(months)
-        year, month = (int(p) for p in months[0][0].split("-"))
         last = months[-1][0]
+        end_year, end_month = (int(p) for p in last.split("-"))
+        year, month = (int(p) for p in months[0][0].split("-"))
+        if (end_year * 12 + end_month) - (year * 12 + month) < 11:
+            total = end_year * 12 + end_month - 1 - 11
+            year, month = total // 12, total % 12 + 1
         while True:
             key = f"{year:04d}-{month:02d}"
             filled.append((key, counts.get(key, 0)))
@@ -139,7 +144,7 @@ def month_chart(months: Sequence[tuple[str, int]], *, width: float = 720, height
     top = max((c for _, c in filled), default=0) or 1
     left, bottom, plot_h = 40.0, 30.0, height - 40.0
     step = min(56.0, (width - left - 10) / max(1, len(filled)))
-    every = max(1, len(filled) // 12)
+    every = max(1, -(-len(filled) // 12))
     bars = [Bar(left + i * step + step * 0.1, 10 + plot_h - plot_h * c / top, step * 0.8, plot_h * c / top,
                 key, c, i % every == 0) for i, (key, c) in enumerate(filled)]
     return {"bars": bars, "width": width, "height": height, "top": top, "axis_y": 10 + plot_h,
