@@ -256,6 +256,8 @@ def test_a_token_is_checked_on_every_request(library: Library) -> None:
         assert status == 303 and headers["location"] == "/stats?x=1"
         cookie = headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+        status, headers, _ = request(url, f"//elsewhere.example/%0d%0aX:%20y?token={TOKEN}")
+        assert status == 303 and headers["location"] == "/elsewhere.example/%0d%0aX:%20y" and "x" not in headers
         jar = cookie.split(";")[0]
         assert request(url, audio, headers={"Cookie": jar, "Range": "bytes=0-9"})[0] == 206
         assert request(url, "/", headers={"Cookie": jar})[0] == 200

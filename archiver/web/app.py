@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Callable, ContextManager
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -52,6 +52,9 @@ class Guard:
         self.cookie = hashlib.sha256(b"archiver serve\0" + token.encode("utf-8")).hexdigest() if token else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # the app has none: refused before any route is consulted
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -75,7 +78,9 @@ class Guard:
                 await _plain(secured, 401, "wrong token")
                 return
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            target = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            path = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
+            # still percent-encoded (no header injection), and never `//host` (no redirect elsewhere)
+            target = "/" + path.decode("ascii", "replace").lstrip("/") + (f"?{rest}" if rest else "")
             cookie = f"{COOKIE}={self.cookie}; HttpOnly; SameSite=Strict; Path=/"
             await secured({"type": "http.response.start", "status": 303,
                            "headers": [(b"location", target.encode("latin-1", "replace")),
