@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
@@ -182,8 +183,11 @@ def count_clips(store: Reader, terms: Sequence[str] = (), *, text_: str | None =
     if text_ is not None:
         params["match"] = fts_query(text_)
         sql = f"SELECT COUNT(*) AS n {_FTS_FROM}{compiled.clause(' AND ')}"
-    else:
-        sql = f"SELECT COUNT(*) AS n {CLIP_FROM}{compiled.clause()}"
+    else:  # every clip has one task and at most one file of each kind: only a condition needs the joins
+        where = compiled.where
+        source = ("FROM clips c" + (" JOIN tasks t ON t.id = c.task_pk" if re.search(r"\bt\.", where) else "")
+                  + (_FILES if re.search(r"\b(au|im)\.", where) else ""))
+        sql = f"SELECT COUNT(*) AS n {source}{compiled.clause()}"
     return int(_query(store, sql, params)[0]["n"])
 
 

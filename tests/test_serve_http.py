@@ -63,12 +63,15 @@ def test_library_page_lists_clips_with_an_accessible_search_field(base: str, lib
     ("q=%5Esource%3Accapi-suno+%5Esource%3Aacedata", {"Glass River"}),
     ("q=albatross", {"Albatross at Dawn", "Harbour Lights"}),  # a bare word matches the lyrics too
     ("status=failed", set()),
+    ("status=succeeded&q=path%3Amountsea", {"Glass River"}),
+    ("q=downloaded%3Ano", set()),
     ("duration=..60&source=acedata", {"Paper Moon", "<img src=x onerror=alert(1)>"}),
     ("duration=300..", set()),
 ])
 def test_filters_and_the_query_language_select_clips(base: str, query: str, expected: set[str]) -> None:
     html = page(base, f"/?{query}")
     assert {t.replace("&lt;", "<").replace("&gt;", ">") for t in titles_on(html)} == expected
+    assert (f"1–{len(expected)} of {len(expected)} clip" if expected else "No clips match.") in html  # the count agrees
 
 
 def test_year_filter_and_sort(base: str, library: Library) -> None:
