@@ -3,7 +3,6 @@ a person uses it: search, filter, read a clip's lyrics, play, seek and go to the
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator

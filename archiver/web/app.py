@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import pages
+from .views import environment
 
 COOKIE = "archiver_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -138,5 +139,5 @@ def create_app(settings: Settings) -> ASGIApp:
     ]
     app = Starlette(routes=routes, exception_handlers={404: pages.not_found, 500: pages.server_error})
     app.state.settings = settings
-    app.state.env = pages.environment()
+    app.state.env = environment()
     return Guard(app, settings.token)

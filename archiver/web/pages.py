@@ -18,10 +18,7 @@ from ..library import (archived_path, clips_per_month, count_clips, exact_detail
                        m3u, search, stats)
 from ..records import Status
 from .files import file_response
-from .views import (FILTERS, PAGE_SIZE, SORTS, environment, filter_terms, lyrics_sections, month_chart,
-                    query_terms)
-
-__all__ = ["environment"]
+from .views import FILTERS, PAGE_SIZE, SORTS, filter_terms, lyrics_sections, month_chart, query_terms
 
 LIST_PARAMS = ("q", "mode", "sort", "page", *FILTERS)
 STATUSES = tuple(s.value for s in Status)
