@@ -356,3 +356,23 @@ def test_pages_of_a_bigger_library_cover_every_clip_once(tmp_path: Path) -> None
         assert f"Page 4 is past the end: {len(ids)} clips in all." in page(url, "/?page=4")
         titles = [t for t in re.findall(r'class="title" href="[^"]*">([^<]*)</a>', page(url, "/?sort=title"))]
         assert titles == sorted(titles, key=str.casefold)
+
+
+def test_pages_answer_while_a_sync_holds_the_write_lock(base: str, library: Library) -> None:
+    """A writer in the middle of a transaction (as a sync is) neither blocks the pages nor is blocked."""
+    import sqlite3
+
+    writer = sqlite3.connect(library.lib.db, timeout=1)
+    try:
+        assert writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO tasks (source, task_id, status, polls, idle_polls, poll_errors) "
+                       "VALUES ('ccapi-producer', 'task_written_meanwhile', 'pending', 0, 0, 0)")
+        assert "task_written_meanwhile" not in page(base, "/tasks")  # not committed yet: not shown
+        assert request(base, "/")[0] == 200 and request(base, href("audio", library, "Paper Moon"))[0] == 200
+        writer.commit()  # the readers held no lock that stops it
+        assert "task_written_meanwhile" in page(base, "/tasks")  # each request reads afresh
+    finally:
+        writer.execute("DELETE FROM tasks WHERE task_id = 'task_written_meanwhile'")
+        writer.commit()
+        writer.close()
