@@ -122,3 +122,7 @@ def test_play_seek_and_next_from_the_queue(page: Any) -> None:
     page.locator("body").press(" ")  # space pauses
     eventually(lambda: audio(page, "paused"))
     assert page.get_by_role("button", name="Play", exact=True).is_visible()
+    page.goto("/?sort=title&view=list")
+    page.get_by_role("button", name="Play all").click()  # every result, in the page's order
+    eventually(lambda: page.locator("#queue-info").inner_text() == "1 of 5")
+    eventually(lambda: shown_titles(page)[0] in page.locator("#now").inner_text())

@@ -376,3 +376,13 @@ def test_pages_answer_while_a_sync_holds_the_write_lock(base: str, library: Libr
         writer.execute("DELETE FROM tasks WHERE task_id = 'task_written_meanwhile'")
         writer.commit()
         writer.close()
+
+
+def test_play_all_queues_every_result_with_audio(base: str, library: Library) -> None:
+    status, headers, body = request(base, "/queue.json?source=acedata&sort=title")
+    assert status == 200 and headers["content-type"] == "application/json"
+    queue = json.loads(body)
+    assert [item["title"] for item in queue] == ["<img src=x onerror=alert(1)>", "Paper Moon"]  # text, for textContent
+    assert queue[1]["src"] == href("audio", library, "Paper Moon") and queue[1]["href"] == href("clip", library, "Paper Moon")
+    assert request(base, queue[1]["src"])[0] == 200
+    assert request(base, "/queue.json?q=nosuch%3Afield")[0] == 400

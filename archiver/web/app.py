@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> ASGIApp:
     routes = [
         Route("/", pages.library_page),
         Route("/playlist.m3u8", pages.playlist),
+        Route("/queue.json", pages.queue),
         Route("/clip/{source}/{clip_id:path}", pages.clip_page),
         Route("/audio/{source}/{clip_id:path}", pages.audio),
         Route("/cover/{source}/{clip_id:path}", pages.cover),

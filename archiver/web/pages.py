@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from jinja2 import Environment
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from ..errors import ArchiverError, UsageError
 from ..fields import AssetKind
@@ -18,11 +18,13 @@ from ..library import (archived_path, clips_per_month, count_clips, exact_detail
                        m3u, search, stats)
 from ..records import Status
 from .files import file_response
-from .views import FILTERS, PAGE_SIZE, SORTS, filter_terms, lyrics_sections, month_chart, query_terms
+from .views import (FILTERS, PAGE_SIZE, SORTS, clip_url, filter_terms, lyrics_sections, month_chart, query_terms,
+                    title_of)
 
 LIST_PARAMS = ("q", "mode", "sort", "page", *FILTERS)
 STATUSES = tuple(s.value for s in Status)
 TASK_PAGE = 200
+QUEUE_LIMIT = 5000
 
 
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -83,6 +85,18 @@ def playlist(request: Request) -> Response:
             return PlainTextResponse(str(exc), status_code=400)
     return Response(m3u(rows, settings.library, None), media_type="audio/x-mpegurl; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="archiver.m3u8"'})
+
+
+def queue(request: Request) -> Response:
+    """What "Play all" queues: every current result with audio (all pages, up to QUEUE_LIMIT), as JSON."""
+    params = _params(request)
+    with request.app.state.settings.open_reader() as db:
+        try:
+            rows, _total = _results(db, params, limit=QUEUE_LIMIT, offset=0)
+        except UsageError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse([{"src": clip_url("audio", r), "title": title_of(r), "href": clip_url("clip", r)}
+                         for r in rows if r.get("audio_path")])
 
 
 def clip_page(request: Request) -> Response:

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -66,6 +66,15 @@ def human_bytes(size: int | None) -> str:
 def title_of(row: Mapping[str, Any]) -> str:
     """What a clip is called on screen and in `Play <title>`: its title, else its id."""
     return clean_line(row.get("title") or "").strip() or clean_line(row.get("clip_id") or "untitled")
+
+
+def clip_path(kind: str, source: str, ident: str) -> str:
+    """/<kind>/<source>/<id>, each part percent-encoded: every link to a clip, task or file."""
+    return f"/{kind}/{quote(str(source), safe='')}/{quote(str(ident), safe='')}"
+
+
+def clip_url(kind: str, row: Mapping[str, Any]) -> str:
+    return clip_path(kind, row["source"], row["clip_id"])
 
 
 def snippet(text: str | None) -> Markup:
@@ -185,5 +194,5 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(clean=text, mmss=length, day=day, moment=moment, bytes=human_bytes,
                        snippet=snippet)
-    env.globals.update(title_of=title_of, link=link, SORTS=SORTS, DURATIONS=DURATIONS)
+    env.globals.update(title_of=title_of, link=link, clip_path=clip_path, SORTS=SORTS, DURATIONS=DURATIONS)
     return env

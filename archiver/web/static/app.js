@@ -102,7 +102,13 @@
   });
 
   const playAll = document.getElementById("play-all");
-  if (playAll) playAll.addEventListener("click", function () { const list = pageQueue(); if (list.length) playFrom(list, 0); });
+  if (playAll) playAll.addEventListener("click", function () {
+    // every result, not only this page; the page's own clips if the list cannot be had
+    fetch(playAll.dataset.queue, { credentials: "same-origin" })
+      .then(function (answer) { if (!answer.ok) throw new Error(answer.status); return answer.json(); })
+      .then(function (list) { if (Array.isArray(list) && list.length) playFrom(list, 0); else throw new Error("empty"); })
+      .catch(function () { const list = pageQueue(); if (list.length) playFrom(list, 0); });
+  });
   toggle.addEventListener("click", togglePlay);
   prev.addEventListener("click", function () { step(-1); });
   next.addEventListener("click", function () { step(1); });
