@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +10,13 @@ from ..errors import EXIT_USAGE
 from .context import Context, fail, handle_errors, pass_ctx
 from .group import cli
 
+if TYPE_CHECKING:
+    import socket
+
 
 def is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host.lower() == "localhost":
         return True
     try:
@@ -25,6 +27,8 @@ def is_loopback(host: str) -> bool:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so a busy port is one clear line and port 0 works."""
+    import socket
+
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -94,9 +98,11 @@ def _reader_factory(ctx: Context) -> Any:
 
     The library is opened once here, so a wrong --library is `no library at …` before listening.
     """
-    first = ctx.store(readonly=True)
+    from contextlib import nullcontext
+
     from ..readdb import ReadDB
 
+    first = ctx.store(readonly=True)
     if isinstance(first, ReadDB):
         first.close()
         url = ctx.config().db_url

@@ -96,7 +96,7 @@ def file_response(root: Path, relative: str | None, range_header: str | None, *,
         return PlainTextResponse("no such file in the library", status_code=404)
     try:
         fd, size = open_archived(root, relative)
-    except (FileNotFoundError, NotADirectoryError, UnsafePath):
+    except (OSError, UnsafePath):  # missing, unreadable, a link or not a regular file: nothing to send
         return PlainTextResponse("no such file in the library", status_code=404)
     headers = {"accept-ranges": "bytes", "content-type": content_type(relative),
                "cache-control": "private, max-age=3600", **(extra or {})}
