@@ -82,8 +82,8 @@ def serve_cmd(ctx: Context, host: str, port: int, token: str | None, open_browse
     bound = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     url = f"http://{shown}:{bound}/"
-    click.echo(f"serving {config.library.resolve()} at {url}" + ("  (token required: open it once with ?token=TOKEN)"
-                                                        if token else "") + "  — Ctrl-C to stop")
+    note = "  (token required: open it once with ?token=TOKEN)" if token else ""
+    click.echo(f"serving {config.library.resolve()} at {url}{note}  — Ctrl-C to stop")
     if open_browser:
         import webbrowser
 
