@@ -209,11 +209,22 @@ def clips_json(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
+        odd: list[str] = []
+
+        def iso_z(value: Any) -> str | None:  # an exception raised in here would be printed by sqlite3
+            try:
+                return _iso_z(value)
+            except (ValueError, TypeError):
+                odd.append(str(value))
+                return None
+
         register_functions(store.conn)
-        store.conn.create_function("archiver_iso_z", 1, _iso_z, deterministic=True)
+        store.conn.create_function("archiver_iso_z", 1, iso_z, deterministic=True)
         store.conn.create_function("archiver_duration", 1, _duration_json, deterministic=True)
         try:
-            return [text for (text,) in store.conn.execute(sql, params)]
+            objects = [text for (text,) in store.conn.execute(sql, params)]
+            if not odd:
+                return objects
         except sqlite3.Error:
             pass  # a value SQLite's JSON cannot hold (a BLOB someone stored): encode it in Python
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
