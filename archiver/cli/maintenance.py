@@ -183,4 +183,5 @@ def demo_cmd(directory: str | None) -> None:
                f"{report.files_downloaded} files (audio and covers) archived in {report.requests} API request(s).")
     click.echo(f"Library: {library}")
     click.echo(f"Explore it:  archiver --library {library} ls   |   archiver --library {library} tasks")
+    click.echo(f"Listen:      archiver --library {library} serve --open   (a player in your browser)")
     sys.exit(report.exit_code)
