@@ -1,8 +1,10 @@
 """Read-side queries over the library: what `tasks`, `ls`, `search`, `show` and `stats` show.
 
 Plain SQL, one query per listing, never one per row, so browsing 20,000 clips stays quick. The
-read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import); code that
-holds a writable Store (retag, the demo) passes that, and the same SQL runs on its engine.
+read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import), or a
+pgdb.PgReadDB on PostgreSQL; code that holds a writable Store (retag, the demo) passes that, and
+the same SQL runs on its engine. Every reader says its `dialect`; the few statements that differ
+(query terms, full-text search) are written for it.
 Query terms are compiled by query.py into bound parameters.
 """
 
@@ -17,13 +19,15 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 from .errors import ArchiverError, UsageError
 from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
+from .pgdb import PgReadDB, pyformat
+from .pgsearch import search_sql
 from .readdb import ReadDB
 from .render import clean_line
 
 if TYPE_CHECKING:
     from .store import Store
 
-Reader = Union[ReadDB, "Store"]
+Reader = Union[ReadDB, PgReadDB, "Store"]
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
@@ -92,8 +96,12 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     if isinstance(db, ReadDB):
         register_functions(db.conn)
         return db.rows(sql, params)
-    with db.connect() as conn:  # the driver's own parameter style, which the SQL here is written in
-        register_functions(conn.connection.driver_connection)
+    if isinstance(db, PgReadDB):
+        return db.rows(sql, params)
+    with db.connect() as conn:
+        if db.dialect == "postgresql":
+            return [dict(r._mapping) for r in conn.exec_driver_sql(pyformat(sql), params or {})]
+        register_functions(conn.connection.driver_connection)  # sqlite3 takes the `:name` style as written
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
 
 
@@ -146,8 +154,8 @@ CLIP_SELECT = "\n    SELECT c.id AS clip_pk, " + ", ".join(
 def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
                sort: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
     """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
-    compiled = compile_query(terms, sources=sources)
-    sql = f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {compile_sort(sort)}"
+    compiled = compile_query(terms, sources=sources, dialect=store.dialect)
+    sql = f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {compile_sort(sort, store.dialect)}"
     params = dict(compiled.params)
     if limit is not None:
         sql += " LIMIT :limit"
@@ -157,6 +165,15 @@ def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
 
 def search(store: Reader, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:
     """Full-text search over title, lyrics and tags, best match first, with a snippet."""
+    if store.dialect == "postgresql":
+        sql, params = search_sql(CLIP_SELECT, _FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS)
+        if limit is not None:
+            sql += " LIMIT :limit"
+            params["limit"] = limit
+        rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+        for row in rows:
+            row["score"] = round(float(row["score"]), 4)
+        return rows
     weights = ", ".join(str(w) for w in FTS_WEIGHTS)
     sql = f"""
         {CLIP_SELECT},

@@ -92,6 +92,8 @@ def schema_problem(url: str, version: int, has_tasks: bool) -> None:
 class ReadDB:
     """A read-only connection to one library database; `rows` runs one statement."""
 
+    dialect = "sqlite"
+
     def __init__(self, url: str) -> None:
         self.url = url
         uri = readonly_uri(existing_file(url))

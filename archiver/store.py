@@ -23,7 +23,7 @@ from .errors import DatabaseError
 from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
-from .upsert import ApplyResult, Batch, chunks
+from .upsert import ApplyResult, Batch, chunks, run_many
 
 
 # Store.asset_done runs once per archived file: one prepared UPDATE costs ~0.3 ms where loading the
@@ -31,7 +31,7 @@ from .upsert import ApplyResult, Batch, chunks
 _ASSET_DONE = text(
     "UPDATE assets SET path = :path, size = :size, sha256 = :sha256, tagged = :tagged, "
     f"state = '{AssetState.DOWNLOADED.value}', last_error = NULL, warning = :warning, updated_at = :now, "
-    "downloaded_at = CASE WHEN :transfer THEN :now ELSE downloaded_at END, "
+    "downloaded_at = CASE WHEN :transfer = 1 THEN :now ELSE downloaded_at END, "
     "attempts = attempts + :transfer WHERE id = :id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
@@ -87,6 +87,7 @@ class Store:
         self.readonly = readonly
         if readonly:
             self.engine: Engine = open_readonly(url)
+            self.dialect = self.engine.dialect.name
             try:
                 check_readable(self.engine, url)
             except BaseException:
@@ -94,6 +95,7 @@ class Store:
                 raise
             return
         self.engine = open_writable(url, create=create)
+        self.dialect = self.engine.dialect.name
         try:
             from .migrations import migrate
 
@@ -162,9 +164,9 @@ class Store:
             new = [{"source": source, "task_id": t, "now": stamp} for t in wanted if t not in known]
             failed = [{"id": pk, "now": stamp} for pk, status in known.values() if status == Status.FAILED.value]
             if new:
-                conn.exec_driver_sql(_INSERT_TASK, new)
+                run_many(conn, _INSERT_TASK, new)
             if failed:
-                conn.exec_driver_sql(_REQUEUE, failed)
+                run_many(conn, _REQUEUE, failed)
         return Added(len(new), len(failed), len(known) - len(failed))
 
     def requeue(self, task_pks: Sequence[int], now: datetime | None = None) -> int:
@@ -172,7 +174,7 @@ class Store:
         stamp = UTCDateTime().process_bind_param(now or utcnow(), None)
         if task_pks:
             with self.session() as s:
-                s.connection().exec_driver_sql(_REQUEUE, [{"id": pk, "now": stamp} for pk in task_pks])
+                run_many(s.connection(), _REQUEUE, [{"id": pk, "now": stamp} for pk in task_pks])
         return len(task_pks)
 
     def apply(self, records: Sequence[TaskRecord], now: datetime | None = None) -> ApplyResult:
@@ -253,7 +255,7 @@ class Store:
                                     "status": status, "provider_status": provider_status,
                                     "not_found_since": stamp(since, None)})
             if updates:
-                conn.exec_driver_sql(_SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
+                run_many(conn, _SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
         return given_up
 
     # --- assets --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the database, and ends within a bounded retry budget whatever the network does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
         validate_template(config.path_template)  # a bad template is a config error (exit 2), not N failures
     if options.asset_ids is None:
         _refuse_absent_library(config)
-    with LibraryLock(config.library, options.wait):
+    with _writer_lock(config, options.wait):
         store = Store(config.db_url)
         try:
             run_id = store.start_run()
@@ -72,6 +73,14 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
             return report
         finally:
             store.close()
+
+
+def _writer_lock(config: Config, wait: float | None) -> contextlib.AbstractContextManager[object]:
+    """SQLite: one sync per library (the file lock). PostgreSQL: none; workers share the catalog
+    through claims in the database (claims.py)."""
+    if config.db_url.startswith("postgresql"):
+        return contextlib.nullcontext()
+    return LibraryLock(config.library, wait)
 
 
 def _refuse_absent_library(config: Config) -> None:
