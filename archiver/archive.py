@@ -186,7 +186,7 @@ class Archiver:
                     self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
-        for part in parts:
+        for part in parts if self.store.fleet is None else ():  # a fleet's others may be writing theirs
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
         return self.summary
@@ -213,7 +213,9 @@ class Archiver:
             if key in self.taken:
                 return True
             others = self.foreign.get(key)
-            return bool(others) and not self._proves(clip, [self.root / rel for rel in others])
+            if others and not self._proves(clip, [self.root / rel for rel in others]):
+                return True
+            return not self.store.claim_stem(key, clip.id or 0)  # a fleet's other workers name files too
 
         rel = unique_relpath(rel, clip.clip_id, taken)
         self.taken.add(_stem_key(rel.as_posix()))

@@ -333,7 +333,7 @@ def stats(store: Reader) -> dict[str, Any]:
     last_sync = None
     if recent:
         last_sync = {**recent[0], "runs": runs[0]["runs"]}
-    return {
+    result = {
         "tasks": sum(by_status.values()),
         "tasks_by_status": dict(sorted(by_status.items())),
         "clips": clips_total,
@@ -344,6 +344,23 @@ def stats(store: Reader) -> dict[str, Any]:
         "last_sync": last_sync,
         "recent_syncs": recent,
     }
+    if store.dialect == "postgresql":
+        result["fleet"] = fleet(store)
+    return result
+
+
+def fleet(store: Reader) -> list[dict[str, Any]]:
+    """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
+    sql = """SELECT w.name, w.host, w.pid, w.started_at, w.heartbeat_at, w.finished_at, w.exit_code,
+                    w.lease_until IS NOT NULL AND w.lease_until > :now AND w.finished_at IS NULL AS alive,
+                    (SELECT COUNT(*) FROM tasks t WHERE t.claimed_by = w.name) AS tasks_claimed,
+                    (SELECT COUNT(*) FROM assets a WHERE a.claimed_by = w.name AND a.state <> 'downloaded')
+                        AS files_claimed
+             FROM workers w ORDER BY w.name"""
+    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    columns = ("name", "host", "pid", "started_at", "heartbeat_at", "finished_at", "exit_code", "alive",
+               "tasks_claimed", "files_claimed")
+    return [_row(r, columns) for r in _query(store, sql, {"now": now})]
 
 
 # --- playlists and files -------------------------------------------------------------------------

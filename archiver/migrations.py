@@ -151,8 +151,44 @@ def _v5_clip_created(conn: Connection) -> None:
            WHERE created_at IS NULL"""), {"now": UTCDateTime().process_bind_param(utcnow(), None)})
 
 
+# Version 6: a fleet of sync workers on one catalog (claims.py). Claims with a lease on tasks and
+# assets, the workers and their heartbeats, the final paths' stems claimed before placing, the
+# providers' shared request slots and retry budget. SQLite has one writer (the file lock) and
+# leaves them empty; the schema stays the same on both engines.
+_FLEET_TABLES = (
+    """CREATE TABLE IF NOT EXISTS workers (
+           name VARCHAR PRIMARY KEY, host VARCHAR, pid INTEGER, started_at VARCHAR(32),
+           heartbeat_at VARCHAR(32), lease_until VARCHAR(32), finished_at VARCHAR(32), exit_code INTEGER,
+           run_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS path_claims (
+           stem VARCHAR PRIMARY KEY, clip_pk INTEGER NOT NULL, claimed_by VARCHAR, claimed_at VARCHAR(32))""",
+    """CREATE TABLE IF NOT EXISTS provider_slots (
+           provider VARCHAR NOT NULL, slot INTEGER NOT NULL, claimed_by VARCHAR, lease_until VARCHAR(32),
+           PRIMARY KEY (provider, slot))""",
+    """CREATE TABLE IF NOT EXISTS retry_budget (
+           name VARCHAR PRIMARY KEY, window_start VARCHAR(32), used INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS ix_tasks_claimed_by ON tasks (claimed_by)",
+    "CREATE INDEX IF NOT EXISTS ix_assets_claimed_by ON assets (claimed_by)",
+)
+
+
+def _v6_fleet(conn: Connection) -> None:
+    for table in ("tasks", "assets"):
+        if _is_pg(conn):
+            columns: set[str] = set()
+        else:
+            columns = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+        for column in ("claimed_by", "lease_until"):
+            if column not in columns:
+                kind = "VARCHAR" if column == "claimed_by" else "VARCHAR(32)"
+                exists = " IF NOT EXISTS" if _is_pg(conn) else ""
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}")
+    for statement in _FLEET_TABLES:
+        conn.exec_driver_sql(statement)
+
+
 STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette,
-                                              _v5_clip_created]
+                                              _v5_clip_created, _v6_fleet]
 # readdb holds the version too, for readers that import no ORM: a new step raises it there.
 if len(STEPS) != SCHEMA_VERSION:
     raise RuntimeError(f"readdb.SCHEMA_VERSION is {SCHEMA_VERSION} but migrations has {len(STEPS)} steps")

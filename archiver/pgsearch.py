@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from .errors import UsageError
-from .pgschema import SEARCH_COLUMN
+from .pgschema import SEARCH_COLUMN, UNACCENT
 
 _TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 _WORD = re.compile(r"\w+")
@@ -35,10 +35,10 @@ def tsquery(text: str) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"nothing to search for in {text!r}; give at least one word")
     parts, params = [], {}
     if phrases:
-        parts.append("websearch_to_tsquery('simple', :words)")
+        parts.append(f"websearch_to_tsquery('simple', {UNACCENT}(:words))")
         params["words"] = " ".join(phrases)
     if prefixes:
-        parts.append("to_tsquery('simple', :prefixes)")
+        parts.append(f"to_tsquery('simple', {UNACCENT}(:prefixes))")
         params["prefixes"] = " & ".join(f"({p})" for p in prefixes)
     return " && ".join(parts), params
 

@@ -85,6 +85,7 @@ class Store:
         """`readonly`: for the read commands; never creates, migrates or writes anything."""
         self.url = url
         self.readonly = readonly
+        self.fleet: Any = None  # a claims.Fleet when this store serves one worker of a PostgreSQL fleet
         if readonly:
             self.engine: Engine = open_readonly(url)
             self.dialect = self.engine.dialect.name
@@ -259,6 +260,10 @@ class Store:
         return given_up
 
     # --- assets --------------------------------------------------------------------------
+
+    def claim_stem(self, stem: str, clip_pk: int) -> bool:
+        """Claim a final path's stem for a clip across a fleet; a lone writer always may."""
+        return True if self.fleet is None else bool(self.fleet.claim_stem(stem, clip_pk))
 
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""

@@ -1,0 +1,112 @@
+"""A PostgreSQL catalog: the schema and migrations, the views, text search by rank, the read path
+without the ORM, and the URL's password in no output. Against a real server (conftest.pg_cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from click.testing import Result
+
+from archiver.testkit.postgres import PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    from archiver.pgdb import dsn
+
+    with psycopg.connect(dsn(url)) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+def test_migrations_run_once_when_workers_start_together(pg_cluster: Any) -> None:
+    """Eight stores opening an empty database at once: one migration, every step, no error."""
+    from archiver.readdb import SCHEMA_VERSION
+    from archiver.store import Store
+
+    url = pg_cluster.empty_database()
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            Store(url).close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _rows(url, "SELECT version FROM archiver_schema") == [(SCHEMA_VERSION,)]
+    names = {name for (name,) in _rows(url, "SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'public'")}
+    assert {"tasks", "clips", "assets", "sync_runs", "tracks", "task_summary"} <= names
+    kinds = dict(_rows(url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'clips'"))
+    assert "gin" in kinds["ix_clips_search"].lower()
+
+
+def test_views_and_search_rank_like_fts5(sim: Any, sim_cli: Callable[..., Result], engine: str) -> None:
+    """The same catalog on both engines: a title hit ranks first, snippets mark the word."""
+    ids = [sim.add_task("mountsea", steps=0) for _ in range(3)]
+    assert sim_cli("add", "mountsea", *ids).exit_code == 0
+    result = sim_cli("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    titles = [line.split("\t")[2] for line in sim_cli("ls").output.splitlines()[1:]]
+    word = next(w for t in titles for w in t.split() if len(w) > 3).lower()
+    found = sim_cli("search", word, "--format", "json")
+    assert found.exit_code == 0, found.output
+    import json
+
+    rows = json.loads(found.output)
+    assert rows and word in (rows[0]["title"] or "").lower()
+    assert "«" in rows[0]["snippet"] and "»" in rows[0]["snippet"]
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    prefix = sim_cli("search", word[:3] + "*", "--format", "json")
+    assert {r["clip_id"] for r in json.loads(prefix.output)} >= {r["clip_id"] for r in rows}
+    if engine == "postgresql":
+        url = os.environ["ARCHIVER_DB"]
+        summary = _rows(url, "SELECT clips, files_downloaded, files_pending FROM task_summary")
+        assert summary and all(clips == 1 and done >= 1 and pending == 0 for clips, done, pending in summary)
+        tracks = _rows(url, "SELECT audio_path, audio_tagged FROM tracks")
+        assert len(tracks) == 3 and all(path and tagged for path, tagged in tracks)
+
+
+def test_read_commands_import_no_sqlalchemy_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    from archiver.store import Store
+
+    Store(pg_url).close()
+    code = ("import sys, runpy; sys.argv = ['archiver', 'stats'];\n"
+            "try:\n    runpy.run_module('archiver', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'")
+    env = {**os.environ, "ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("args", [("config",), ("stats",), ("ls",), ("search", "x"), ("sync", "--now"),
+                                  ("add", "mountsea", "x1")])
+def test_password_is_never_printed(pg_cluster: Any, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Working, wrong password, unknown database: the password is in no output."""
+    good = pg_cluster.database()
+    urls = [good, good.replace(PASSWORD, PASSWORD + "x"), good.rsplit("/", 1)[0] + "/missing_db"]
+    for url in urls:
+        env = {**os.environ, "ARCHIVER_DB": url, "ARCHIVER_LIBRARY": str(tmp_path / "lib"),
+               "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-m", "archiver", *args], env=env, capture_output=True, text=True)
+        output = done.stdout + done.stderr
+        assert PASSWORD not in output, output
+        assert "Traceback" not in output, output
+        assert args != ("config",) or "<redacted>" in output
+        if url != good and args != ("config",):  # config shows the URL without connecting
+            assert done.returncode != 0 and "database error" in output, output
