@@ -23,7 +23,8 @@ PART = ".part"
 # only) with a character no URL-guessed extension has: never resumed, only removed.
 TAGGING = ".~tag.part"
 LOCK_NAME = ".archiver.lock"  # see `archiver.lock`
-SKIP_NAMES = frozenset({LOCK_NAME})
+STAMP_NAME = ".archiver.stamp"  # see `archiver.dirstamp`
+SKIP_NAMES = frozenset({LOCK_NAME, STAMP_NAME, STAMP_NAME + PART})
 SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
@@ -203,9 +204,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_path(path.parent)
 
 
-def walk_library(root: Path) -> tuple[set[str], list[Path], set[str]]:
+def walk_library(root: Path, dirs: list[str] | None = None) -> tuple[set[str], list[Path], set[str]]:
     """Every regular file under the root (relative POSIX paths), every `.part` file, and every
-    symbolic link (relative paths), in one directory scan. Links are never followed.
+    symbolic link (relative paths), in one directory scan. Links are never followed. `dirs`, when
+    given, receives every folder below the root (relative paths).
 
     Relative paths are built from the entry names as strings: a pathlib object per file would be
     most of an idle sync's time on a large library (~25 µs a file).
@@ -228,6 +230,8 @@ def walk_library(root: Path) -> tuple[set[str], list[Path], set[str]]:
                 links.add(prefix + entry.name)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, f"{prefix}{entry.name}/"))
+                if dirs is not None:
+                    dirs.append(prefix + entry.name)
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
             elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):

@@ -19,6 +19,7 @@ from typing import Sequence
 from .config import Config
 from .errors import DatabaseError
 from .fields import RUN_COUNTERS, AssetState
+from . import dirstamp
 from .fs import sidecars, walk_library
 from .lock import LibraryLock
 from .readdb import SCHEMA_VERSION, ReadDB
@@ -60,13 +61,18 @@ _ALL_PATHS = "SELECT group_concat(path, char(0)) FROM assets WHERE path IS NOT N
 _PATH_NOT_DOWNLOADED = f"SELECT 1 FROM assets a WHERE {_NOT_DOWNLOADED} AND a.path IS NOT NULL LIMIT 1"
 
 
-def _exactly_recorded(conn: sqlite3.Connection, on_disk: set[str]) -> bool:
-    """True when the files on disk are exactly the recorded downloaded paths, the common idle case;
-    False means only "look closer" (sidecars, missing or extra files)."""
+def _exactly_recorded(conn: sqlite3.Connection, on_disk: set[str] | None, stamp: dirstamp.Stamp | None
+                      ) -> tuple[bool, str]:
+    """Whether the files on disk are exactly the recorded downloaded paths (the common idle case),
+    and the digest of those paths. False means only "look closer" (sidecars, missing or extra
+    files). With `on_disk` None the stamp's folders were found unchanged and the digest decides."""
     if conn.execute(_PATH_NOT_DOWNLOADED).fetchone() is not None:
-        return False
+        return False, ""
     joined = conn.execute(_ALL_PATHS).fetchone()[0]
-    return joined is not None and set(joined.split("\0")) == on_disk
+    digest = dirstamp.paths_digest(joined)
+    if on_disk is None:
+        return stamp is not None and digest == stamp.paths, digest
+    return joined is not None and set(joined.split("\0")) == on_disk, digest
 
 
 def _records_files(url: str) -> bool:
@@ -84,9 +90,14 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
     root, db_path = config.library, config.db_path
     if config.path_template or db_path is None or not db_path.is_file() or not root.is_dir():
         return None  # a template to validate, another database, a first run or an absent library
-    on_disk, parts, links = walk_library(root)  # before the lock, which would create files in an absent library
-    if parts or links or (not on_disk and _records_files(config.db_url)):
-        return None
+    stamp = dirstamp.load(root)
+    on_disk: set[str] | None = None
+    dirs: list[str] = []
+    if stamp is None or not dirstamp.unchanged(root, stamp):
+        stamp = None
+        on_disk, parts, links = walk_library(root, dirs)  # before the lock, which would create files in an absent library
+        if parts or links or (not on_disk and _records_files(config.db_url)):
+            return None
     with LibraryLock(root, wait):
         try:
             with ReadDB(config.db_url) as db:
@@ -96,12 +107,21 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
                 due = unfinished if (ignore_schedule or until_done) else _unfinished(db, sources, _stamp(started))
                 if due or db.rows(_PENDING):
                     return None
-                exact = _exactly_recorded(db.conn, on_disk)
+                if on_disk is None and (stamp is None or not dirstamp.unchanged(root, stamp)):  # changed under a run
+                    stamp = None
+                exact, digest = _exactly_recorded(db.conn, on_disk, stamp)
+                if on_disk is None and not exact:  # the records (or, meanwhile, the folders) changed
+                    on_disk, parts, links = walk_library(root, dirs)
+                    if parts or links:
+                        return None
+                    exact, digest = _exactly_recorded(db.conn, on_disk, None)
                 recorded = set() if exact else {path for (path,) in db.conn.execute(_RECORDED)}
         except (DatabaseError, sqlite3.DatabaseError):
             return None
-        if not exact and not _accounted_for(recorded, on_disk):
+        if on_disk is not None and not exact and not _accounted_for(recorded, on_disk):
             return None
+        if on_disk is not None and digest:
+            dirstamp.save(root, dirs, digest)
         report = SyncReport(passes=1, still_unfinished=unfinished)
         _record(str(db_path), started, report)
     return report

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
@@ -161,6 +162,56 @@ def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
         sql += " LIMIT :limit"
         params["limit"] = limit
     return [_row(r, CLIP_COLUMNS) for r in _query(store, sql, params)]
+
+
+# The same listing as JSON objects made by SQLite itself: encoding 20,000 rows is most of what
+# `ls --format json` costs in Python. Each value matches what `_row` gives: created_at in its
+# usual stored spelling sliced to the Z form (any other spelling goes through `_iso_z`), the
+# duration through `plausible_duration` (the one value per row Python formats).
+_JSON_ISO_Z = ("CASE WHEN {c} IS NULL OR {c} = '' THEN NULL "
+               "WHEN length({c}) = 32 AND substr({c}, 11, 1) = 'T' AND substr({c}, 20, 1) = '.' "
+               "AND substr({c}, 27) = '+00:00' THEN substr({c}, 1, 19) || "
+               "CASE WHEN substr({c}, 21, 6) = '000000' THEN 'Z' ELSE substr({c}, 20, 7) || 'Z' END "
+               "ELSE archiver_iso_z({c}) END")
+_JSON_DURATION = "json(archiver_duration({c}))"  # Python's float spelling: SQLite's keeps 15 digits
+
+
+def _duration_json(value: Any) -> str | None:
+    seconds = plausible_duration(value)
+    return None if seconds is None else repr(seconds)
+
+
+def _json_value(name: str) -> str:
+    column = _NOT_CLIP_COLUMNS.get(name, "c." + name)
+    if name in _TIME_FIELDS:
+        return _JSON_ISO_Z.format(c=column)
+    if name == "duration":
+        return _JSON_DURATION.format(c=column)
+    return column
+
+
+_CLIP_JSON = "\n    SELECT json_object(" + ", ".join(f"'{n}', {_json_value(n)}" for n in CLIP_COLUMNS) + ")"
+
+
+def clips_json(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
+               sort: Sequence[str] = (), limit: int | None = None) -> list[str]:
+    """`list_clips` as one compact JSON text per clip, in the same order with the same values."""
+    if isinstance(store, ReadDB):
+        compiled = compile_query(terms, sources=sources)
+        sql = f"{_CLIP_JSON}{CLIP_FROM}{compiled.clause()} ORDER BY {compile_sort(sort)}"
+        params = dict(compiled.params)
+        if limit is not None:
+            sql += " LIMIT :limit"
+            params["limit"] = limit
+        register_functions(store.conn)
+        store.conn.create_function("archiver_iso_z", 1, _iso_z, deterministic=True)
+        store.conn.create_function("archiver_duration", 1, _duration_json, deterministic=True)
+        try:
+            return [text for (text,) in store.conn.execute(sql, params)]
+        except sqlite3.Error:
+            pass  # a value SQLite's JSON cannot hold (a BLOB someone stored): encode it in Python
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+    return [encode(row) for row in list_clips(store, terms, sources=sources, sort=sort, limit=limit)]
 
 
 def search(store: Reader, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import functools
 import json
 import re
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
 # ESC (or a C1 introducer) sequences: CSI with its parameters, string commands (OSC, DCS, SOS,
 # PM, APC) up to their terminator, and the short two- or three-character escapes.
@@ -67,7 +67,6 @@ def _cell(value: Any) -> str:
 
 _JSON_UNSAFE = "".join(map(chr, _JSON))
 _JSON_NEEDS = f"[{re.escape(_JSON_UNSAFE)}]"
-_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _json_safe(text: str) -> str:
@@ -77,37 +76,30 @@ def _json_safe(text: str) -> str:
     return text.translate(_JSON) if _pattern(_JSON_NEEDS).search(text) else text
 
 
-def _flat(row: Any) -> bool:
-    return type(row) is dict and bool(row) and {type(v) for v in row.values()} <= _SCALARS
-
-
-def rows_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    """Indented JSON in 64 KiB writes, the same bytes as `json_text(list(rows))` plus a newline.
-
-    json.dump writes a few small strings per value, each a write(2) when stdout is unbuffered
-    (PYTHONUNBUFFERED=1, common in containers): 1.4 million of them for 20,000 clips. Joining
-    pieces up to 64 KiB keeps the syscalls few and the memory bounded. A flat row (scalar values
-    only) is one call of the C encoder, whose item separator writes the indentation; json's
-    indenting encoder is pure Python and several times slower.
-    """
-    rows = list(rows)
-    if not rows or not all(_flat(row) for row in rows):
-        text = json.dumps(rows, ensure_ascii=False, indent=2, default=str)
-        for start in range(0, len(text), 65536):
-            out.write(_json_safe(text[start:start + 65536]))
-        out.write("\n")
-        return
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",\n    ", ": "), default=str).encode
+def json_lines(objects: Iterable[str], out: TextIO) -> None:
+    """A JSON array with one compact object per line (the `sqlite3 -json` layout: easy to read, to
+    diff and to stream), written in 64 KiB pieces so the syscalls stay few and memory bounded
+    (json.dump would write a few small strings per value, each a write(2) when stdout is
+    unbuffered, as in many containers). `objects` are JSON texts; the code points json leaves raw
+    that a terminal would act on are escaped here."""
     pending: list[str] = ["["]
-    size = 0
-    last = len(rows) - 1
-    for i, row in enumerate(rows):
-        piece = f"\n  {{\n    {encode(row)[1:-1]}\n  }}" + ("," if i < last else "\n]\n")
+    size, first = 1, True
+    for text in objects:
+        piece = ("\n" if first else ",\n") + text
+        first = False
         pending.append(piece)
         size += len(piece)
-        if size >= 65536 or i == last:
+        if size >= 65536:
             out.write(_json_safe("".join(pending)))
             pending, size = [], 0
+    pending.append("]\n" if first else "\n]\n")
+    out.write(_json_safe("".join(pending)))
+
+
+def rows_json(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """Rows as `json_lines`; the C encoder does each row in one call."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+    json_lines(map(encode, rows), out)
 
 
 def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:

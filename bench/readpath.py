@@ -122,7 +122,9 @@ def browse(bench: Bench) -> Section:
                f"`archiver search {SEARCH_WORD} --format json` (FTS5, best 50), each against the `sqlite3` "
                "shell running the same SQL on the same file with `-json` output; the SQL is what the "
                "command itself ran, captured from its sqlite connections in one extra run "
-               "(bench/sqltrace.py), its reads replayed by the shell. `archiver show ID` (one clip) "
+               "(bench/sqltrace.py), its reads replayed by the shell (`ls --format json` has SQLite build "
+               "each object with json_object; the shell runs that listing as plain columns, which its "
+               "`-json` mode encodes). `archiver show ID` (one clip) "
                "against `python -c pass`. Output goes to a file. Runs interleaved; medians of "
                f"{runs}."),
         columns=["command", "wall (median)", "CPU", "reference", "reference wall", "ratio", "target", "rows"],
@@ -133,15 +135,21 @@ def browse(bench: Bench) -> Section:
     cases = {"ls": commands["ls --format json"], "search": commands[f"search {SEARCH_WORD} --format json"],
              "show": commands["show ID"]}
     scripts: dict[str, Path] = {}
-    for name in ("ls", "search"):
+    captured: dict[str, Path] = {}
+    for name in ("ls", "search", "show"):
         script = _capture_sql(bench, cases[name], env, name)
         if script is None:
             section.notes.append(f"**`archiver {name}` ran no SQL through Python's sqlite3: its reference "
                                  "could not be captured.**")
-        elif sqlite:
+            continue
+        if name == "ls":
+            script = _columns_instead_of_json(script)
+        captured[name] = script
+        if sqlite and name != "show":
             scripts[name] = script
     ours: dict[str, list[Sample]] = {name: [] for name in cases}
     theirs: dict[str, list[Sample]] = {name: [] for name in cases}
+    floors: dict[str, list[Sample]] = {name: [] for name in captured}
     for _ in range(runs):
         theirs["show"].append(measure([sys.executable, "-c", "pass"], env=env))
         for name, args in cases.items():
@@ -149,6 +157,9 @@ def browse(bench: Bench) -> Section:
             if name in scripts:
                 theirs[name].append(measure([sqlite or "sqlite3", "-readonly", "-json", str(library.db),
                                              f".read {scripts[name]}"]))
+            if name in captured:
+                floors[name].append(measure([sys.executable, str(REPO / "bench" / "floor_read.py"),
+                                             str(library.db), str(captured[name])], env=env))
     for name, args in cases.items():
         a_wall = median([s.wall for s in ours[name]])
         r_wall = median([s.wall for s in theirs[name]])
@@ -168,6 +179,14 @@ def browse(bench: Bench) -> Section:
                                     if theirs[name] else "no reference", met))
         if not met:
             _explain(bench, section, name, args, env, a_wall, r_wall, reference)
+            if floors.get(name):
+                f_wall = median([s.wall for s in floors[name]])
+                section.notes.append(
+                    f"**`archiver {name}` against plain Python:** bench/floor_read.py (the interpreter, "
+                    f"`import click`, the same SQL through sqlite3, rows through `json.dumps`, nothing else: "
+                    f"the least any Python command built on click does) takes {fmt_s(f_wall)}, "
+                    f"{ratio(f_wall, r_wall):.2f}× {reference} against a bound of {TARGETS[name]}×; "
+                    f"archiver takes {ratio(a_wall, f_wall):.2f}× that.")
     return section
 
 
@@ -202,6 +221,20 @@ def _capture_sql(bench: Bench, args: list[str], env: dict[str, str], name: str) 
     script = bench.work / f"sql-{name}.sql"
     script.write_text("".join(f"{s};\n" for s in reads), encoding="utf-8")
     return script
+
+
+def _columns_instead_of_json(script: Path) -> Path:
+    """`ls --format json` has SQLite build each object (json_object); the shell's reference runs
+    the same listing as plain columns, which its own -json output encodes."""
+    from archiver.library import CLIP_FROM, CLIP_SELECT
+    from archiver.query import compile_sort
+
+    plain = f"{CLIP_SELECT}{CLIP_FROM} ORDER BY {compile_sort(())}".strip()
+    statements = [s for s in script.read_text(encoding="utf-8").split(";\n") if s.strip()]
+    replaced = [plain if "json_object(" in s else s for s in statements]
+    out = script.with_name(script.stem + "-columns.sql")
+    out.write_text("".join(f"{s};\n" for s in replaced), encoding="utf-8")
+    return out
 
 
 def _rows(stdout: str) -> int:

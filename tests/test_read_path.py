@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,84 @@ def test_export_m3u8_is_the_utf8_playlist(imported: Path, tmp_path: Path) -> Non
     assert raw == m3u.read_bytes()
     stdout, _ = _run(imported, "ls", "--format", "m3u8")
     assert "Über den Wolken – 雨" in stdout and stdout.startswith("#EXTM3U")
+
+
+def _idle_in_process(library: Path) -> object:
+    from archiver.config import load_config
+    from archiver.idle import idle_run
+
+    config = load_config(env={}, overrides={"library": str(library)})
+    return idle_run(config, sources=None, ignore_schedule=False, until_done=False, wait=None)
+
+
+@pytest.fixture
+def stamped(imported: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An idle library whose last idle run left its folder stamp (no settling time needed)."""
+    from archiver import dirstamp
+
+    _idle_library(imported)
+    monkeypatch.setattr(dirstamp, "RACY_SECONDS", 0.0)
+    time.sleep(0.05)  # past the clock tick of the fixture's own writes
+    assert _idle_in_process(imported) is not None
+    assert dirstamp.load(imported) is not None
+    time.sleep(0.05)  # a change below lands in a later tick than the stamp
+    return imported
+
+
+def test_idle_sync_with_a_stamp_does_not_walk_the_library(stamped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archiver.idle
+
+    def walked(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the library was walked although no folder changed")
+
+    monkeypatch.setattr(archiver.idle, "walk_library", walked)
+    assert _idle_in_process(stamped) is not None
+    assert _idle_in_process(stamped) is not None
+
+
+@pytest.mark.parametrize("change", ["part", "unrecorded", "missing", "swapped", "root-file", "link", "subfolder",
+                                    "record-moved", "record-added"])
+def test_idle_sync_with_a_stamp_still_notices_every_change(stamped: Path, change: str) -> None:
+    folder = stamped / "acedata"
+    if change == "part":
+        (folder / "Other.mp3.part").write_bytes(b"half")
+    elif change == "unrecorded":
+        (folder / "stranger.mp3").write_bytes(b"x")
+    elif change == "missing":
+        (stamped / AUDIO).unlink()
+    elif change == "swapped":
+        (stamped / AUDIO).rename(folder / "Woke up (2).mp3")
+    elif change == "root-file":
+        (stamped / "stranger.mp3").write_bytes(b"x")
+    elif change == "link":
+        (folder / "elsewhere.mp3").symlink_to("/etc/hostname")
+    elif change == "subfolder":
+        (folder / "deeper").mkdir()
+        (folder / "deeper" / "song.mp3").write_bytes(b"x")
+    else:  # the database changes while the folders do not
+        con = sqlite3.connect(stamped / "archiver.db")
+        with con:
+            if change == "record-moved":
+                con.execute("UPDATE assets SET path = 'acedata/Renamed.mp3' WHERE path = ?", (AUDIO,))
+            else:
+                con.execute("INSERT INTO assets (clip_pk, kind, url, path, size, sha256, state, attempts, tagged) "
+                            "SELECT clip_pk, 'image', 'https://cdn.example/x.jpg', 'acedata/Woke up.jpg', 1, "
+                            "'00', state, 0, 0 FROM assets WHERE path = ?", (AUDIO,))
+        con.close()
+    assert _idle_in_process(stamped) is None
+
+
+def test_idle_stamp_is_not_trusted_when_planted_or_fresh(imported: Path) -> None:
+    from archiver import dirstamp
+
+    _idle_library(imported)
+    assert _idle_in_process(imported) is not None
+    assert dirstamp.load(imported) is None  # folders written a moment ago: too fresh to vouch for
+    real = imported.parent / "stamp.json"
+    real.write_text('{"v": 1, "paths": "", "root": [], "dirs": []}')
+    (imported / ".archiver.stamp").symlink_to(real)
+    assert dirstamp.load(imported) is None  # a link is never read
+    (imported / ".archiver.stamp").unlink()
+    (imported / ".archiver.stamp").write_text("{not json")
+    assert dirstamp.load(imported) is None
+    assert _idle_in_process(imported) is not None  # and the run still decides by walking

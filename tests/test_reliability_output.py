@@ -13,7 +13,7 @@ import math
 import re
 import shutil
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,53 @@ def test_json_and_csv_stay_exact_but_inert(run_cli, library: Path, args: tuple[s
     if "json" in args:
         data = json.loads(result.output)
         assert any("\x1b" in text for text in _strings(data))  # the decoded values keep every character
+
+
+stored_time = st.one_of(
+    st.none(), st.just(""), st.text(max_size=12),
+    st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat(timespec="microseconds")),
+    st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.replace(microsecond=0).isoformat(timespec="microseconds")),
+    st.datetimes().map(datetime.isoformat),
+    st.builds(lambda d, h: d.replace(tzinfo=timezone(timedelta(hours=h))).isoformat(), st.datetimes(),
+              st.integers(-23, 23)),
+)
+stored_length = st.one_of(st.none(), st.booleans(), st.integers(-10, 2**62), st.floats(), st.text(max_size=6))
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return json.loads(json.dumps(call(), default=str))
+    except ValueError as exc:
+        return type(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(title=control_text, created=stored_time, length=stored_length)
+def test_json_listing_made_by_sqlite_equals_the_python_rows(library: Path, title: str, created: Any,
+                                                             length: Any) -> None:
+    """`ls --format json` has SQLite build the objects; they must say exactly what the rows say."""
+    from archiver.library import clips_json, list_clips
+    from archiver.readdb import ReadDB
+
+    if not (library / "archiver.db").exists():
+        _hostile_library(library)
+    con = sqlite3.connect(library / "archiver.db")
+    with con:
+        con.execute("UPDATE clips SET title = ?, created_at = ?, duration = ? WHERE clip_id = 'clip00'",
+                    (title, created, length))
+    con.close()
+    with ReadDB(f"sqlite:///{library / 'archiver.db'}") as db:
+        made = _outcome(lambda: json.loads("[" + ",".join(clips_json(db)) + "]"))
+        rows = _outcome(lambda: list_clips(db))
+    assert made == rows
+    if isinstance(rows, list):
+        assert [r["title"] for r in rows if r["clip_id"] == "clip00"] == [title]
+        out = io.StringIO()
+        from archiver.render import json_lines
+
+        with ReadDB(f"sqlite:///{library / 'archiver.db'}") as db:
+            json_lines(clips_json(db), out)
+        assert unsafe(out.getvalue(), newline_ok=True) == [] and json.loads(out.getvalue()) == rows
 
 
 def _strings(data: Any) -> list[str]:

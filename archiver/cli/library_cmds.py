@@ -77,12 +77,23 @@ def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], s
     return None
 
 
-def _write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, library: Path,
+def _clips(store: Any, fmt: str, query: tuple[str, ...], sources: tuple[str, ...], sort: tuple[str, ...],
+           limit: int | None) -> list[Any]:
+    """The matching clips: JSON texts for the json format (made by the database), else rows."""
+    from ..library import clips_json, list_clips
+
+    fetch = clips_json if fmt == "json" else list_clips
+    return fetch(store, query, sources=sources or None, sort=sort, limit=limit)
+
+
+def _write_rows(rows: list[Any], fmt: str, out: TextIO, *, library: Path,
                 playlist_dir: Path | None, template: Callable[[dict[str, Any]], str] | None) -> None:
     from ..library import CLIP_COLUMNS, m3u
-    from ..render import emit
+    from ..render import emit, json_lines
 
-    if template is not None:
+    if fmt == "json":
+        json_lines(rows, out)
+    elif template is not None:
         out.write("".join(template(row) + "\n" for row in rows))
     elif fmt in PLAYLISTS:
         out.write(m3u(rows, library, playlist_dir))
@@ -111,11 +122,9 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
       archiver ls year:2026 --format '{title} ({length}) {audio_path}'
       archiver ls --source acedata --format json
     """
-    from ..library import list_clips
-
     template = _formatter(fmt, LS_FORMATS)
     with ctx.store(readonly=True) as store:
-        rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
+        rows = _clips(store, fmt, query, sources, sort, limit)
     _write_rows(rows, fmt, sys.stdout, library=ctx.config().library, playlist_dir=None, template=template)
 
 
@@ -144,10 +153,9 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     import io
 
     from ..fs import atomic_write
-    from ..library import list_clips
 
     with ctx.store(readonly=True) as store:
-        rows = list_clips(store, query, sources=sources or None, sort=sort, limit=limit)
+        rows = _clips(store, fmt, query, sources, sort, limit)
     library = ctx.config().library
     if output is None or output == "-":
         _write_rows(rows, fmt, sys.stdout, library=library, playlist_dir=None, template=None)

@@ -1,0 +1,119 @@
+"""What the library's folders looked like when an idle sync last checked every file, so the next
+idle run can tell "nothing changed" from a few `stat` calls instead of listing 40,000 files.
+
+Creating, removing or renaming anything in a folder changes that folder's modification and change
+times (the kernel sets them; the change time cannot be set back by a user), so a folder whose
+inode and both times are the same still holds the same names. The root is the exception: the
+database's WAL files come and go there on every run, so its entries are compared by name, kind and
+inode instead. A folder touched within `RACY_SECONDS` of the check is not trusted (a file created
+in the same clock tick would leave its times unchanged), and the stamp also carries a digest of the
+paths the database records, so a change on either side sends the run back to the full walk. The
+stamp is a cache: unreadable, stale or planted, it is simply not used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ArchiverError
+from .fs import PART, SKIP_NAMES, SKIP_PREFIX, STAMP_NAME, atomic_write, read_bytes
+
+VERSION = 1
+RACY_SECONDS = 2.0
+MAX_BYTES = 8 * 1024 * 1024  # a stamp of 100,000 folders is a few MB; anything larger is not ours
+
+
+@dataclass(frozen=True)
+class Stamp:
+    paths: str  # digest of the recorded paths (see `paths_digest`)
+    root: tuple[tuple[str, str, int], ...]  # the root's entries: (name, kind, inode)
+    dirs: tuple[tuple[str, int, int, int], ...]  # every folder below: (relative path, inode, mtime, ctime)
+
+
+def paths_digest(joined: str | None) -> str:
+    """A fingerprint of the recorded paths as the database lists them (NUL-joined, index order).
+
+    Length and two checksums, not a cryptographic hash: loading hashlib (OpenSSL) would cost an
+    idle run more than the walk it saves, and the only thing it guards against is an accident.
+    """
+    data = (joined or "").encode("utf-8", "surrogatepass")
+    return f"{len(data)}:{zlib.crc32(data):08x}:{zlib.adler32(data):08x}"
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return "link"
+    return "dir" if entry.is_dir(follow_symlinks=False) else "file"
+
+
+def _root_entries(root: Path) -> tuple[tuple[str, str, int], ...]:
+    with os.scandir(root) as scan:
+        return tuple(sorted((e.name, _kind(e), e.inode()) for e in scan
+                            if e.name not in SKIP_NAMES and not e.name.startswith(SKIP_PREFIX)))
+
+
+def _dir_times(root: Path, rel: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(os.path.join(root, rel))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) if stat.S_ISDIR(st.st_mode) else None
+
+
+def load(root: Path) -> Stamp | None:
+    """The stamp left in the library, or None (absent, a link, unreadable, another version)."""
+    try:
+        raw = read_bytes(root / STAMP_NAME)
+        if len(raw) > MAX_BYTES:
+            return None
+        data = json.loads(raw)
+        if data.get("v") != VERSION:
+            return None
+        return Stamp(str(data["paths"]), tuple((str(n), str(k), int(i)) for n, k, i in data["root"]),
+                     tuple((str(r), int(i), int(m), int(c)) for r, i, m, c in data["dirs"]))
+    except (OSError, ArchiverError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def unchanged(root: Path, stamp: Stamp) -> bool:
+    """True when every folder still holds the names it held when the stamp was taken."""
+    try:
+        if _root_entries(root) != stamp.root:
+            return False
+    except OSError:
+        return False
+    return all(_dir_times(root, rel) == (ino, mtime, ctime) for rel, ino, mtime, ctime in stamp.dirs)
+
+
+def save(root: Path, dirs: list[str], paths: str) -> bool:
+    """Leave a stamp of the folders just walked; False (and none left) when one changed too
+    recently to be trusted, or the library cannot be written."""
+    settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+    entries: list[tuple[str, int, int, int]] = []
+    for rel in sorted(dirs):
+        times = _dir_times(root, rel)
+        if times is None or times[1] > settled or times[2] > settled:
+            discard(root)
+            return False
+        entries.append((rel, *times))
+    try:
+        body = {"v": VERSION, "paths": paths, "root": _root_entries(root), "dirs": entries}
+        atomic_write(root / STAMP_NAME, json.dumps(body, separators=(",", ":")).encode())
+    except (OSError, ArchiverError):
+        return False
+    return True
+
+
+def discard(root: Path) -> None:
+    """Remove the stamp (a link named like it is removed, never followed)."""
+    for name in (STAMP_NAME, STAMP_NAME + PART):
+        try:
+            os.unlink(root / name)
+        except OSError:
+            pass
