@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from .fields import AssetState
@@ -55,16 +55,21 @@ class Fleet:
         self.engine = engine
         self.me = worker
         self.lease = timedelta(seconds=max(1.0, lease))
-        self.seen_tasks: set[int] = set()  # polled in this pass: a --now pass claims each once
-        self.seen_clips: set[int] = set()  # tried in this run: a failed file waits for the next run
+        self.started = utcnow()  # a file that failed in this run waits for the next one
+        self.seen_tasks: set[int] = set()  # claimed in this pass (a guard: a pass claims a task once)
+        self.seen_clips: set[int] = set()  # claimed in this run (the same guard for clips)
 
     def _times(self) -> dict[str, str | None]:
         now = utcnow()
         return {"me": self.me, "now": _stamp(now, None), "until": _stamp(now + self.lease, None)}
 
     def _run(self, sql: str, **params: Any) -> list[Any]:
+        statement = text(sql)
+        for name, value in params.items():
+            if isinstance(value, (list, tuple)):
+                statement = statement.bindparams(bindparam(name, expanding=True))
         with self.engine.begin() as conn:
-            result = conn.execute(text(sql), params)
+            result = conn.execute(statement, params)
             return list(result) if result.returns_rows else []
 
     # --- the worker row -----------------------------------------------------------------
@@ -79,15 +84,22 @@ class Fleet:
                   host=socket.gethostname(), pid=os.getpid(), run=run_id, **times)
 
     def heartbeat(self) -> None:
-        """Renew every lease this worker holds."""
+        """Renew every lease this worker holds.
+
+        Rows this worker is writing in another transaction at this moment are skipped, not waited
+        for (waiting could close a deadlock with that transaction); the next beat renews them.
+        """
         times = self._times()
+        done = AssetState.DOWNLOADED.value
         with self.engine.begin() as conn:
             conn.execute(text("UPDATE workers SET heartbeat_at = :now, lease_until = :until WHERE name = :me"),
                          times)
-            conn.execute(text("UPDATE tasks SET lease_until = :until WHERE claimed_by = :me"), times)
-            conn.execute(text(f"UPDATE assets SET lease_until = :until WHERE claimed_by = :me "
-                              f"AND state <> '{AssetState.DOWNLOADED.value}'"), times)
-            conn.execute(text("UPDATE provider_slots SET lease_until = :until WHERE claimed_by = :me"), times)
+            for table, extra in (("tasks", ""), ("assets", f" AND state <> '{done}'")):
+                conn.execute(text(f"UPDATE {table} SET lease_until = :until WHERE id IN (SELECT id FROM {table} "
+                                  f"WHERE claimed_by = :me{extra} FOR UPDATE SKIP LOCKED)"), times)
+            conn.execute(text("UPDATE provider_slots SET lease_until = :until WHERE (provider, slot) IN ("
+                              "SELECT provider, slot FROM provider_slots WHERE claimed_by = :me "
+                              "FOR UPDATE SKIP LOCKED)"), times)
 
     async def renewing(self) -> None:
         """Heartbeats every third of a lease until cancelled."""
@@ -114,49 +126,60 @@ class Fleet:
 
     def claim_tasks(self, source: str, limit: int, *, ignore_schedule: bool,
                     pass_start: datetime) -> list[tuple[int, str, str]]:
-        """Up to `limit` due tasks of `source` for this worker: (id, source, task_id)."""
+        """Up to `limit` tasks of `source` due when the pass began, for this worker: (id, source, task_id).
+
+        Due when the pass began, not now: a task polled in this pass is due again only in the next,
+        however short its interval. `--now` (ignore_schedule) takes those not polled in this pass.
+        """
         due = ("(last_polled IS NULL OR last_polled < :start)" if ignore_schedule
-               else "(next_poll_at IS NULL OR next_poll_at <= :now)")
-        seen = ", ".join(str(pk) for pk in sorted(self.seen_tasks)) or "0"
+               else "(next_poll_at IS NULL OR next_poll_at <= :start)")
         sql = f"""UPDATE tasks SET claimed_by = :me, lease_until = :until
                   WHERE id IN (SELECT id FROM tasks WHERE source = :source AND status NOT IN ({_TERMINAL})
-                               AND {due} AND {_FREE} AND id NOT IN ({seen})
+                               AND {due} AND {_FREE}
                                ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
                     AND {due} AND {_FREE}
                   RETURNING id, source, task_id"""
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(f"poll:{source}")})
-            rows = [tuple(r) for r in conn.execute(text(sql), {**self._times(), "source": source, "limit": limit,
-                                                               "start": _stamp(pass_start, None)})]
-        rows.sort()
-        self.seen_tasks.update(pk for pk, _s, _t in rows)
-        return rows  # type: ignore[return-value]
+            rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
+                text(sql), {**self._times(), "source": source, "limit": limit, "start": _stamp(pass_start, None)})]
+        fresh = sorted(row for row in rows if row[0] not in self.seen_tasks)
+        if len(fresh) < len(rows):  # polled in this pass yet due again: never twice in one pass
+            self.release_tasks([row[0] for row in rows if row[0] in self.seen_tasks])
+        self.seen_tasks.update(row[0] for row in fresh)
+        return fresh
 
     def release_tasks(self, ids: Sequence[int]) -> None:
         if ids:
-            self._run("UPDATE tasks SET claimed_by = NULL, lease_until = NULL "
-                      "WHERE claimed_by = :me AND id IN :ids".replace(":ids", f"({', '.join(map(str, ids))})"),
-                      me=self.me)
+            self._run("UPDATE tasks SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me AND id IN :ids",
+                      me=self.me, ids=list(ids))
 
     # --- assets -------------------------------------------------------------------------
 
     def claim_clips(self, limit: int) -> list[int]:
-        """The not-yet-archived assets of up to `limit` whole clips, claimed: their asset ids."""
-        done = AssetState.DOWNLOADED.value
-        seen = ", ".join(str(pk) for pk in sorted(self.seen_clips)) or "0"
+        """The not-yet-archived assets of up to `limit` whole clips, claimed: their asset ids.
+
+        A file that failed in this run is left for the next run, as a lone sync leaves it.
+        """
+        done, failed = AssetState.DOWNLOADED.value, AssetState.FAILED.value
+        todo = f"(a.state <> '{done}' AND NOT (a.state = '{failed}' AND a.updated_at >= :started))"
         sql = f"""UPDATE assets SET claimed_by = :me, lease_until = :until
                   WHERE clip_pk IN (
                       SELECT c.id FROM clips c JOIN tasks t ON t.id = c.task_pk
-                      WHERE t.status = '{Status.SUCCEEDED.value}' AND c.id NOT IN ({seen})
-                        AND EXISTS (SELECT 1 FROM assets a WHERE a.clip_pk = c.id AND a.state <> '{done}')
+                      WHERE t.status = '{Status.SUCCEEDED.value}'
+                        AND EXISTS (SELECT 1 FROM assets a WHERE a.clip_pk = c.id AND {todo})
                         AND NOT EXISTS (SELECT 1 FROM assets a WHERE a.clip_pk = c.id AND a.state <> '{done}'
                                         AND a.claimed_by <> :me AND a.lease_until > :now)
                       ORDER BY c.id LIMIT :limit FOR UPDATE OF c SKIP LOCKED)
                     AND state <> '{done}' AND {_FREE}
                   RETURNING id, clip_pk"""
-        rows = self._run(sql, limit=limit, **self._times())
-        self.seen_clips.update(clip for _id, clip in rows)
-        return sorted(asset_id for asset_id, _clip in rows)
+        rows = self._run(sql, limit=limit, started=_stamp(self.started, None), **self._times())
+        fresh = [(int(asset), int(clip)) for asset, clip in rows if clip not in self.seen_clips]
+        if not fresh:  # only clips tried in this run came back: nothing new to do
+            self.release_assets()
+            return []
+        self.seen_clips.update(clip for _asset, clip in fresh)
+        return sorted(asset for asset, _clip in fresh)
 
     def release_assets(self) -> None:
         self._run("UPDATE assets SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me", me=self.me)
@@ -171,16 +194,15 @@ class Fleet:
         return bool(rows)
 
     def others_busy(self, sources: Sequence[str]) -> bool:
-        """Work held under another worker's live claim: --until-done waits for it (or its lapse)."""
-        params = {**self._times()}
-        names = ", ".join(f"'{s}'" for s in sources if "'" not in s) or "''"
-        rows = self._run(f"""SELECT EXISTS (SELECT 1 FROM tasks WHERE claimed_by <> :me AND source IN ({names})
+        """Work held under another worker's claim, or freed by a lapsed one: --until-done waits for it."""
+        rows = self._run(f"""SELECT EXISTS (SELECT 1 FROM tasks WHERE claimed_by <> :me AND source IN :sources
                                             AND status NOT IN ({_TERMINAL}))
                                  OR EXISTS (SELECT 1 FROM assets a JOIN clips c ON c.id = a.clip_pk
                                             JOIN tasks t ON t.id = c.task_pk
                                             WHERE t.status = '{Status.SUCCEEDED.value}'
                                               AND a.state = '{AssetState.PENDING.value}'
-                                              AND (a.claimed_by IS NULL OR a.claimed_by <> :me))""", **params)
+                                              AND (a.claimed_by IS NULL OR a.claimed_by <> :me))""",
+                         sources=list(sources) or [""], **self._times())
         return bool(rows and rows[0][0])
 
     def new_pass(self) -> None:

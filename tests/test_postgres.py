@@ -110,3 +110,30 @@ def test_password_is_never_printed(pg_cluster: Any, tmp_path: Path, args: tuple[
         assert args != ("config",) or "<redacted>" in output
         if url != good and args != ("config",):  # config shows the URL without connecting
             assert done.returncode != 0 and "database error" in output, output
+
+
+def test_an_older_catalog_is_migrated_in_place(pg_cluster: Any) -> None:
+    """A catalog left at version 5 gains the fleet columns and tables; its rows stay."""
+    from sqlalchemy import create_engine
+
+    from archiver import migrations
+    from archiver.readdb import SCHEMA_VERSION
+    from archiver.store import Store
+
+    url = pg_cluster.empty_database()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for step in migrations.STEPS[:5]:
+            step(conn)
+        migrations._set_version(conn, 5)
+        conn.exec_driver_sql("INSERT INTO tasks (source, task_id, status, polls, idle_polls, poll_errors) "
+                             "VALUES ('mountsea', 'kept', 'pending', 0, 0, 0)")
+    engine.dispose()
+    for column in ("claimed_by", "lease_until"):
+        assert not _rows(url, f"SELECT 1 FROM information_schema.columns WHERE table_name = 'tasks' "
+                              f"AND column_name = '{column}'")
+    with Store(url) as store:
+        assert store.add_tasks("mountsea", ["kept"]).known == 1
+    assert _rows(url, "SELECT version FROM archiver_schema") == [(SCHEMA_VERSION,)]
+    assert _rows(url, "SELECT task_id, claimed_by FROM tasks") == [("kept", None)]
+    assert _rows(url, "SELECT COUNT(*) FROM workers") == [(0,)]
