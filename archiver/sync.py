@@ -164,7 +164,7 @@ async def _download(config: Config, options: SyncOptions, store: Store, reporter
     fleet = store.fleet
     while True:
         if fleet is not None and ids is None:  # a fleet worker archives the clips it claimed, batch by batch
-            claimed = await asyncio.to_thread(fleet.claim_clips, max(1, config.jobs) * 4)
+            claimed = await asyncio.to_thread(fleet.claim_clips, max(1, config.jobs) * 8)
             if not claimed:
                 return
             try:

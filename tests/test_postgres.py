@@ -137,3 +137,33 @@ def test_an_older_catalog_is_migrated_in_place(pg_cluster: Any) -> None:
     assert _rows(url, "SELECT version FROM archiver_schema") == [(SCHEMA_VERSION,)]
     assert _rows(url, "SELECT task_id, claimed_by FROM tasks") == [("kept", None)]
     assert _rows(url, "SELECT COUNT(*) FROM workers") == [(0,)]
+
+
+def test_provider_slots_and_retry_budget_hold_for_the_fleet(pg_url: str) -> None:
+    """Two workers share a provider's 2 request slots and one retry budget of 3."""
+    import asyncio
+
+    from archiver.claims import Fleet, FleetBudget
+    from archiver.store import Store
+
+    with Store(pg_url) as store:
+        one, two = Fleet(store.engine, "w1"), Fleet(store.engine, "w2")
+
+        async def scenario() -> list[str]:
+            events: list[str] = []
+            async with one.slot("ccapi", 2), two.slot("ccapi", 2):
+                waiting = asyncio.create_task(_take(two, events))
+                await asyncio.sleep(0.3)
+                events.append("released")
+            await asyncio.wait_for(waiting, 10)
+            return events
+
+        assert asyncio.run(scenario()) == ["released", "third slot"]
+        budgets = [FleetBudget(store.engine, 3), FleetBudget(store.engine, 3)]
+        taken = [budgets[n % 2].take() for n in range(6)]
+        assert taken == [True, True, True, False, False, False]
+
+
+async def _take(fleet: Any, events: list[str]) -> None:
+    async with fleet.slot("ccapi", 2):
+        events.append("third slot")
