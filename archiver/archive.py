@@ -213,9 +213,8 @@ class Archiver:
             if key in self.taken:
                 return True
             others = self.foreign.get(key)
-            if others and not self._proves(clip, [self.root / rel for rel in others]):
-                return True
-            return not self.store.claim_stem(key, clip.id or 0)  # a fleet's other workers name files too
+            foreign = bool(others) and not self._proves(clip, [self.root / rel for rel in others])
+            return foreign or not self.store.claim_stem(key, clip.id or 0)  # a fleet's other workers name files too
 
         rel = unique_relpath(rel, clip.clip_id, taken)
         self.taken.add(_stem_key(rel.as_posix()))

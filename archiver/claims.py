@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
+from .errors import LockHeld
 from .fields import AssetState
 from .models import UTCDateTime, utcnow
 from .providers.http import RetryBudget
@@ -73,6 +74,15 @@ class Fleet:
             return list(result) if result.returns_rows else []
 
     # --- the worker row -----------------------------------------------------------------
+
+    def check_name(self) -> None:
+        """LockHeld while a live worker of the same name works on this catalog."""
+        times = self._times()
+        alive = self._run("SELECT host, pid FROM workers WHERE name = :me AND finished_at IS NULL "
+                          "AND lease_until > :now", **times)
+        if alive:
+            raise LockHeld(f"worker {self.me} is already running on this catalog (host {alive[0][0]}, "
+                           f"pid {alive[0][1]}); give each worker its own --worker-id")
 
     def register(self, run_id: int) -> None:
         times = self._times()

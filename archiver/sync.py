@@ -57,11 +57,13 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
     with _writer_lock(config, options.wait):
         store = Store(config.db_url)
         try:
-            run_id = store.start_run()
             if store.dialect == "postgresql":
                 from .claims import Fleet, default_worker_id
 
                 store.fleet = Fleet(store.engine, options.worker_id or default_worker_id(), config.lease)
+                store.fleet.check_name()
+            run_id = store.start_run()
+            if store.fleet is not None:
                 store.fleet.register(run_id)
             report = SyncReport()
             interrupted = False

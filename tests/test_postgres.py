@@ -167,3 +167,22 @@ def test_provider_slots_and_retry_budget_hold_for_the_fleet(pg_url: str) -> None
 async def _take(fleet: Any, events: list[str]) -> None:
     async with fleet.slot("ccapi", 2):
         events.append("third slot")
+
+
+def test_a_second_worker_of_the_same_name_exits_75(pg_url: str, tmp_path: Path) -> None:
+    """Names tell the workers' claims apart: a live one's name is refused, a finished one's reused."""
+    import psycopg
+
+    from archiver.pgdb import dsn
+
+    with psycopg.connect(dsn(pg_url)) as conn:
+        conn.execute("INSERT INTO workers (name, host, pid, lease_until) VALUES ('nas-1', 'nas', 4711, '9999')")
+    env = {**os.environ, "ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(tmp_path / "lib"), "PYTHONPATH": str(ROOT),
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    args = [sys.executable, "-m", "archiver", "sync", "--worker-id", "nas-1", "--no-download"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 75 and "nas-1 is already running" in done.stderr, done.stderr
+    with psycopg.connect(dsn(pg_url)) as conn:
+        conn.execute("UPDATE workers SET finished_at = '2026-01-01', exit_code = 0")
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
