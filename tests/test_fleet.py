@@ -54,10 +54,12 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
 def test_four_workers_archive_every_file_once_and_survive_a_kill(pg_url: str, tmp_path: Path) -> None:
     library = tmp_path / "library"
     with Simulator(media_latency=0.02, media_rate=4_000_000) as sim:
-        tasks = {source: [sim.add_task(source, clips=2, steps=0, audio_bytes=150_000) for _ in range(6)]
-                 for source in SOURCES}
+        # every clip has the same title and the layout has no clip id: the workers race for one name
+        tasks = {source: [sim.add_task(source, clips=2, steps=0, audio_bytes=150_000, titles=["Same Song"] * 2)
+                          for _ in range(6)] for source in SOURCES}
         env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
                                         "ARCHIVER_LEASE": "2", "PYTHONPATH": str(ROOT),
+                                        "ARCHIVER_PATH_TEMPLATE": "{source}/{title}.{ext}",
                                         "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
         for source, ids in tasks.items():
             added = subprocess.run([sys.executable, "-m", "archiver", "add", source, *ids], env=env,
@@ -67,11 +69,14 @@ def test_four_workers_archive_every_file_once_and_survive_a_kill(pg_url: str, tm
         victim = subprocess.Popen([sys.executable, "-c", KILLER, *sync, "--worker-id", "w0"],
                                   env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60  # the others start once the victim's downloads have begun
+        while not any(r.target == "media" for r in sim.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
         workers = [subprocess.Popen([sys.executable, "-m", "archiver", *sync, "--worker-id", f"w{n}"], env=env,
                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                    for n in (1, 2, 3)]
-        _out, victim_err = victim.communicate(timeout=120)
-        assert victim.returncode == -signal.SIGKILL, victim_err
+        victim_out, victim_err = victim.communicate(timeout=120)
+        assert victim.returncode == -signal.SIGKILL, victim_out + victim_err
         outputs = [w.communicate(timeout=150) for w in workers]
         for worker, (out, err) in zip(workers, outputs):
             assert worker.returncode == 0, err
@@ -86,6 +91,8 @@ def test_four_workers_archive_every_file_once_and_survive_a_kill(pg_url: str, tm
     assert all(state == "downloaded" and claimed is None for _c, _k, state, _p, claimed in assets), assets
     paths = [path for *_x, path, _claimed in assets]
     assert len(paths) == len({p.casefold() for p in paths})  # no two files at one name
+    for source in SOURCES:  # one clip got the plain name, the others a name made unique
+        assert sum(p.startswith(f"{source}/Same Song.") for p in paths) in (1, 2)  # its audio, and its cover
     on_disk, _parts, _links = walk_library(library)
     assert set(paths) <= on_disk
     assert {p for p in on_disk if not p.endswith((".jpg", ".jpeg", ".png", ".webp"))} - set(paths) == set()
