@@ -28,7 +28,7 @@ from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
                      UnsafePath)
-from .fs import (PART, STORAGE_ERRNOS, TAGGING, fsync_dirs, open_read, place, read_fd, sha256_file,
+from .fs import (PART, TAGGING, fsync_dirs, open_read, place, read_fd, sha256_file,
                  storage_error, sync_file)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
@@ -37,9 +37,10 @@ from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
-from .retag import created_of, retag_file, tag_data, task_tracks, write_lyrics
+from .finishing import finish_audio, storage_cause, truncated
+from .retag import created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
-from .tagging import read_tags, tag_file
+from .tagging import read_tags
 
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
 GROUP_SECONDS = 1.0  # or as soon as the oldest waiting file has waited this long
@@ -68,24 +69,6 @@ class _Ready:
     tagged: bool
     warning: str | None
     transferred: int
-
-
-def storage_cause(exc: BaseException) -> OSError | None:
-    """The full-disk (or read-only, I/O) OSError behind a wrapped error, if there is one."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def truncated(real: float | None, expected: float | None) -> bool:
-    """Shorter than the payload says by more than max(2 s, 5 %)? A length of 0 (what
-    `audio_length` gives a file whose structure is cut short) is always short."""
-    if real is None or not expected:
-        return False
-    return real <= 0 or expected - real > max(2.0, 0.05 * expected)
 
 
 def _names_clip(path: Path, clip: Clip) -> bool:
@@ -143,6 +126,7 @@ class Archiver:
         self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
+        self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
         on_disk, parts, links = walk_library(self.root)
@@ -157,6 +141,7 @@ class Archiver:
             self.store.mark_missing(missing)
         work = self.store.pending_work(asset_ids)
         if work:
+            self.tracks = tracks_of(self.store, [task.id or 0 for _clip, task, _assets in work])
             recorded_all = self.store.all_paths()
             self.taken = {_stem_key(p) for p in recorded_all}
             for rel in on_disk | links:  # files nobody recorded block their stem too
@@ -293,16 +278,20 @@ class Archiver:
             text = f"{clip.source} {clip.clip_id} {asset.kind}: {message}"
             self.summary.errors.append(text)
 
-    async def _cover(self, clip: Clip, assets: dict[str, Asset]) -> bytes | None:
-        """The clip's cover for its audio's tags: held back for placing, or archived. Read with
-        aiofiles, so a slow disk never stalls the other transfers on the event loop."""
+    def _cover_path(self, clip: Clip, assets: dict[str, Asset]) -> Path | None:
+        """Where the clip's cover for its audio's tags is: held back for placing, or archived."""
         held = self.held.get(clip.id or 0)
         image = assets.get("image")
         if held is not None:
-            path = held.part
-        elif image is not None and image.state == "downloaded" and image.path:
-            path = self.root / image.path
-        else:
+            return held.part
+        if image is not None and image.state == "downloaded" and image.path:
+            return self.root / image.path
+        return None
+
+    async def _cover(self, clip: Clip, assets: dict[str, Asset]) -> bytes | None:
+        """The cover's bytes, read with aiofiles so a slow disk never stalls the event loop."""
+        path = self._cover_path(clip, assets)
+        if path is None:
             return None
         try:
             async with aiofiles.open(path, "rb", opener=read_fd) as fh:
@@ -346,27 +335,25 @@ class Archiver:
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                cover = await self._cover(clip, assets)
+                data = tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, []))
                 try:
-                    outcome = await asyncio.to_thread(
-                        tag_file, part, tag_data(clip, task, self.config, cover, task_tracks(self.store, task)),
-                        id3_version=self.config.id3_version)
+                    done = await asyncio.to_thread(finish_audio, part, data, self._cover_path(clip, assets),
+                                                   self.config.id3_version)
                 except TaggingError as exc:
                     full = storage_cause(exc)
                     if full is None:
                         raise
                     part.unlink(missing_ok=True)  # a full disk while tagging stops every download
                     raise storage_error(full, part) from None
-                tagged = outcome.tagged
-                if tagged and cover is not None:
+                tagged, size, digest = done.outcome.tagged, done.size, done.sha256
+                if tagged and done.had_cover:
                     self.covered.add(asset.id or 0)
-                if outcome.warning:
-                    warning = outcome.warning
-                    self.reporter.warning(f"{final_rel}: {outcome.warning}")
-                size, digest = await asyncio.to_thread(sha256_file, part)
+                if done.outcome.warning:
+                    warning = done.outcome.warning
+                    self.reporter.warning(f"{final_rel}: {done.outcome.warning}")
             else:
                 size, digest = fetched.size, fetched.sha256
-            await asyncio.to_thread(sync_file, part)  # after tagging: its bytes reach the disk once
+                await asyncio.to_thread(sync_file, part)
         except BaseException:
             if part.name.endswith(TAGGING):
                 part.unlink(missing_ok=True)
@@ -511,7 +498,7 @@ class Archiver:
         try:
             size, digest, tagged = await asyncio.to_thread(
                 retag_file, self.root / (audio.path or ""),
-                tag_data(clip, task, self.config, cover, task_tracks(self.store, task)),
+                tag_data(clip, task, self.config, cover, self.tracks.get(task.id or 0, [])),
                 self.config.id3_version)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")

@@ -67,6 +67,7 @@ class Config:
     retry_budget: int = 100
     max_backoff: float = 3600.0
     lease: float = 60.0  # PostgreSQL fleet: seconds a worker's claim lasts unless renewed (claims.py)
+    serve_token: str | None = field(default=None, repr=False)  # required by `serve` off loopback
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def provider(self, name: str) -> ProviderSettings:
@@ -86,6 +87,8 @@ class Config:
             value = _plain(getattr(self, spec.attr))
             if key == "db" and isinstance(value, str):
                 value = redact_url(value)
+            elif spec.secret and value:
+                value = REDACTED
             out[key] = {"value": value, "from": self.origins.get(key, "default")}
         out["providers"] = {}
         for name, prov in self.providers.items():
@@ -190,6 +193,8 @@ TOP_KEYS: dict[str, _Key] = {
     "retry_budget": _Key("retry_budget", int, check=lambda v: v >= 0, hint="an integer >= 0"),
     "max_backoff": _Key("max_backoff", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
     "lease": _Key("lease", (int, float), "ARCHIVER_LEASE", check=lambda v: v >= 1, convert=float, hint="seconds, at least 1"),
+    "serve_token": _Key("serve_token", str, "ARCHIVER_SERVE_TOKEN", check=_token,
+                        hint="printable ASCII without blanks or line breaks", secret=True),
 }
 
 PROVIDER_KEYS: dict[str, _Key] = {
@@ -283,6 +288,7 @@ def _warn_if_exposed(path: Path, parsed: Mapping[str, Any]) -> None:
         return
     table = parsed.get("providers")
     has_token = isinstance(table, Mapping) and any(isinstance(v, Mapping) and v.get("token") for v in table.values())
+    has_token = has_token or bool(parsed.get("serve_token"))
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -340,7 +346,7 @@ def load_config(
     if not db_value:
         origins["db"] = "default (<library>/archiver.db)"
     kwargs = {TOP_KEYS[k].attr: v for k, v in values.items()}
-    register([*(p.token for p in providers.values()), *url_secrets(db_url),
+    register([*(p.token for p in providers.values()), *url_secrets(db_url), values.get("serve_token"),
               *(s for p in providers.values() for s in url_secrets(p.base_url))])
     return Config(
         library=library,

@@ -4,7 +4,7 @@ Plain SQL, one query per listing, never one per row, so browsing 20,000 clips st
 read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import), or a
 pgdb.PgReadDB on PostgreSQL; code that holds a writable Store (retag, the demo) passes that, and
 the same SQL runs on its engine. Every reader says its `dialect`; the few statements that differ
-(query terms, full-text search) are written for it.
+(query terms, paging, full-text search) are written for it.
 Query terms are compiled by query.py into bound parameters.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 from .errors import ArchiverError, UsageError
 from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
-from .pgdb import PgReadDB, pyformat
-from .pgsearch import search_sql
+from .pgdb import FLEET_COLUMNS, FLEET_SQL, PgReadDB, pyformat
+from .pgsearch import search_parts
 from .readdb import ReadDB
 from .render import clean_line
 
@@ -152,15 +153,30 @@ CLIP_SELECT = "\n    SELECT c.id AS clip_pk, " + ", ".join(
     f"{_NOT_CLIP_COLUMNS.get(name, 'c.' + name)} AS {name}" for name in CLIP_COLUMNS)
 
 
-def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
-               sort: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
-    """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
-    compiled = compile_query(terms, sources=sources, dialect=store.dialect)
-    sql = f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {compile_sort(sort, store.dialect)}"
-    params = dict(compiled.params)
+def _page(sql: str, params: dict[str, Any], limit: int | None, offset: int, dialect: str = "sqlite") -> str:
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
+    if offset:
+        no_limit = " LIMIT ALL" if dialect == "postgresql" else " LIMIT -1"
+        sql += (no_limit if limit is None else "") + " OFFSET :offset"
+        params["offset"] = offset
+    return sql
+
+
+def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
+               sort: Sequence[str] = (), limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
+    dialect = store.dialect
+    compiled = compile_query(terms, sources=sources, dialect=dialect)
+    params = dict(compiled.params)
+    order = compile_sort(sort, dialect)
+    if offset and limit is not None:
+        # a page deep in the list: sort and skip ids only, then read the page's rows (5x faster at 20,000)
+        ids = _page(f"SELECT c.id {CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset, dialect)
+        sql = f"{CLIP_SELECT}{CLIP_FROM} WHERE c.id IN ({ids}) ORDER BY {order}"
+    else:
+        sql = _page(f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset, dialect)
     return [_row(r, CLIP_COLUMNS) for r in _query(store, sql, params)]
 
 
@@ -203,45 +219,77 @@ def clips_json(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
+        odd: list[str] = []
+
+        def iso_z(value: Any) -> str | None:  # an exception raised in here would be printed by sqlite3
+            try:
+                return _iso_z(value)
+            except (ValueError, TypeError):
+                odd.append(str(value))
+                return None
+
         register_functions(store.conn)
-        store.conn.create_function("archiver_iso_z", 1, _iso_z, deterministic=True)
+        store.conn.create_function("archiver_iso_z", 1, iso_z, deterministic=True)
         store.conn.create_function("archiver_duration", 1, _duration_json, deterministic=True)
         try:
-            return [text for (text,) in store.conn.execute(sql, params)]
+            objects = [text for (text,) in store.conn.execute(sql, params)]
+            if not odd:
+                return objects
         except sqlite3.Error:
             pass  # a value SQLite's JSON cannot hold (a BLOB someone stored): encode it in Python
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
     return [encode(row) for row in list_clips(store, terms, sources=sources, sort=sort, limit=limit)]
 
 
-def search(store: Reader, text_: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-    """Full-text search over title, lyrics and tags, best match first, with a snippet."""
-    if store.dialect == "postgresql":
-        sql, params = search_sql(CLIP_SELECT, _FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS)
-        if limit is not None:
-            sql += " LIMIT :limit"
-            params["limit"] = limit
-        rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
-        for row in rows:
-            row["score"] = round(float(row["score"]), 4)
-        return rows
-    weights = ", ".join(str(w) for w in FTS_WEIGHTS)
-    sql = f"""
-        {CLIP_SELECT},
-           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,
-           bm25(clips_fts, {weights}) AS score
+_FTS_FROM = f"""
         FROM clips_fts
         JOIN clips c ON c.id = clips_fts.rowid
         JOIN tasks t ON t.id = c.task_pk{_FILES}
-        WHERE clips_fts MATCH :match
-        ORDER BY score, c.id"""
-    params: dict[str, Any] = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
-    if limit is not None:
-        sql += " LIMIT :limit"
-        params["limit"] = limit
+        WHERE clips_fts MATCH :match"""
+
+
+def _fts(store: Reader, text_: str) -> tuple[str, str, dict[str, Any], str]:
+    """(snippet and score columns, FROM ... WHERE, parameters, order) of a full-text search on the
+    store's engine: FTS5 on SQLite, a tsvector on PostgreSQL (pgsearch.py); both take AND terms."""
+    if store.dialect == "postgresql":
+        return (*search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS), "score DESC, c.id")
+    columns = (",\n           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,\n"
+               f"           bm25(clips_fts, {', '.join(str(w) for w in FTS_WEIGHTS)}) AS score")
+    params = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
+    return columns, _FTS_FROM, params, "score, c.id"  # bm25 is "lower is better"
+
+
+def count_clips(store: Reader, terms: Sequence[str] = (), *, text_: str | None = None) -> int:
+    """How many clips `list_clips` (or `search` with `text_`) would list without a limit."""
+    compiled = compile_query(terms, dialect=store.dialect)
+    params = dict(compiled.params)
+    if text_ is not None:
+        _columns, source, found, _order = _fts(store, text_)
+        params.update(found)
+        sql = f"SELECT COUNT(*) AS n {source}{compiled.clause(' AND ')}"
+    else:  # every clip has one task and at most one file of each kind: only a condition needs the joins
+        where = compiled.where
+        source = ("FROM clips c" + (" JOIN tasks t ON t.id = c.task_pk" if re.search(r"\bt\.", where) else "")
+                  + (_FILES if re.search(r"\b(au|im)\.", where) else ""))
+        sql = f"SELECT COUNT(*) AS n {source}{compiled.clause()}"
+    return int(_query(store, sql, params)[0]["n"])
+
+
+def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequence[str] = (),
+           offset: int = 0) -> list[dict[str, Any]]:
+    """Full-text search over title, lyrics and tags, best match first, with a snippet.
+
+    `terms` (the `ls` grammar) narrow the matches further, as the web app's filters do.
+    """
+    compiled = compile_query(terms, dialect=store.dialect)
+    columns, source, params, order = _fts(store, text_)
+    params.update(compiled.params)
+    sql = f"{CLIP_SELECT}{columns}{source}{compiled.clause(' AND ')}\n        ORDER BY {order}"
+    sql = _page(sql, params, limit, offset, store.dialect)
     rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+    sign = 1 if store.dialect == "postgresql" else -1  # show higher = better on both
     for row in rows:
-        row["score"] = round(-row["score"], 4)  # bm25 is "lower is better"; show higher = better
+        row["score"] = round(sign * float(row["score"]), 4)
     return rows
 
 
@@ -330,6 +378,18 @@ def _clip_details(store: Reader, where: str, params: dict[str, Any]) -> list[dic
 def detail(store: Reader, ident: str) -> dict[str, Any]:
     """Every stored field of one task (with its clips) or one clip (with its task), and files."""
     kind, pk = resolve(store, ident)
+    return _detail(store, kind, pk)
+
+
+def exact_detail(store: Reader, kind: str, source: str, ident: str) -> dict[str, Any] | None:
+    """`detail` of the task or clip named exactly by source and id (links carry both); None if none."""
+    table, column = ("tasks", "task_id") if kind == "task" else ("clips", "clip_id")
+    found = _query(store, f"SELECT id FROM {table} WHERE source = :source AND {column} = :ident",
+                   {"source": source, "ident": ident})
+    return _detail(store, kind, found[0]["id"]) if found else None
+
+
+def _detail(store: Reader, kind: str, pk: int) -> dict[str, Any]:
     if kind == "clip":
         clip = _clip_details(store, "c.id = :pk", {"pk": pk})[0]
         clip["task"] = _task_row(store, clip.pop("task_pk"))
@@ -402,16 +462,8 @@ def stats(store: Reader) -> dict[str, Any]:
 
 def fleet(store: Reader) -> list[dict[str, Any]]:
     """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
-    sql = """SELECT w.name, w.host, w.pid, w.started_at, w.heartbeat_at, w.finished_at, w.exit_code,
-                    w.lease_until IS NOT NULL AND w.lease_until > :now AND w.finished_at IS NULL AS alive,
-                    (SELECT COUNT(*) FROM tasks t WHERE t.claimed_by = w.name) AS tasks_claimed,
-                    (SELECT COUNT(*) FROM assets a WHERE a.claimed_by = w.name AND a.state <> 'downloaded')
-                        AS files_claimed
-             FROM workers w ORDER BY w.name"""
     now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    columns = ("name", "host", "pid", "started_at", "heartbeat_at", "finished_at", "exit_code", "alive",
-               "tasks_claimed", "files_claimed")
-    return [_row(r, columns) for r in _query(store, sql, {"now": now})]
+    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {"now": now})]
 
 
 # --- playlists and files -------------------------------------------------------------------------
@@ -437,3 +489,31 @@ def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None
         lines.append(f"#EXTINF:{seconds},{' '.join(label.split())}")
         lines.append(clean_line(os.path.relpath(target, base) if base is not None else target))
     return "\n".join(lines) + "\n"
+
+
+# --- what the web app adds -----------------------------------------------------------------------
+
+
+def facets(store: Reader) -> dict[str, list[str]]:
+    """The values the web app's filters offer: sources, models and years present in the library."""
+    return {
+        "source": [r[0] for r in _values(store, "SELECT DISTINCT source FROM clips ORDER BY 1")],
+        "model": [r[0] for r in _values(store, "SELECT DISTINCT model FROM clips WHERE model IS NOT NULL "
+                                               "AND model != '' ORDER BY 1 LIMIT 500")],
+        "year": [r[0] for r in _values(store, "SELECT DISTINCT substr(created_at, 1, 4) FROM clips "
+                                              "WHERE created_at IS NOT NULL ORDER BY 1 DESC")],
+    }
+
+
+def clips_per_month(store: Reader) -> list[tuple[str, int]]:
+    """(YYYY-MM, clips created that month), oldest first; clips without a time are left out."""
+    return [(str(m), int(n)) for m, n in _values(
+        store, "SELECT substr(created_at, 1, 7), COUNT(*) FROM clips WHERE created_at IS NOT NULL GROUP BY 1 ORDER BY 1")]
+
+
+def archived_path(store: Reader, source: str, clip_id: str, kind: str) -> str | None:
+    """The library-relative path of a clip's downloaded file of `kind`; None when there is none."""
+    rows = _query(store, "SELECT a.path FROM assets a JOIN clips c ON c.id = a.clip_pk WHERE c.source = :source "
+                         "AND c.clip_id = :clip AND a.kind = :kind AND a.state = :done AND a.path IS NOT NULL",
+                  {"source": source, "clip": clip_id, "kind": kind, "done": AssetState.DOWNLOADED.value})
+    return rows[0]["path"] if rows else None

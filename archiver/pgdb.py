@@ -15,6 +15,15 @@ from .errors import DatabaseError
 from .readdb import schema_problem
 
 VERSION_TABLE = "archiver_schema"  # one row: the schema version (SQLite keeps it in PRAGMA user_version)
+# `archiver stats` on a fleet: each worker, alive while its lease lasts, its claims and last run.
+FLEET_SQL = """SELECT w.name, w.host, w.pid, w.started_at, w.heartbeat_at, w.finished_at, w.exit_code,
+                      w.lease_until IS NOT NULL AND w.lease_until > :now AND w.finished_at IS NULL AS alive,
+                      (SELECT COUNT(*) FROM tasks t WHERE t.claimed_by = w.name) AS tasks_claimed,
+                      (SELECT COUNT(*) FROM assets a WHERE a.claimed_by = w.name AND a.state <> 'downloaded')
+                          AS files_claimed
+               FROM workers w ORDER BY w.name"""
+FLEET_COLUMNS = ("name", "host", "pid", "started_at", "heartbeat_at", "finished_at", "exit_code", "alive",
+                 "tasks_claimed", "files_claimed")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 

@@ -43,21 +43,23 @@ def tsquery(text: str) -> tuple[str, dict[str, Any]]:
     return " && ".join(parts), params
 
 
-def search_sql(select: str, files: str, text: str, weights: tuple[float, float, float],
-               marks: tuple[str, str]) -> tuple[str, dict[str, Any]]:
-    """The search statement over clips c, tasks t and the file joins; `weights` are (title, lyrics, tags)."""
+def search_parts(files: str, text: str, weights: tuple[float, float, float],
+                 marks: tuple[str, str]) -> tuple[str, str, dict[str, Any]]:
+    """(the snippet and score columns, the FROM ... WHERE clause, their parameters) of a search over
+    clips c, tasks t and the file joins; `weights` are (title, lyrics, tags). More conditions may
+    follow the clause with AND."""
     query, params = tsquery(text)
     title, lyrics, tags = weights
     top = max(weights)
     ranks = ", ".join(f"{w / top:g}" for w in (min(weights) / 10, lyrics, tags, title))  # {D, C, B, A}
-    options = f"StartSel={marks[0]}, StopSel={marks[1]}, MaxWords=12, MinWords=4, MaxFragments=2, FragmentDelimiter=…"
-    params["options"] = options
-    sql = f"""
-        {select},
+    params["options"] = (f"StartSel={marks[0]}, StopSel={marks[1]}, MaxWords=12, MinWords=4, MaxFragments=2, "
+                         "FragmentDelimiter=…")
+    columns = f""",
            ts_headline('simple', concat_ws(' … ', c.title, c.tags, c.lyrics), q.query, :options) AS snippet,
-           ts_rank('{{{ranks}}}', c.{SEARCH_COLUMN}, q.query) AS score
+           ts_rank('{{{ranks}}}', c.{SEARCH_COLUMN}, q.query) AS score"""
+    source = f"""
         FROM (SELECT {query} AS query) q
-        JOIN clips c ON c.{SEARCH_COLUMN} @@ q.query
+        CROSS JOIN clips c
         JOIN tasks t ON t.id = c.task_pk{files}
-        ORDER BY score DESC, c.id"""
-    return sql, params
+        WHERE c.{SEARCH_COLUMN} @@ q.query"""
+    return columns, source, params

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from .config import Config
 from .errors import ArchiverError, StorageError, UnsafePath
@@ -51,11 +51,22 @@ def track_order(clips: Sequence[Clip], task: Task) -> list[Clip]:
 
 def task_tracks(store: Store, task: Task) -> list[Clip]:
     """The clips of a task that are (or will be) audio files: the tracks of its album."""
+    return tracks_of(store, [task.id or 0]).get(task.id or 0, [])
+
+
+def tracks_of(store: Store, task_pks: Iterable[int]) -> dict[int, list[Clip]]:
+    """`task_tracks` of many tasks in a few queries (a run tags hundreds of files)."""
     from sqlmodel import col, select
 
+    wanted = sorted(set(task_pks))
+    found: dict[int, list[Clip]] = {pk: [] for pk in wanted}
     with store.session() as s:
-        return list(s.exec(select(Clip).join(Asset, col(Asset.clip_pk) == Clip.id)
-                           .where(Clip.task_pk == task.id, Asset.kind == "audio")))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for clip in s.exec(select(Clip).join(Asset, col(Asset.clip_pk) == Clip.id)
+                               .where(col(Clip.task_pk).in_(chunk), Asset.kind == "audio")):
+                found[clip.task_pk or 0].append(clip)
+    return found
 
 
 def tag_data(clip: Clip, task: Task, config: Config, cover: bytes | None, tracks: Sequence[Clip]) -> TagData:

@@ -15,20 +15,22 @@ import sys
 def main(argv: list[str]) -> None:
     what, args = argv[0], argv[1:]
     import archiver.archive as archive
+    import archiver.finishing as finishing
     import archiver.fs as fs
 
     if what not in ("nofsync", "nofsync-notag"):
         raise SystemExit(f"unknown ablation {what!r}")
-    patched = [(archive, "sync_file"), (fs, "fsync_path")] + ([(archive, "tag_file")] if what == "nofsync-notag" else [])
+    patched = [(archive, "sync_file"), (finishing, "sync_file"), (fs, "fsync_path")] + (
+        [(finishing, "tag_file")] if what == "nofsync-notag" else [])
     gone = [f"{module.__name__}.{name}" for module, name in patched if not hasattr(module, name)]
     if gone:  # patching a name the code no longer calls would measure nothing, silently
         raise SystemExit(f"ablation {what!r} no longer applies: the code has no {', '.join(gone)}")
-    archive.sync_file = lambda part: None
+    archive.sync_file = finishing.sync_file = lambda part: None
     fs.fsync_path = lambda path: None  # the directory fsync after each rename
     if what == "nofsync-notag":
         from archiver.tagging import TagOutcome
 
-        archive.tag_file = lambda *a, **k: TagOutcome(format="mp3", tagged=True)
+        finishing.tag_file = lambda *a, **k: TagOutcome(format="mp3", tagged=True)
     from archiver.cli import cli
 
     cli(args, prog_name="archiver")

@@ -131,3 +131,21 @@ def test_verify_rebuild_and_retag_need_no_http_code() -> None:
     http = {"archiver.download", "archiver.transport", "archiver.providers.http", "archiver.sync"}
     for name in ("archiver.verify", "archiver.rebuild", "archiver.retag"):
         assert not (reach(name) & http), (name, reach(name) & http)
+
+
+def test_the_web_app_stays_on_the_read_side() -> None:
+    """archiver serve reads through readdb/library/query: no ORM, sync pipeline or HTTP client code."""
+    edges = graph()
+    web = {name for name in edges if name.startswith("archiver.web")}
+    assert "archiver.web.app" in web and "archiver.library" in edges["archiver.web.pages"]
+    seen, todo = set(), list(web)
+    while todo:
+        for nxt in edges[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    writers = {"archiver.sync", "archiver.archive", "archiver.download", "archiver.transport",
+               "archiver.providers.http", "archiver.retag", "archiver.tagging"}
+    assert not (seen & writers), seen & writers
+    importers = {name for name in edges if name not in web and edges[name] & web}
+    assert importers == {"archiver.cli.serve_cmds"}, importers

@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -181,10 +181,19 @@ def _outcome(call: Any) -> Any:
         return type(exc)
 
 
+@pytest.fixture
+def callback_tracebacks() -> Iterator[None]:
+    """sqlite3 prints what a function raises inside SQLite once a user turns this on: nothing may be."""
+    sqlite3.enable_callback_tracebacks(True)
+    yield
+    sqlite3.enable_callback_tracebacks(False)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # sqlite3 prints what a function raises
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(title=control_text, created=stored_time, length=stored_length)
 def test_json_listing_made_by_sqlite_equals_the_python_rows(library: Path, title: str, created: Any,
-                                                             length: Any) -> None:
+                                                             length: Any, callback_tracebacks: None) -> None:
     """`ls --format json` has SQLite build the objects; they must say exactly what the rows say."""
     from archiver.library import clips_json, list_clips
     from archiver.readdb import ReadDB

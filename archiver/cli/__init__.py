@@ -8,7 +8,7 @@ libraries (sqlalchemy, httpx, mutagen) are imported inside the commands that nee
 
 from __future__ import annotations
 
-from . import library_cmds, maintenance, sync_cmds  # noqa: F401  (each registers its commands)
+from . import library_cmds, maintenance, serve_cmds, sync_cmds  # noqa: F401  (each registers its commands)
 from .group import cli
 
 

@@ -64,16 +64,16 @@ elif point in ("before-rename", "after-rename"):
 
     archive.place = place
 elif point == "mid-tag":
-    import archiver.archive as archive
+    import archiver.finishing as finishing
 
-    real_tag = archive.tag_file
+    real_tag = finishing.tag_file
 
     def tag_file(*args, **kwargs):
         if due():
             threading.Timer(random.uniform(0, 0.004), die).start()
         return real_tag(*args, **kwargs)
 
-    archive.tag_file = tag_file
+    finishing.tag_file = tag_file
 elif point == "mid-download":
     import archiver.download as download
 

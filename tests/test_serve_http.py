@@ -1,0 +1,388 @@
+"""`archiver serve` over HTTP on 127.0.0.1, as a user runs it: pages, filters, search, files with
+Range, 404s, the token, escaping of provider text, and requests that try to leave the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from archiver.simulator import Simulator
+from serve_support import HOSTILE, Library, build_library, clean_env, request, serve
+
+TOKEN = "s3rve-t0ken-for-tests"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
+    with Simulator() as sim:
+        yield build_library(sim, tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def base(library: Library) -> Iterator[str]:
+    with serve(library.root) as url:
+        yield url
+
+
+def page(base: str, path: str, **headers: str) -> str:
+    status, _, body = request(base, path, headers=headers)
+    assert status == 200, (path, status, body[:500])
+    return body.decode("utf-8")
+
+
+def titles_on(html: str) -> set[str]:
+    return set(re.findall(r'class="title" href="[^"]*">([^<]*)</a>', html))
+
+
+def href(kind: str, library: Library, title: str) -> str:
+    source, clip_id = library.clip(title)
+    return f"/{kind}/{quote(source, safe='')}/{quote(clip_id, safe='')}"
+
+
+def test_library_page_lists_clips_with_an_accessible_search_field(base: str, library: Library) -> None:
+    html = page(base, "/")
+    assert re.search(r'<label for="q">Search</label>\s*<input type="search" id="q" name="q"', html)
+    assert {"Albatross at Dawn", "Harbour Lights", "Paper Moon", "Glass River"} <= titles_on(html)
+    assert 'aria-label="Play Albatross at Dawn"' in html
+    assert "1–5 of 5 clips" in html  # two clips per task, MountSea one; the failed task none
+    assert '<button type="button" id="toggle" aria-label="Play"' in html
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("source=mountsea", {"Glass River"}),
+    ("q=title%3Aalbatross", {"Albatross at Dawn"}),
+    ("q=%5Esource%3Accapi-suno+%5Esource%3Aacedata", {"Glass River"}),
+    ("q=albatross", {"Albatross at Dawn", "Harbour Lights"}),  # a bare word matches the lyrics too
+    ("status=failed", set()),
+    ("status=succeeded&q=path%3Amountsea", {"Glass River"}),
+    ("q=downloaded%3Ano", set()),
+    ("duration=..60&source=acedata", {"Paper Moon", "<img src=x onerror=alert(1)>"}),
+    ("duration=300..", set()),
+])
+def test_filters_and_the_query_language_select_clips(base: str, query: str, expected: set[str]) -> None:
+    html = page(base, f"/?{query}")
+    assert {t.replace("&lt;", "<").replace("&gt;", ">") for t in titles_on(html)} == expected
+    assert (f"1–{len(expected)} of {len(expected)} clip" if expected else "No clips match.") in html  # the count agrees
+
+
+def test_year_filter_and_sort(base: str, library: Library) -> None:
+    year = library.lib.query("SELECT substr(created_at, 1, 4) FROM clips LIMIT 1")[0][0]
+    assert len(titles_on(page(base, f"/?year={year}"))) == 5
+    assert titles_on(page(base, f"/?year={int(year) + 1}")) == set()
+    ordered = re.findall(r'class="title" href="[^"]*">([^<]*)</a>', page(base, "/?sort=title&source=ccapi-suno"))
+    assert ordered == ["Albatross at Dawn", "Harbour Lights"]
+
+
+def test_full_text_search_ranks_and_highlights(base: str) -> None:
+    html = page(base, "/?mode=text&q=harbour")
+    assert re.findall(r'class="title" href="[^"]*">([^<]*)</a>', html)[0] == "Harbour Lights"  # title first
+    assert "<mark>Harbour</mark>" in html or "<mark>harbour</mark>" in html
+
+
+def test_a_bad_query_is_a_400_with_the_reason(base: str) -> None:
+    status, _, body = request(base, "/?q=colour%3Ablue")
+    assert status == 400 and "unknown field &#39;colour&#39;" in body.decode(), body[:300]
+
+
+def test_provider_text_is_rendered_as_text_and_scripts_come_only_from_the_app(base: str, library: Library) -> None:
+    for path in ("/", href("clip", library, HOSTILE), "/?mode=text&q=paper"):
+        status, headers, body = request(base, path)
+        html = body.decode("utf-8")
+        assert status == 200
+        assert "<img src=x" not in html and "\x1b" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/app.js" defer>']
+        csp = headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert headers["x-content-type-options"] == "nosniff"
+    assert 'aria-label="Play &lt;img src=x onerror=alert(1)&gt;"' in page(base, "/")
+
+
+def test_clip_page_shows_lyrics_sections_tags_and_files(base: str, library: Library) -> None:
+    html = page(base, href("clip", library, "Albatross at Dawn"))
+    assert "<h3>Verse</h3>" in html and "<h3>Chorus</h3>" in html and "[Chorus]" not in html
+    assert "Harbour lights, harbour lights<br>Carry me home" in html
+    source, clip_id = library.clip("Albatross at Dawn")
+    row = library.lib.query("SELECT seed, model, task_pk FROM clips WHERE clip_id = ?", clip_id)[0]
+    assert clip_id in html
+    seeded = page(base, href("clip", library, "Paper Moon"))  # AceData gives a seed
+    seed, model = library.lib.query("SELECT seed, model FROM clips WHERE clip_id = ?", library.clip("Paper Moon")[1])[0]
+    assert seed and f"<dt>Seed</dt><dd>{seed}</dd>" in seeded
+    assert model and f"<dt>Model</dt><dd>{model}</dd>" in seeded
+    task_id = library.lib.query("SELECT task_id FROM tasks WHERE id = ?", row["task_pk"])[0][0]
+    assert task_id in html
+    assert library.path("Albatross at Dawn").relative_to(library.root).as_posix() in html
+    assert "<dt>Tags in the file</dt><dd>written</dd>" in html
+    assert f'data-src="/audio/{source}/{clip_id}"' in html
+
+
+def test_task_pages_show_failed_and_pending_tasks(base: str, library: Library) -> None:
+    tasks = page(base, "/tasks")
+    assert library.failed_task in tasks and library.pending_task in tasks
+    assert tasks.index(library.failed_task) < tasks.index("Albatross") if "Albatross" in tasks else True
+    failed = page(base, f"/task/acedata/{library.failed_task}")
+    error = library.lib.query("SELECT error FROM tasks WHERE task_id = ?", library.failed_task)[0][0]
+    assert 'class="status status-failed"' in failed and error and error.split()[0] in failed
+    pending = page(base, f"/task/ccapi-producer/{library.pending_task}")
+    assert "status-pending" in pending and "No clips yet." in pending
+    source, clip_id = library.clip("Paper Moon")
+    task_id = library.lib.query("SELECT t.task_id FROM tasks t JOIN clips c ON c.task_pk = t.id "
+                                "WHERE c.clip_id = ?", clip_id)[0][0]
+    assert {"Paper Moon"} <= titles_on(page(base, f"/task/{source}/{task_id}"))
+    assert page(base, "/tasks?status=failed").count("status-failed") == 1
+
+
+def test_stats_page_draws_a_chart_and_lists_the_runs(base: str, library: Library) -> None:
+    html = page(base, "/stats")
+    chart = re.search(r'<svg class="chart" role="img".*?</svg>', html, re.S)
+    assert chart and chart.group(0).count("<rect") >= 1 and "<table" not in chart.group(0)
+    assert re.search(r"<title>\d{4}-\d{2}: 5</title>", chart.group(0))
+    assert ">mountsea</a></th><td>1</td>" in html
+    runs = library.lib.query("SELECT started_at FROM sync_runs")
+    assert runs and runs[0][0][:19].replace("T", " ") in html
+
+
+@pytest.mark.parametrize(("title", "kind", "mime"), [("Albatross at Dawn", "audio", "audio/mpeg"),
+                                                     ("Paper Moon", "audio", "audio/mp4"),
+                                                     ("Paper Moon", "cover", "image/jpeg")])
+def test_files_are_served_whole_and_by_range(base: str, library: Library, title: str, kind: str, mime: str) -> None:
+    path = href(kind, library, title)
+    data = library.path(title, "audio" if kind == "audio" else "image").read_bytes()
+    status, headers, body = request(base, path)
+    assert (status, headers["content-type"], body) == (200, mime, data)
+    assert headers["accept-ranges"] == "bytes"
+    for spec, start, end in (("bytes=10-99", 10, 100), ("bytes=-50", len(data) - 50, len(data)),
+                             (f"bytes={len(data) - 7}-", len(data) - 7, len(data)),
+                             (f"bytes=5-{len(data) + 100}", 5, len(data))):
+        status, headers, body = request(base, path, headers={"Range": spec})
+        assert status == 206, spec
+        assert body == data[start:end], spec
+        assert headers["content-range"] == f"bytes {start}-{end - 1}/{len(data)}"
+    status, headers, _ = request(base, path, headers={"Range": f"bytes={len(data)}-"})
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+    status, headers, body = request(base, path, method="HEAD")
+    assert status == 200 and body == b"" and headers["content-length"] == str(len(data))
+
+
+def test_downloads_name_the_file_and_the_playlist_follows_the_filters(base: str, library: Library) -> None:
+    status, headers, body = request(base, href("download", library, "Glass River"))
+    target = library.path("Glass River")
+    assert status == 200 and body == target.read_bytes()
+    assert headers["content-disposition"] == f"attachment; filename*=UTF-8''{quote(target.name, safe='')}"
+    status, headers, body = request(base, "/playlist.m3u8?source=ccapi-suno&sort=title")
+    text = body.decode("utf-8")
+    assert status == 200 and headers["content-type"].startswith("audio/x-mpegurl")
+    assert "attachment" in headers["content-disposition"]
+    lines = text.splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 5
+    assert lines[2] == str(library.path("Albatross at Dawn").absolute())
+    assert lines[4] == str(library.path("Harbour Lights").absolute())
+
+
+@pytest.mark.parametrize("path", [
+    "/audio/ccapi-suno/no-such-clip", "/cover/mountsea/nope", "/clip/acedata/nope", "/task/acedata/nope",
+    "/audio/nowhere/x", "/download/ccapi-suno/nope",
+])
+def test_unknown_ids_are_404(base: str, path: str) -> None:
+    assert request(base, path)[0] == 404
+
+
+def test_a_clip_without_a_cover_has_no_cover(base: str, library: Library) -> None:
+    status, _, _ = request(base, href("cover", library, "Glass River"))  # MountSea gives no image
+    assert status == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/audio/../../../../etc/passwd", "/audio/%2e%2e/%2e%2e/archiver.db", "/static/../archiver.db",
+    "/static/%2e%2e/%2e%2e/%2e%2e/archiver.db", "/audio/ccapi-suno/..%2F..%2Farchiver.db",
+    "/audio/ccapi-suno/../../archiver.db", "/static/..%2f..%2farchiver.db", "/cover/%2e%2e/archiver.db",
+    "//etc/passwd", "/audio/ccapi-suno/%2fetc%2fpasswd",
+])
+def test_request_paths_never_reach_the_file_system(base: str, path: str) -> None:
+    status, _, body = request(base, path)
+    assert status in (404, 400), (path, status)
+    assert b"SQLite format" not in body and b"root:" not in body
+
+
+def test_links_planted_in_the_library_are_not_followed(base: str, library: Library, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.mp3"
+    secret.write_bytes(b"ID3 not yours")
+    audio = library.path("Harbour Lights")
+    kept = audio.with_name("kept")
+    audio.rename(kept)
+    try:
+        audio.symlink_to(secret)  # the archived file replaced by a link out of the library
+        status, _, body = request(base, href("audio", library, "Harbour Lights"))
+        assert status == 404 and b"not yours" not in body
+    finally:
+        audio.unlink()
+        kept.rename(audio)
+    assert request(base, href("audio", library, "Harbour Lights"))[0] == 200
+    folder = library.path("Glass River").parent  # MountSea's folder holds its one clip only
+    outside = tmp_path / "outside"
+    shutil.copytree(folder, outside)
+    moved = folder.with_name(folder.name + ".kept")
+    folder.rename(moved)
+    try:
+        folder.symlink_to(outside, target_is_directory=True)  # a folder turned into a link
+        status, _, body = request(base, href("audio", library, "Glass River"))
+        assert status == 404
+    finally:
+        folder.unlink()
+        moved.rename(folder)
+    assert request(base, href("audio", library, "Glass River"))[0] == 200
+
+
+def test_only_loopback_host_names_are_answered_without_a_token(base: str) -> None:
+    assert request(base, "/", headers={"Host": "attacker.example"})[0] == 403  # DNS rebinding
+    assert request(base, "/", headers={"Host": "localhost:1234"})[0] == 200
+
+
+def test_a_token_is_checked_on_every_request(library: Library) -> None:
+    with serve(library.root, env=clean_env(ARCHIVER_SERVE_TOKEN=TOKEN)) as url:
+        audio = href("audio", library, "Paper Moon")
+        for path in ("/", audio, "/static/app.js", "/stats", "/playlist.m3u8"):
+            assert request(url, path)[0] == 401, path
+            assert request(url, path, headers={"Authorization": "Bearer wrong-token"})[0] == 401, path
+            assert request(url, path, headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200, path
+        assert request(url, "/?token=wrong")[0] == 401
+        status, headers, _ = request(url, "/stats?token=" + TOKEN + "&x=1")
+        assert status == 303 and headers["location"] == "/stats?x=1"
+        cookie = headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+        status, headers, _ = request(url, f"//elsewhere.example/%0d%0aX:%20y?token={TOKEN}")
+        assert status == 303 and headers["location"] == "/elsewhere.example/%0d%0aX:%20y" and "x" not in headers
+        jar = cookie.split(";")[0]
+        assert request(url, audio, headers={"Cookie": jar, "Range": "bytes=0-9"})[0] == 206
+        assert request(url, "/", headers={"Cookie": jar})[0] == 200
+        assert request(url, "/", headers={"Cookie": jar[:-2] + "00"})[0] == 401
+        assert TOKEN not in page(url, "/", Authorization=f"Bearer {TOKEN}")
+
+
+def run_archiver(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "archiver", *args], capture_output=True, text=True,
+                          timeout=60, env=env or clean_env())
+
+
+def test_listening_off_loopback_needs_a_token(library: Library) -> None:
+    result = run_archiver("--library", str(library.root), "serve", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2, result
+    assert result.stderr.count("\n") == 1 and "--token" in result.stderr and result.stdout == ""
+
+
+def test_a_missing_library_is_an_error_and_nothing_is_created(tmp_path: Path) -> None:
+    missing = tmp_path / "no-library"
+    result = run_archiver("--library", str(missing), "serve", "--port", "0")
+    assert result.returncode == 1 and "no library at" in result.stderr, result
+    assert not missing.exists()
+
+
+def test_the_serve_token_is_a_secret_config_key(tmp_path: Path) -> None:
+    result = run_archiver("config", "--format", "json", env=clean_env(ARCHIVER_SERVE_TOKEN=TOKEN,
+                                                                      ARCHIVER_LIBRARY=str(tmp_path)))
+    assert result.returncode == 0, result
+    assert TOKEN not in result.stdout + result.stderr
+    assert json.loads(result.stdout)[0]["serve_token"] == {"value": "<redacted>",
+                                                        "from": "environment ARCHIVER_SERVE_TOKEN"}
+    bad = run_archiver("serve", env=clean_env(ARCHIVER_SERVE_TOKEN="two words", ARCHIVER_LIBRARY=str(tmp_path)))
+    assert bad.returncode == 2 and "serve_token" in bad.stderr and "two words" not in bad.stderr
+
+
+PROBE = """
+import io, json, sys, threading, time, urllib.request
+args, roots, paths = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+sys.argv = ["archiver", *args, "serve", "--port", "0"]
+out = io.StringIO()
+sys.stdout = out
+from archiver.cli import main
+threading.Thread(target=main, daemon=True).start()
+while "http://" not in out.getvalue():
+    time.sleep(0.02)
+url = out.getvalue().split("at ", 1)[1].split()[0]
+codes = []
+for path in paths:
+    try:
+        with urllib.request.urlopen(url + path.lstrip("/"), timeout=20) as answer:
+            codes.append(answer.status)
+    except urllib.error.HTTPError as exc:
+        codes.append(exc.code)
+sys.__stdout__.write(json.dumps({"codes": codes, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in roots)}))
+sys.__stdout__.flush()
+import os
+os._exit(0)
+"""
+
+
+def test_serving_imports_no_orm_or_http_client(library: Library) -> None:
+    paths = ["/", "/?mode=text&q=harbour", href("clip", library, "Paper Moon"), "/stats", "/tasks",
+             href("audio", library, "Paper Moon"), f"/task/acedata/{library.failed_task}", "/playlist.m3u8"]
+    roots = ["sqlalchemy", "sqlmodel", "httpx", "pycurl"]
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["--library", str(library.root)]),
+                          json.dumps(roots), json.dumps(paths)], capture_output=True, text=True, timeout=120,
+                         env=clean_env(), cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["codes"] == [200] * len(paths)
+    assert result["loaded"] == [], f"archiver serve imported {result['loaded']}"
+
+
+def test_pages_of_a_bigger_library_cover_every_clip_once(tmp_path: Path) -> None:
+    from archiver.testkit import Lib
+    from archiver.web.views import PAGE_SIZE
+
+    with Simulator() as sim:
+        lib = Lib.create(sim, tmp_path)
+        task = sim.add_task("acedata", clips=PAGE_SIZE * 2 + 7, steps=0)
+        assert lib.cli("add", "acedata", task).exit_code == 0
+        assert lib.sync("--no-download")[0] == 0
+    ids = {r[0] for r in lib.query("SELECT clip_id FROM clips")}
+    assert len(ids) == PAGE_SIZE * 2 + 7
+    with serve(lib.root) as url:
+        seen: list[str] = []
+        for number in (1, 2, 3):
+            html = page(url, f"/?sort=title&page={number}")
+            seen += re.findall(r'href="/clip/acedata/([^"]+)"', html)
+            assert (f"page={number + 1}" in html) == (number < 3)
+        assert len(seen) == len(ids) and set(seen) == ids
+        assert f"Page 4 is past the end: {len(ids)} clips in all." in page(url, "/?page=4")
+        titles = [t for t in re.findall(r'class="title" href="[^"]*">([^<]*)</a>', page(url, "/?sort=title"))]
+        assert titles == sorted(titles, key=str.casefold)
+
+
+def test_pages_answer_while_a_sync_holds_the_write_lock(base: str, library: Library) -> None:
+    """A writer in the middle of a transaction (as a sync is) neither blocks the pages nor is blocked."""
+    import sqlite3
+
+    writer = sqlite3.connect(library.lib.db, timeout=1)
+    try:
+        assert writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO tasks (source, task_id, status, polls, idle_polls, poll_errors) "
+                       "VALUES ('ccapi-producer', 'task_written_meanwhile', 'pending', 0, 0, 0)")
+        assert "task_written_meanwhile" not in page(base, "/tasks")  # not committed yet: not shown
+        assert request(base, "/")[0] == 200 and request(base, href("audio", library, "Paper Moon"))[0] == 200
+        writer.commit()  # the readers held no lock that stops it
+        assert "task_written_meanwhile" in page(base, "/tasks")  # each request reads afresh
+    finally:
+        writer.execute("DELETE FROM tasks WHERE task_id = 'task_written_meanwhile'")
+        writer.commit()
+        writer.close()
+
+
+def test_play_all_queues_every_result_with_audio(base: str, library: Library) -> None:
+    status, headers, body = request(base, "/queue.json?source=acedata&sort=title")
+    assert status == 200 and headers["content-type"] == "application/json"
+    queue = json.loads(body)
+    assert [item["title"] for item in queue] == ["<img src=x onerror=alert(1)>", "Paper Moon"]  # text, for textContent
+    assert queue[1]["src"] == href("audio", library, "Paper Moon") and queue[1]["href"] == href("clip", library, "Paper Moon")
+    assert request(base, queue[1]["src"])[0] == 200
+    assert request(base, "/queue.json?q=nosuch%3Afield")[0] == 400
