@@ -45,10 +45,32 @@ def db_message(url: str, exc: BaseException) -> str:
     return pgdb.message(url, exc) if pgdb.is_postgres(url) else readdb.db_message(url, exc)
 
 
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _scrub_nul(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+               executemany: bool) -> tuple[str, Any]:
+    """PostgreSQL text cannot hold NUL, which a provider may send in any field (SQLite keeps it):
+    it becomes U+FFFD, the replacement character, instead of failing the whole batch."""
+    def clean(row: Any) -> Any:
+        if isinstance(row, dict):
+            return {k: _without_nul(v) for k, v in row.items()}
+        if isinstance(row, (list, tuple)):
+            return type(row)(_without_nul(v) for v in row)
+        return row
+
+    if executemany and isinstance(parameters, (list, tuple)):
+        return statement, [clean(row) for row in parameters]
+    return statement, clean(parameters)
+
+
 def open_writable(url: str, *, create: bool) -> Engine:
     """An engine that may create the database file (and its folder) when `create` is set."""
     if pgdb.is_postgres(url):
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 30})
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 30})
+        event.listen(engine, "before_cursor_execute", _scrub_nul, retval=True)
+        return engine
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.exists():

@@ -10,6 +10,7 @@ binaries are absent). A test that reads the SQLite file itself is marked `sqlite
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +35,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # Modules whose CLI tests run on both engines: the ones that exercise the store through the CLI.
 # The others fill or inspect the SQLite file directly (test_library, test_reliability_state, ...).
 BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "test_reliability_secrets2",
-                          "test_postgres"})
+                          "test_reliability_output", "test_postgres"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -70,6 +71,14 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     if name == "postgresql":
         monkeypatch.setenv("ARCHIVER_DB", request.getfixturevalue("pg_url"))
     return str(name)
+
+
+@pytest.fixture
+def db_url(engine: str, library: Path) -> str:
+    """The URL of the test library's database on the engine the test runs on."""
+    if engine == "postgresql":
+        return os.environ["ARCHIVER_DB"]
+    return f"sqlite:///{library / 'archiver.db'}"
 
 
 @pytest.fixture
