@@ -185,3 +185,23 @@ def test_a_second_worker_of_the_same_name_exits_75(pg_url: str, tmp_path: Path) 
         conn.execute("UPDATE workers SET finished_at = '2026-01-01', exit_code = 0")
     done = subprocess.run(args, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_both_engines_have_the_same_tables_columns_and_views(pg_url: str, tmp_path: Path) -> None:
+    """The migrations are kept in step: a new catalog has what a new SQLite library has."""
+    import sqlite3
+
+    from archiver.store import Store
+
+    Store(f"sqlite:///{tmp_path / 'a.db'}").close()
+    con = sqlite3.connect(tmp_path / "a.db")
+    names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                       "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'clips_fts%'")]
+    lite = {n: {row[1] for row in con.execute(f"PRAGMA table_info({n})")} for n in names}
+    con.close()
+    pg: dict[str, set[str]] = {}
+    for table, column in _rows(pg_url, "SELECT table_name, column_name FROM information_schema.columns "
+                                       "WHERE table_schema = 'public' AND table_name <> 'archiver_schema'"):
+        pg.setdefault(table, set()).add(column)
+    pg["clips"].discard("search")  # PostgreSQL's text search column; SQLite has clips_fts instead
+    assert pg == lite
