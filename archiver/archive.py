@@ -129,10 +129,10 @@ class Archiver:
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
+        recorded = self.store.downloaded_paths()  # before the walk: a file another fleet worker records is on disk
         on_disk, parts, links = walk_library(self.root)
         if asset_ids is None:
             check_present(self.root, self.store, on_disk)
-        recorded = self.store.downloaded_paths()
         missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk and path not in links]
         for path in sorted(links.intersection(recorded)):
             self.reporter.warning(f"{path} is now a symbolic link; not following it (see `archiver verify`)")
