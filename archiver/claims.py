@@ -203,15 +203,14 @@ class Fleet:
                             RETURNING clip_pk""", stem=stem, clip=clip_pk, **self._times())
         return bool(rows)
 
-    def others_busy(self, sources: Sequence[str]) -> bool:
-        """Work held under another worker's claim, or freed by a lapsed one: --until-done waits for it."""
-        rows = self._run(f"""SELECT EXISTS (SELECT 1 FROM tasks WHERE claimed_by <> :me AND source IN :sources
-                                            AND status NOT IN ({_TERMINAL}))
-                                 OR EXISTS (SELECT 1 FROM assets a JOIN clips c ON c.id = a.clip_pk
-                                            JOIN tasks t ON t.id = c.task_pk
-                                            WHERE t.status = '{Status.SUCCEEDED.value}'
-                                              AND a.state = '{AssetState.PENDING.value}'
-                                              AND (a.claimed_by IS NULL OR a.claimed_by <> :me))""",
+    def others_busy(self, sources: Sequence[str], files: bool = True) -> bool:
+        """Work under another worker's claim, live or lapsed: --until-done waits for it (a lapsed
+        claim is taken over on the next round). Unclaimed files are left to whoever claims them."""
+        assets = f"""EXISTS (SELECT 1 FROM assets WHERE state = '{AssetState.PENDING.value}'
+                                 AND claimed_by IS NOT NULL AND claimed_by <> :me)"""
+        rows = self._run(f"""SELECT EXISTS (SELECT 1 FROM tasks WHERE claimed_by IS NOT NULL AND claimed_by <> :me
+                                            AND source IN :sources AND status NOT IN ({_TERMINAL}))
+                                 OR {assets if files else 'FALSE'}""",
                          sources=list(sources) or [""], **self._times())
         return bool(rows and rows[0][0])
 

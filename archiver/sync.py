@@ -130,7 +130,7 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
                 await _download(config, options, store, reporter, report, poller)
             if not options.until_done:
                 break
-            busy = fleet is not None and await asyncio.to_thread(fleet.others_busy, names)
+            busy = fleet is not None and await asyncio.to_thread(fleet.others_busy, names, options.download)
             if not busy and not store.unfinished_count(names):
                 break
             pause = _until_next(store, names, deadline)
