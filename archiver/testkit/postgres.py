@@ -79,8 +79,10 @@ class Cluster:
         self._template: str | None = None
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._prefix, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       cwd=self.root)
+        done = subprocess.run([*self._prefix, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              cwd=self.root, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
     def start(self) -> "Cluster":
         pwfile = self.root / "pw"
@@ -131,14 +133,19 @@ class Cluster:
         return self.url(name)
 
     def stop(self) -> None:
-        try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except (subprocess.CalledProcessError, OSError):
-            pass
+        if (self.data / "postmaster.pid").exists():
+            try:
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            except (RuntimeError, OSError):
+                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Cluster":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
