@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -183,6 +184,8 @@ class Store:
         now = now or utcnow()
         result = ApplyResult()
         by_source: dict[str, list[TaskRecord]] = {}
+        if self.dialect == "postgresql":
+            records = [_storable_ids(r) for r in records]
         for record in records:
             by_source.setdefault(record.source, []).append(record)
         with self.session() as s:
@@ -378,6 +381,15 @@ class Store:
     def execute(self, sql: str, **params: Any) -> list[Any]:
         with self.session() as s:
             return list(s.connection().execute(text(sql), params))
+
+
+def _storable_ids(record: TaskRecord) -> TaskRecord:
+    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a clip id
+    a provider sent with one is matched and stored in that spelling, so its row is found again."""
+    if not any("\x00" in clip.clip_id for clip in record.clips):
+        return record
+    clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
+    return replace(record, clips=clips)
 
 
 def _unfinished(sources: Sequence[str] | None) -> Any:
