@@ -129,10 +129,10 @@ class Archiver:
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
+        recorded = self.store.downloaded_paths()  # before the walk: a file another fleet worker records is on disk
         on_disk, parts, links = walk_library(self.root)
         if asset_ids is None:
             check_present(self.root, self.store, on_disk)
-        recorded = self.store.downloaded_paths()
         missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk and path not in links]
         for path in sorted(links.intersection(recorded)):
             self.reporter.warning(f"{path} is now a symbolic link; not following it (see `archiver verify`)")
@@ -171,7 +171,7 @@ class Archiver:
                     self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
-        for part in parts:
+        for part in parts if self.store.fleet is None else ():  # a fleet's others may be writing theirs
             if part not in self.keep_parts and part.exists():
                 part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
         return self.summary
@@ -198,7 +198,8 @@ class Archiver:
             if key in self.taken:
                 return True
             others = self.foreign.get(key)
-            return bool(others) and not self._proves(clip, [self.root / rel for rel in others])
+            foreign = bool(others) and not self._proves(clip, [self.root / rel for rel in others])
+            return foreign or not self.store.claim_stem(key, clip.id or 0)  # a fleet's other workers name files too
 
         rel = unique_relpath(rel, clip.clip_id, taken)
         self.taken.add(_stem_key(rel.as_posix()))

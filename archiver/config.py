@@ -66,6 +66,7 @@ class Config:
     read_timeout: float = 30.0
     retry_budget: int = 100
     max_backoff: float = 3600.0
+    lease: float = 60.0  # PostgreSQL fleet: seconds a worker's claim lasts unless renewed (claims.py)
     serve_token: str | None = field(default=None, repr=False)  # required by `serve` off loopback
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -191,6 +192,7 @@ TOP_KEYS: dict[str, _Key] = {
     "read_timeout": _Key("read_timeout", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
     "retry_budget": _Key("retry_budget", int, check=lambda v: v >= 0, hint="an integer >= 0"),
     "max_backoff": _Key("max_backoff", (int, float), check=_seconds, convert=float, hint=SECONDS_HINT),
+    "lease": _Key("lease", (int, float), "ARCHIVER_LEASE", check=lambda v: v >= 1, convert=float, hint="seconds, at least 1"),
     "serve_token": _Key("serve_token", str, "ARCHIVER_SERVE_TOKEN", check=_token,
                         hint="printable ASCII without blanks or line breaks", secret=True),
 }

@@ -4,7 +4,8 @@ A read command must work on a read-only disk and must not invent a library where
 mistyped, so the read side never creates a directory, a database, a `-wal`/`-shm` file or a
 schema: SQLite is opened with `mode=ro`, and with `immutable=1` when no `-wal` file exists (SQLite
 would otherwise create one, even for a reader). Without a `-wal` file no process has the
-database open, so there is no newer content to miss.
+database open, so there is no newer content to miss. A PostgreSQL catalog (psycopg) is opened
+as it is; its read-only engines run every transaction read-only.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import readdb
+from . import pgdb, readdb
 from .errors import DatabaseError
-from .readdb import db_message, existing_file, readonly_uri, schema_problem, sqlite_path
+from .readdb import existing_file, readonly_uri, schema_problem, sqlite_path
 
 __all__ = ["check_readable", "db_message", "is_damage", "open_readonly", "open_writable", "sqlite_path"]
 
@@ -39,8 +40,37 @@ def _on_connect_readonly(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
+def db_message(url: str, exc: BaseException) -> str:
+    """One line about a database failure; never the password of a PostgreSQL URL."""
+    return pgdb.message(url, exc) if pgdb.is_postgres(url) else readdb.db_message(url, exc)
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _scrub_nul(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+               executemany: bool) -> tuple[str, Any]:
+    """PostgreSQL text cannot hold NUL, which a provider may send in any field (SQLite keeps it):
+    it becomes U+FFFD, the replacement character, instead of failing the whole batch."""
+    def clean(row: Any) -> Any:
+        if isinstance(row, dict):
+            return {k: _without_nul(v) for k, v in row.items()}
+        if isinstance(row, (list, tuple)):
+            return type(row)(_without_nul(v) for v in row)
+        return row
+
+    if executemany and isinstance(parameters, (list, tuple)):
+        return statement, [clean(row) for row in parameters]
+    return statement, clean(parameters)
+
+
 def open_writable(url: str, *, create: bool) -> Engine:
     """An engine that may create the database file (and its folder) when `create` is set."""
+    if pgdb.is_postgres(url):
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 30})
+        event.listen(engine, "before_cursor_execute", _scrub_nul, retval=True)
+        return engine
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.exists():
@@ -54,6 +84,9 @@ def open_writable(url: str, *, create: bool) -> Engine:
 
 def open_readonly(url: str) -> Engine:
     """An engine that cannot write, on a database that must already exist."""
+    if pgdb.is_postgres(url):
+        return create_engine(url, connect_args={"connect_timeout": 30,
+                                                "options": "-c default_transaction_read_only=on"})
     if sqlite_path(url) is None and not url.startswith("sqlite"):
         return create_engine(url)
     uri = readonly_uri(existing_file(url))
@@ -68,6 +101,15 @@ def open_readonly(url: str) -> Engine:
 
 def check_readable(engine: Engine, url: str) -> None:
     """Refuse an empty file or a schema the read queries do not know, without changing it."""
+    if engine.dialect.name == "postgresql":
+        try:
+            with engine.connect() as conn:
+                exists = conn.exec_driver_sql(f"SELECT to_regclass('{pgdb.VERSION_TABLE}') IS NOT NULL").scalar()
+                row = conn.exec_driver_sql(pgdb.version_sql()).one() if exists else (0, False)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(db_message(url, exc)) from None
+        schema_problem(pgdb.redact_url(url), int(row[0] or 0), bool(row[1]))
+        return
     if engine.dialect.name != "sqlite":
         return
     try:
@@ -80,6 +122,9 @@ def check_readable(engine: Engine, url: str) -> None:
 
 
 def is_damage(exc: BaseException) -> bool:
-    """An SQLite error about the file itself (damaged, full, locked), not a bug in a statement."""
+    """An error about the database itself (SQLite: damaged, full, locked; PostgreSQL: the server
+    gone or refusing), not a bug in a statement."""
     orig = getattr(exc, "orig", None)
-    return isinstance(exc, SQLAlchemyError) and orig is not None and readdb.is_damage(orig)
+    if not isinstance(exc, SQLAlchemyError) or orig is None:
+        return False
+    return readdb.is_damage(orig) or pgdb.is_outage(orig)

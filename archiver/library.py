@@ -1,8 +1,10 @@
 """Read-side queries over the library: what `tasks`, `ls`, `search`, `show` and `stats` show.
 
 Plain SQL, one query per listing, never one per row, so browsing 20,000 clips stays quick. The
-read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import); code that
-holds a writable Store (retag, the demo) passes that, and the same SQL runs on its engine.
+read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import), or a
+pgdb.PgReadDB on PostgreSQL; code that holds a writable Store (retag, the demo) passes that, and
+the same SQL runs on its engine. Every reader says its `dialect`; the few statements that differ
+(query terms, paging, full-text search) are written for it.
 Query terms are compiled by query.py into bound parameters.
 """
 
@@ -19,13 +21,15 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 from .errors import ArchiverError, UsageError
 from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
+from .pgdb import FLEET_COLUMNS, FLEET_SQL, PgReadDB, pyformat
+from .pgsearch import search_parts
 from .readdb import ReadDB
 from .render import clean_line
 
 if TYPE_CHECKING:
     from .store import Store
 
-Reader = Union[ReadDB, "Store"]
+Reader = Union[ReadDB, PgReadDB, "Store"]
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
@@ -94,8 +98,12 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     if isinstance(db, ReadDB):
         register_functions(db.conn)
         return db.rows(sql, params)
-    with db.connect() as conn:  # the driver's own parameter style, which the SQL here is written in
-        register_functions(conn.connection.driver_connection)
+    if isinstance(db, PgReadDB):
+        return db.rows(sql, params)
+    with db.connect() as conn:
+        if db.dialect == "postgresql":
+            return [dict(r._mapping) for r in conn.exec_driver_sql(pyformat(sql), params or {})]
+        register_functions(conn.connection.driver_connection)  # sqlite3 takes the `:name` style as written
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
 
 
@@ -145,12 +153,13 @@ CLIP_SELECT = "\n    SELECT c.id AS clip_pk, " + ", ".join(
     f"{_NOT_CLIP_COLUMNS.get(name, 'c.' + name)} AS {name}" for name in CLIP_COLUMNS)
 
 
-def _page(sql: str, params: dict[str, Any], limit: int | None, offset: int) -> str:
+def _page(sql: str, params: dict[str, Any], limit: int | None, offset: int, dialect: str = "sqlite") -> str:
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
     if offset:
-        sql += (" LIMIT -1" if limit is None else "") + " OFFSET :offset"
+        no_limit = " LIMIT ALL" if dialect == "postgresql" else " LIMIT -1"
+        sql += (no_limit if limit is None else "") + " OFFSET :offset"
         params["offset"] = offset
     return sql
 
@@ -158,15 +167,16 @@ def _page(sql: str, params: dict[str, Any], limit: int | None, offset: int) -> s
 def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[str] | None = None,
                sort: Sequence[str] = (), limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
     """Clips matching every query term, in one SELECT (see query.py for the grammar)."""
-    compiled = compile_query(terms, sources=sources)
+    dialect = store.dialect
+    compiled = compile_query(terms, sources=sources, dialect=dialect)
     params = dict(compiled.params)
-    order = compile_sort(sort)
+    order = compile_sort(sort, dialect)
     if offset and limit is not None:
         # a page deep in the list: sort and skip ids only, then read the page's rows (5x faster at 20,000)
-        ids = _page(f"SELECT c.id {CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset)
+        ids = _page(f"SELECT c.id {CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset, dialect)
         sql = f"{CLIP_SELECT}{CLIP_FROM} WHERE c.id IN ({ids}) ORDER BY {order}"
     else:
-        sql = _page(f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset)
+        sql = _page(f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset, dialect)
     return [_row(r, CLIP_COLUMNS) for r in _query(store, sql, params)]
 
 
@@ -238,13 +248,25 @@ _FTS_FROM = f"""
         WHERE clips_fts MATCH :match"""
 
 
+def _fts(store: Reader, text_: str) -> tuple[str, str, dict[str, Any], str]:
+    """(snippet and score columns, FROM ... WHERE, parameters, order) of a full-text search on the
+    store's engine: FTS5 on SQLite, a tsvector on PostgreSQL (pgsearch.py); both take AND terms."""
+    if store.dialect == "postgresql":
+        return (*search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS), "score DESC, c.id")
+    columns = (",\n           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,\n"
+               f"           bm25(clips_fts, {', '.join(str(w) for w in FTS_WEIGHTS)}) AS score")
+    params = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
+    return columns, _FTS_FROM, params, "score, c.id"  # bm25 is "lower is better"
+
+
 def count_clips(store: Reader, terms: Sequence[str] = (), *, text_: str | None = None) -> int:
     """How many clips `list_clips` (or `search` with `text_`) would list without a limit."""
-    compiled = compile_query(terms)
+    compiled = compile_query(terms, dialect=store.dialect)
     params = dict(compiled.params)
     if text_ is not None:
-        params["match"] = fts_query(text_)
-        sql = f"SELECT COUNT(*) AS n {_FTS_FROM}{compiled.clause(' AND ')}"
+        _columns, source, found, _order = _fts(store, text_)
+        params.update(found)
+        sql = f"SELECT COUNT(*) AS n {source}{compiled.clause(' AND ')}"
     else:  # every clip has one task and at most one file of each kind: only a condition needs the joins
         where = compiled.where
         source = ("FROM clips c" + (" JOIN tasks t ON t.id = c.task_pk" if re.search(r"\bt\.", where) else "")
@@ -259,19 +281,15 @@ def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequen
 
     `terms` (the `ls` grammar) narrow the matches further, as the web app's filters do.
     """
-    weights = ", ".join(str(w) for w in FTS_WEIGHTS)
-    compiled = compile_query(terms)
-    sql = f"""
-        {CLIP_SELECT},
-           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,
-           bm25(clips_fts, {weights}) AS score{_FTS_FROM}{compiled.clause(' AND ')}
-        ORDER BY score, c.id"""
-    params: dict[str, Any] = {**compiled.params, "match": fts_query(text_), "open": SNIPPET_MARKS[0],
-                              "close": SNIPPET_MARKS[1]}
-    sql = _page(sql, params, limit, offset)
+    compiled = compile_query(terms, dialect=store.dialect)
+    columns, source, params, order = _fts(store, text_)
+    params.update(compiled.params)
+    sql = f"{CLIP_SELECT}{columns}{source}{compiled.clause(' AND ')}\n        ORDER BY {order}"
+    sql = _page(sql, params, limit, offset, store.dialect)
     rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+    sign = 1 if store.dialect == "postgresql" else -1  # show higher = better on both
     for row in rows:
-        row["score"] = round(-row["score"], 4)  # bm25 is "lower is better"; show higher = better
+        row["score"] = round(sign * float(row["score"]), 4)
     return rows
 
 
@@ -426,7 +444,7 @@ def stats(store: Reader) -> dict[str, Any]:
     last_sync = None
     if recent:
         last_sync = {**recent[0], "runs": runs[0]["runs"]}
-    return {
+    result = {
         "tasks": sum(by_status.values()),
         "tasks_by_status": dict(sorted(by_status.items())),
         "clips": clips_total,
@@ -437,6 +455,15 @@ def stats(store: Reader) -> dict[str, Any]:
         "last_sync": last_sync,
         "recent_syncs": recent,
     }
+    if store.dialect == "postgresql":
+        result["fleet"] = fleet(store)
+    return result
+
+
+def fleet(store: Reader) -> list[dict[str, Any]]:
+    """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
+    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {"now": now})]
 
 
 # --- playlists and files -------------------------------------------------------------------------

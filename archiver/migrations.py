@@ -1,4 +1,5 @@
-"""Schema versions, kept in `PRAGMA user_version`, and the steps between them.
+"""Schema versions, kept in `PRAGMA user_version` (PostgreSQL: the `archiver_schema` row), and the
+steps between them, each written for both engines.
 
 A new library gets the current schema at once. An older one is moved forward step by step, each
 step in its own transaction, so a release that changes the schema upgrades a library in place
@@ -6,7 +7,9 @@ without losing rows. Add a step by appending a function to STEPS; never edit a r
 
 Each step runs under SQLite's write lock (`BEGIN IMMEDIATE`) and re-reads the version inside it,
 so two processes opening a new library at once (`add` and `sync` from cron) create the schema
-once: the second waits for the first and then finds nothing left to do.
+once: the second waits for the first and then finds nothing left to do. On PostgreSQL the whole
+migration is one transaction under an advisory lock, so a fleet of workers starting together
+migrates once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from .models import UTCDateTime, utcnow  # importing models registers the tables on SQLModel.metadata
+from .pgdb import VERSION_TABLE
+from .pgschema import PG_BROWSE_SQL
 from .readdb import READABLE_FROM, SCHEMA_VERSION, refuse_newer
 
 __all__ = ["READABLE_FROM", "SCHEMA_VERSION", "STEPS", "current_version", "migrate", "refuse_newer"]
@@ -86,8 +91,12 @@ _V2_SQL = (
 )
 
 
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
 def _v2_browse(conn: Connection) -> None:
-    for statement in _V2_SQL:
+    for statement in PG_BROWSE_SQL if _is_pg(conn) else _V2_SQL:
         conn.exec_driver_sql(statement)
 
 
@@ -96,6 +105,9 @@ def _v3_not_found_since(conn: Connection) -> None:
 
     Version 1 builds the tables from the current models, so a new library has the column already.
     """
+    if _is_pg(conn):
+        conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS not_found_since VARCHAR(32)")
+        return
     columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(tasks)")}
     if "not_found_since" not in columns:
         conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN not_found_since VARCHAR(32)")
@@ -118,6 +130,8 @@ _FTS_DATASETTE_SQL = (
 
 
 def _v4_fts_for_datasette(conn: Connection) -> None:
+    if _is_pg(conn):
+        return  # PostgreSQL's text search has no Datasette declaration to match
     for statement in _FTS_DATASETTE_SQL:
         conn.exec_driver_sql(statement)
 
@@ -128,24 +142,77 @@ def _v5_clip_created(conn: Connection) -> None:
     A clip whose payload had none (MountSea sends none) takes its task's, else when the task ended,
     else when it was first seen; a row with none of these known takes the time of this step.
     """
-    conn.exec_driver_sql(
+    conn.execute(text(
         """UPDATE clips SET created_at = COALESCE(
                (SELECT COALESCE(t.created_at, t.finished_at) FROM tasks t WHERE t.id = clips.task_pk),
                clips.first_seen,
                (SELECT t.first_seen FROM tasks t WHERE t.id = clips.task_pk),
-               clips.updated_at, ?)
-           WHERE created_at IS NULL""", (UTCDateTime().process_bind_param(utcnow(), None),))
+               clips.updated_at, :now)
+           WHERE created_at IS NULL"""), {"now": UTCDateTime().process_bind_param(utcnow(), None)})
+
+
+# Version 6: a fleet of sync workers on one catalog (claims.py). Claims with a lease on tasks and
+# assets, the workers and their heartbeats, the final paths' stems claimed before placing, the
+# providers' shared request slots and retry budget. SQLite has one writer (the file lock) and
+# leaves them empty; the schema stays the same on both engines.
+_FLEET_TABLES = (
+    """CREATE TABLE IF NOT EXISTS workers (
+           name VARCHAR PRIMARY KEY, host VARCHAR, pid INTEGER, started_at VARCHAR(32),
+           heartbeat_at VARCHAR(32), lease_until VARCHAR(32), finished_at VARCHAR(32), exit_code INTEGER,
+           run_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS path_claims (
+           stem VARCHAR PRIMARY KEY, clip_pk INTEGER NOT NULL, claimed_by VARCHAR, claimed_at VARCHAR(32))""",
+    """CREATE TABLE IF NOT EXISTS provider_slots (
+           provider VARCHAR NOT NULL, slot INTEGER NOT NULL, claimed_by VARCHAR, lease_until VARCHAR(32),
+           PRIMARY KEY (provider, slot))""",
+    """CREATE TABLE IF NOT EXISTS retry_budget (
+           name VARCHAR PRIMARY KEY, window_start VARCHAR(32), used INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS ix_tasks_claimed_by ON tasks (claimed_by)",
+    "CREATE INDEX IF NOT EXISTS ix_assets_claimed_by ON assets (claimed_by)",
+)
+
+
+def _v6_fleet(conn: Connection) -> None:
+    for table in ("tasks", "assets"):
+        if _is_pg(conn):
+            columns: set[str] = set()
+        else:
+            columns = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+        for column in ("claimed_by", "lease_until"):
+            if column not in columns:
+                kind = "VARCHAR" if column == "claimed_by" else "VARCHAR(32)"
+                exists = " IF NOT EXISTS" if _is_pg(conn) else ""
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}")
+    for statement in _FLEET_TABLES:
+        conn.exec_driver_sql(statement)
 
 
 STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette,
-                                              _v5_clip_created]
+                                              _v5_clip_created, _v6_fleet]
 # readdb holds the version too, for readers that import no ORM: a new step raises it there.
 if len(STEPS) != SCHEMA_VERSION:
     raise RuntimeError(f"readdb.SCHEMA_VERSION is {SCHEMA_VERSION} but migrations has {len(STEPS)} steps")
 
 
 def current_version(conn: Connection) -> int:
+    if _is_pg(conn):
+        if not conn.exec_driver_sql(f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL").scalar():
+            return 0
+        return int(conn.exec_driver_sql(f"SELECT version FROM {VERSION_TABLE}").scalar() or 0)
     return int(conn.execute(text("PRAGMA user_version")).scalar() or 0)
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    if _is_pg(conn):
+        conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
+        conn.exec_driver_sql(f"DELETE FROM {VERSION_TABLE}")
+        conn.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({int(version)})")
+        return
+    conn.execute(text(f"PRAGMA user_version = {version}"))
+
+
+# Any fixed 64-bit number: the key of the advisory lock every migrating worker takes.
+_MIGRATION_LOCK = 0x61726368_6d696772
 
 
 def migrate(engine: Engine) -> int:
@@ -153,6 +220,16 @@ def migrate(engine: Engine) -> int:
     with engine.connect() as conn:
         start = current_version(conn)
     refuse_newer(start)
+    if engine.dialect.name == "postgresql":
+        if start < SCHEMA_VERSION:
+            with engine.begin() as conn:  # DDL is transactional: all steps or none
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+                found = current_version(conn)  # another worker may have migrated meanwhile
+                refuse_newer(found)
+                for version in range(found, SCHEMA_VERSION):
+                    STEPS[version](conn)
+                _set_version(conn, max(found, SCHEMA_VERSION))
+        return start
     for version in range(start, SCHEMA_VERSION):
         with _write_locked(engine) as conn:
             found = current_version(conn)  # another process may have done this step meanwhile
@@ -160,7 +237,7 @@ def migrate(engine: Engine) -> int:
             if found > version:
                 continue
             STEPS[version](conn)
-            conn.execute(text(f"PRAGMA user_version = {version + 1}"))
+            _set_version(conn, version + 1)
     return start
 
 

@@ -1,8 +1,9 @@
-"""The library database schema (SQLModel on SQLite).
+"""The library database schema (SQLModel on SQLite, or on a shared PostgreSQL catalog).
 
 Times are stored as ISO 8601 UTC text (`2026-03-13T07:13:16.900000+00:00` sorts and reads well
-in sqlite3 and Datasette) and come back as aware UTC datetimes. The schema version lives in
-`PRAGMA user_version`; `migrations.migrate` moves an older library forward in place.
+in sqlite3 and Datasette) and come back as aware UTC datetimes, on both engines. The schema version
+lives in `PRAGMA user_version` (PostgreSQL: the `archiver_schema` row); `migrations.migrate` moves an
+older library forward in place.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Beets-style terms, all ANDed:
     year:2025..2026       years, inclusive
     ^source:acedata       `^` negates any term; `^rain` too
 
-Values are always bound parameters, never spliced into the SQL. The column names below refer
+Values are always bound parameters, never spliced into the SQL. The SQL is SQLite's unless the
+dialect is "postgresql": ILIKE instead of LIKE plus a folding function, lower() for NOCASE, and
+the full-text query of pgsearch.py instead of FTS5's MATCH. The column names below refer
 to the aliases of library.CLIP_FROM (c = clips, t = tasks, au = downloaded audio asset). The
 clip's own fields, and how each matches, come from the clip-field table (fields.CLIP_TABLE).
 """
@@ -107,6 +109,7 @@ class Compiled:
 
     where: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    dialect: str = "sqlite"
 
     def bind(self, value: Any) -> str:
         name = f"q{len(self.params)}"
@@ -123,6 +126,8 @@ def _escape_like(value: str) -> str:
 
 def _like(q: Compiled, column: str, needle: str, *, pattern: str) -> str:
     """`pattern` is "%{}%" (substring), "{}%" (prefix) or "{}" (whole value), case-insensitive."""
+    if q.dialect == "postgresql":  # ILIKE folds case by the database's locale, beyond ASCII
+        return f"{column} ILIKE {q.bind(pattern.format(_escape_like(needle)))} ESCAPE '\\'"
     if needle.isascii():
         return f"{column} LIKE {q.bind(pattern.format(_escape_like(needle)))} ESCAPE '\\'"
     folded = fold(needle) or ""
@@ -247,12 +252,15 @@ def _term_clause(q: Compiled, term: str) -> str | None:
     else:
         clause = "(" + " OR ".join(_like(q, column, body, pattern="%{}%") for column in BARE_COLUMNS) + ")"
     # NOT over NULL is NULL: a negated term must keep rows whose field is empty
-    return f"NOT IFNULL({clause}, 0)" if negate else clause
+    if negate:
+        return f"NOT COALESCE({clause}, FALSE)" if q.dialect == "postgresql" else f"NOT IFNULL({clause}, 0)"
+    return clause
 
 
-def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None) -> Compiled:
+def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None,
+                  dialect: str = "sqlite") -> Compiled:
     """All terms ANDed into one WHERE expression; `sources` is the old --source option."""
-    q = Compiled()
+    q = Compiled(dialect=dialect)
     clauses = []
     if sources:
         clauses.append(f"c.source IN ({', '.join(q.bind(s) for s in sources)})")
@@ -264,7 +272,7 @@ def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None)
     return q
 
 
-def compile_sort(specs: Sequence[str]) -> str:
+def compile_sort(specs: Sequence[str], dialect: str = "sqlite") -> str:
     """ORDER BY text from `title`, `duration-` (descending), `-duration`, or `a,b`; NULLs last."""
     keys = [key.strip() for spec in specs for key in spec.split(",") if key.strip()]
     if not keys:
@@ -280,6 +288,8 @@ def compile_sort(specs: Sequence[str]) -> str:
         except UsageError:
             raise UsageError(f"cannot sort by {name!r}; valid fields: {field_names()}") from None
         expr = fld.sort or fld.column
+        if dialect == "postgresql" and expr.endswith(" COLLATE NOCASE"):
+            expr = f"lower({fld.column})"
         parts.append(f"({fld.column} IS NULL), {expr} {'DESC' if descending else 'ASC'}")
     return ", ".join(parts) + ", c.id"
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from .errors import DatabaseError
 
-SCHEMA_VERSION = 5  # migrations.STEPS has this many steps (migrations.py checks it on import)
+SCHEMA_VERSION = 6  # migrations.STEPS has this many steps (migrations.py checks it on import)
 READABLE_FROM = 2  # the oldest version reads understand: before version 5, clips without a time list none
 
 
@@ -91,6 +91,8 @@ def schema_problem(url: str, version: int, has_tasks: bool) -> None:
 
 class ReadDB:
     """A read-only connection to one library database; `rows` runs one statement."""
+
+    dialect = "sqlite"
 
     def __init__(self, url: str) -> None:
         self.url = url

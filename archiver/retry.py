@@ -35,11 +35,12 @@ _FROM = f"""
 
 def failed_tasks(store: Store, terms: Sequence[str] = ()) -> list[tuple[int, str, str]]:
     """(pk, source, task_id) of the failed tasks matching every term, in a stable order."""
-    compiled = compile_query(terms)
+    compiled = compile_query(terms, dialect=store.dialect)
     where = "t.status = :failed_status" + (f" AND ({compiled.where})" if compiled.where else "")
     sql = f"SELECT DISTINCT t.id, t.source, t.task_id {_FROM} WHERE {where} ORDER BY t.source, t.task_id"
     with store.connect() as conn:
-        register_functions(conn.connection.driver_connection)
+        if store.dialect == "sqlite":
+            register_functions(conn.connection.driver_connection)
         rows = conn.execute(text(sql), {**compiled.params, "failed_status": Status.FAILED.value})
         return [(pk, source, task_id) for pk, source, task_id in rows]
 

@@ -77,13 +77,16 @@ class Simulator:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  tokens: dict[str, str] | None = None, seed: int = 0,
-                 range_support: bool = True, media_base_url: str | None = None) -> None:
+                 range_support: bool = True, media_base_url: str | None = None,
+                 media_latency: float = 0.0, media_rate: float | None = None) -> None:
         self.host, self.port = host, port
         # Payload media URLs point here instead of this server's own /media/ endpoint; the
         # benchmark serves the same /media/g0/<clip>.<ext> paths from nginx with this.
         self.media_base_url = media_base_url.rstrip("/") if media_base_url else None
         self.tokens = {name: DEFAULT_TOKEN for name in provider_names()} | dict(tokens or {})
         self.range_support = range_support
+        # A remote CDN: seconds before each media answer, and bytes a second per connection.
+        self.media_latency, self.media_rate = media_latency, media_rate
         self._rng = random.Random(seed)
         self._epoch = int(time.time()) - 3600
         self._lock = threading.RLock()

@@ -368,6 +368,10 @@ class _Handler(BaseHTTPRequestHandler):
                 (start, end), status = parsed, 206
         kind = fault.kind if fault is not None else None
         self._fault = kind
+        latency, rate = getattr(backend, "media_latency", 0.0), getattr(backend, "media_rate", None)
+        if latency and backend.stopping.wait(latency):  # the first byte of a remote CDN comes late
+            self._abort()
+            return
         self.send_response(status)
         self.send_header("Content-Type", blob.content_type)
         if backend.range_support:
@@ -386,7 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._trickle_out(blob.chunks(start, end), fault.delay or TRICKLE_PAUSE)
             return
         half = start + (end - start) // 2
-        for chunk in blob.chunks(start, end if kind is None else half):
+        chunks = blob.chunks(start, end if kind is None else half)
+        for chunk in media.paced(chunks, rate, backend.stopping) if rate else chunks:
             self.wfile.write(chunk)
         if kind == "stall" and fault is not None:
             if backend.stopping.wait(fault.delay):

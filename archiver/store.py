@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ from .errors import DatabaseError
 from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
-from .upsert import ApplyResult, Batch, chunks
+from .upsert import ApplyResult, Batch, chunks, run_many
 
 
 # Store.asset_done runs once per archived file: one prepared UPDATE costs ~0.3 ms where loading the
@@ -31,7 +32,7 @@ from .upsert import ApplyResult, Batch, chunks
 _ASSET_DONE = text(
     "UPDATE assets SET path = :path, size = :size, sha256 = :sha256, tagged = :tagged, "
     f"state = '{AssetState.DOWNLOADED.value}', last_error = NULL, warning = :warning, updated_at = :now, "
-    "downloaded_at = CASE WHEN :transfer THEN :now ELSE downloaded_at END, "
+    "downloaded_at = CASE WHEN :transfer = 1 THEN :now ELSE downloaded_at END, "
     "attempts = attempts + :transfer WHERE id = :id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
@@ -85,8 +86,10 @@ class Store:
         """`readonly`: for the read commands; never creates, migrates or writes anything."""
         self.url = url
         self.readonly = readonly
+        self.fleet: Any = None  # a claims.Fleet when this store serves one worker of a PostgreSQL fleet
         if readonly:
             self.engine: Engine = open_readonly(url)
+            self.dialect = self.engine.dialect.name
             try:
                 check_readable(self.engine, url)
             except BaseException:
@@ -94,6 +97,7 @@ class Store:
                 raise
             return
         self.engine = open_writable(url, create=create)
+        self.dialect = self.engine.dialect.name
         try:
             from .migrations import migrate
 
@@ -162,9 +166,9 @@ class Store:
             new = [{"source": source, "task_id": t, "now": stamp} for t in wanted if t not in known]
             failed = [{"id": pk, "now": stamp} for pk, status in known.values() if status == Status.FAILED.value]
             if new:
-                conn.exec_driver_sql(_INSERT_TASK, new)
+                run_many(conn, _INSERT_TASK, new)
             if failed:
-                conn.exec_driver_sql(_REQUEUE, failed)
+                run_many(conn, _REQUEUE, failed)
         return Added(len(new), len(failed), len(known) - len(failed))
 
     def requeue(self, task_pks: Sequence[int], now: datetime | None = None) -> int:
@@ -172,7 +176,7 @@ class Store:
         stamp = UTCDateTime().process_bind_param(now or utcnow(), None)
         if task_pks:
             with self.session() as s:
-                s.connection().exec_driver_sql(_REQUEUE, [{"id": pk, "now": stamp} for pk in task_pks])
+                run_many(s.connection(), _REQUEUE, [{"id": pk, "now": stamp} for pk in task_pks])
         return len(task_pks)
 
     def apply(self, records: Sequence[TaskRecord], now: datetime | None = None) -> ApplyResult:
@@ -180,6 +184,8 @@ class Store:
         now = now or utcnow()
         result = ApplyResult()
         by_source: dict[str, list[TaskRecord]] = {}
+        if self.dialect == "postgresql":
+            records = [_storable_ids(r) for r in records]
         for record in records:
             by_source.setdefault(record.source, []).append(record)
         with self.session() as s:
@@ -253,10 +259,14 @@ class Store:
                                     "status": status, "provider_status": provider_status,
                                     "not_found_since": stamp(since, None)})
             if updates:
-                conn.exec_driver_sql(_SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
+                run_many(conn, _SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
         return given_up
 
     # --- assets --------------------------------------------------------------------------
+
+    def claim_stem(self, stem: str, clip_pk: int) -> bool:
+        """Claim a final path's stem for a clip across a fleet; a lone writer always may."""
+        return True if self.fleet is None else bool(self.fleet.claim_stem(stem, clip_pk))
 
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""
@@ -371,6 +381,15 @@ class Store:
     def execute(self, sql: str, **params: Any) -> list[Any]:
         with self.session() as s:
             return list(s.connection().execute(text(sql), params))
+
+
+def _storable_ids(record: TaskRecord) -> TaskRecord:
+    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a clip id
+    a provider sent with one is matched and stored in that spelling, so its row is found again."""
+    if not any("\x00" in clip.clip_id for clip in record.clips):
+        return record
+    clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
+    return replace(record, clips=clips)
 
 
 def _unfinished(sources: Sequence[str] | None) -> Any:

@@ -1,6 +1,7 @@
 """`archiver sync`: poll every unfinished task, store what comes back, then fetch the files.
 
-One run holds the library lock (an OS file lock, released by the kernel if the process dies),
+One run holds the library lock (an OS file lock, released by the kernel if the process dies;
+on PostgreSQL, several workers share the catalog through claims with a lease instead, claims.py),
 polls due tasks source by source (batched where the API allows), records per-task schedules in
 the database, and ends within a bounded retry budget whatever the network does.
 """
@@ -8,6 +9,7 @@ the database, and ends within a bounded retry budget whatever the network does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from .providers.http import ApiClient, Counters, RetryBudget, RetryPolicy
 from .records import PollKind, PollOutcome, TaskRecord
 from .redact import redact
 from .report import Reporter, SyncReport
-from .store import NOT_FOUND_AFTER, Added, Store
+from .store import NOT_FOUND_AFTER, Added, DueTask, Store
 
 
 
@@ -39,6 +41,7 @@ class SyncOptions:
     asset_ids: Sequence[int] | None = None  # only these assets (verify --repair)
     wait: float | None = None  # --wait: seconds to wait for the lock
     retry_policy: RetryPolicy = RetryPolicy()
+    worker_id: str | None = None  # --worker-id: this worker's name in a PostgreSQL fleet
 
 
 def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:
@@ -51,10 +54,17 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
         validate_template(config.path_template)  # a bad template is a config error (exit 2), not N failures
     if options.asset_ids is None:
         _refuse_absent_library(config)
-    with LibraryLock(config.library, options.wait):
+    with _writer_lock(config, options.wait):
         store = Store(config.db_url)
         try:
+            if store.dialect == "postgresql":
+                from .claims import Fleet, default_worker_id
+
+                store.fleet = Fleet(store.engine, options.worker_id or default_worker_id(), config.lease)
+                store.fleet.check_name()
             run_id = store.start_run()
+            if store.fleet is not None:
+                store.fleet.register(run_id)
             report = SyncReport()
             interrupted = False
             try:
@@ -65,13 +75,24 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
             finally:
                 report.still_unfinished = store.unfinished_count(options.sources)
                 errors = ["interrupted", *report.errors] if interrupted else report.errors
+                code = interrupts.exit_code() if interrupted else report.exit_code
                 store.finish_run(
-                    run_id, exit_code=interrupts.exit_code() if interrupted else report.exit_code,
+                    run_id, exit_code=code,
                     errors=len(report.errors), error_text=redact("\n".join(errors)) or None, **report.counts(),
                 )
+                if store.fleet is not None:
+                    store.fleet.finish(code)
             return report
         finally:
             store.close()
+
+
+def _writer_lock(config: Config, wait: float | None) -> contextlib.AbstractContextManager[object]:
+    """SQLite: one sync per library (the file lock). PostgreSQL: none; workers share the catalog
+    through claims in the database (claims.py)."""
+    if config.db_url.startswith("postgresql"):
+        return contextlib.nullcontext()
+    return LibraryLock(config.library, wait)
 
 
 def _refuse_absent_library(config: Config) -> None:
@@ -90,11 +111,17 @@ def _refuse_absent_library(config: Config) -> None:
 
 async def _run(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
                report: SyncReport) -> None:
+    fleet = store.fleet
     budget = RetryBudget(config.retry_budget)
+    if fleet is not None:
+        from .claims import FleetBudget
+
+        budget = FleetBudget(store.engine, config.retry_budget)
     counters = Counters()
     deadline = time.monotonic() + options.timeout if options.timeout else None
     names = list(options.sources) if options.sources else list(SOURCES)
     poller = Poller(config, options, store, reporter, report, budget, counters)
+    renewing = asyncio.create_task(fleet.renewing()) if fleet is not None else None
     try:
         while True:
             if options.poll:
@@ -103,14 +130,17 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
                 await _download(config, options, store, reporter, report, poller)
             if not options.until_done:
                 break
-            if not store.unfinished_count(names):
+            busy = fleet is not None and await asyncio.to_thread(fleet.others_busy, names, options.download)
+            if not busy and not store.unfinished_count(names):
                 break
             pause = _until_next(store, names, deadline)
             if pause is None:
                 reporter.info("timeout reached; tasks are still unfinished")
                 break
-            await asyncio.sleep(pause)
+            await asyncio.sleep(min(pause, 0.5) if busy else pause)
     finally:
+        if renewing is not None:
+            renewing.cancel()
         await poller.aclose()
         report.requests = counters.requests
         report.retries = counters.retries
@@ -133,13 +163,27 @@ async def _download(config: Config, options: SyncOptions, store: Store, reporter
     from .archive import archive_pending
 
     ids = list(options.asset_ids) if options.asset_ids is not None else None
-    result = await archive_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
-    report.files_downloaded += result.downloaded
-    report.bytes_downloaded += result.bytes
-    report.downloads_failed += result.failed
-    for message in [*result.errors, *([result.stopped] if result.stopped else [])]:
-        report.errors.append(message)
-        reporter.error(message)
+    fleet = store.fleet
+    while True:
+        if fleet is not None and ids is None:  # a fleet worker archives the clips it claimed, batch by batch
+            claimed = await asyncio.to_thread(fleet.claim_clips, max(1, config.jobs) * 8)
+            if not claimed:
+                return
+            try:
+                result = await archive_pending(config, store, reporter, refresh=poller.refresh_task,
+                                               asset_ids=claimed)
+            finally:
+                await asyncio.to_thread(fleet.release_assets)
+        else:
+            result = await archive_pending(config, store, reporter, refresh=poller.refresh_task, asset_ids=ids)
+        report.files_downloaded += result.downloaded
+        report.bytes_downloaded += result.bytes
+        report.downloads_failed += result.failed
+        for message in [*result.errors, *([result.stopped] if result.stopped else [])]:
+            report.errors.append(message)
+            reporter.error(message)
+        if fleet is None or ids is not None or result.stopped:
+            return
 
 
 class Poller:
@@ -176,12 +220,44 @@ class Poller:
         names = list(self.options.sources) if self.options.sources else list(SOURCES)
         ignore = self.options.ignore_schedule and self.first_pass
         self.first_pass = False
+        if self.store.fleet is not None:
+            await self._fleet_pass(names, ignore)
+            return
         due = self.store.due_tasks(now, names, ignore_schedule=ignore)
         by_source: dict[str, list[Task]] = defaultdict(list)
         for task in due:
             by_source[task.source].append(task)
         self.report.passes += 1
         await asyncio.gather(*(self._poll_source(get_source(n), tasks) for n, tasks in by_source.items()))
+
+    async def _fleet_pass(self, names: Sequence[str], ignore: bool) -> None:
+        """A pass of a fleet worker: claim due tasks in whole batches, poll them, give them back."""
+        fleet = self.store.fleet
+        assert fleet is not None
+        started = utcnow()
+        fleet.new_pass()
+
+        async def one_source(source: Source) -> None:
+            settings = self.config.provider(source.provider)
+            limit = max(1, settings.concurrency) * (settings.batch_size if source.batch else 8)
+            while source.provider not in self.disabled:
+                claimed = await asyncio.to_thread(fleet.claim_tasks, source.name, limit, ignore_schedule=ignore,
+                                                  pass_start=started)
+                if not claimed:
+                    return
+                try:
+                    await self._poll_source(source, [DueTask(*row) for row in claimed])
+                finally:
+                    await asyncio.to_thread(fleet.release_tasks, [row[0] for row in claimed])
+
+        self.report.passes += 1
+        await asyncio.gather(*(one_source(get_source(n)) for n in names))
+
+    def _slot(self, provider: str, concurrency: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """A fleet's shared request slot of the provider; nothing extra for a lone worker."""
+        if self.store.fleet is None:
+            return contextlib.nullcontext()
+        return self.store.fleet.slot(provider, concurrency)
 
     async def _poll_source(self, source: Source, tasks: list[Task]) -> None:
         provider = source.provider
@@ -200,7 +276,7 @@ class Poller:
         outcomes: dict[str, PollOutcome] = {}
 
         async def one(group: list[str]) -> None:
-            async with limit:
+            async with limit, self._slot(provider, settings.concurrency):
                 if provider in self.disabled:
                     return
                 try:

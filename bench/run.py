@@ -7,7 +7,8 @@
 Items: download (vs curl, curl + sync -f, aria2c, gallery-dl, yt-dlp; readers during a sync),
 polling (requests and CPU per task), idle (20,000-clip library vs empty and vs python -c pass),
 memory (1 GiB file vs 3 MB), startup (--help/--version vs python -c pass; what every read command
-imports), browse (ls/search vs sqlite3 running their SQL, show vs python -c pass). The peers are
+imports), browse (ls/search vs sqlite3 running their SQL, show vs python -c pass), fleet (1, 2 and 4
+workers on one PostgreSQL catalog; also `python -m bench.fleet`). The peers are
 installed on first use: aria2 (and nginx) with apt-get when missing and root, gallery-dl and
 yt-dlp with pip into a venv kept under --cache. Everything runs on 127.0.0.1 inside one temporary
 directory that is removed at the end, servers included, whatever happens.
@@ -23,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from bench import download, items, peers, readpath
+from bench import download, fleet, items, peers, readpath
 from bench.harness import (REPO, dropped_python_vars, filesystem_of, find_nginx, machine, measure, versions,
                            workspace)
 from bench.report import Section, render
@@ -35,6 +36,7 @@ ITEMS: dict[str, Callable[[items.Bench], Section]] = {
     "memory": items.memory,
     "startup": readpath.startup,
     "browse": readpath.browse,
+    "fleet": lambda bench: fleet.run(bench.plan.quick, bench.log),
 }
 
 WARM_UP = ("import archiver.cli, archiver.sync, archiver.archive, archiver.library, "

@@ -1,8 +1,16 @@
-"""Shared fixtures: an isolated environment per test, saved provider bodies, a CLI runner."""
+"""Shared fixtures: an isolated environment per test, saved provider bodies, a CLI runner, and the
+database engine a test runs on.
+
+The CLI, sync and reliability modules listed in BOTH_ENGINES run each test that goes through the
+CLI (`run_cli`, `sim_cli`, `engine`) twice: on SQLite and on a PostgreSQL catalog (a throwaway
+cluster for the session, a fresh database per test; skipped, with the reason, where the server
+binaries are absent). A test that reads the SQLite file itself is marked `sqlite_only`.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +32,55 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
+# Modules whose CLI tests run on both engines: the ones that exercise the store through the CLI.
+# The others fill or inspect the SQLite file directly (test_library, test_reliability_state, ...).
+BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "test_reliability_secrets2",
+                          "test_reliability_output", "test_postgres"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in BOTH_ENGINES and metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A throwaway PostgreSQL server for the whole session (archiver/testkit/postgres.py)."""
+    from archiver.testkit.postgres import Cluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh database holding the current schema, for one test."""
+    return str(pg_cluster.database())
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """"sqlite" or "postgresql"; on PostgreSQL, ARCHIVER_DB points every command at a fresh database."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        monkeypatch.setenv("ARCHIVER_DB", request.getfixturevalue("pg_url"))
+    return str(name)
+
+
+@pytest.fixture
+def db_url(engine: str, library: Path) -> str:
+    """The URL of the test library's database on the engine the test runs on."""
+    if engine == "postgresql":
+        return os.environ["ARCHIVER_DB"]
+    return f"sqlite:///{library / 'archiver.db'}"
+
+
 @pytest.fixture
 def library(tmp_path: Path) -> Path:
     path = tmp_path / "library"
@@ -41,7 +98,7 @@ def payload() -> Callable[[str], Any]:
 
 
 @pytest.fixture
-def run_cli(library: Path) -> Callable[..., Result]:
+def run_cli(library: Path, engine: str) -> Callable[..., Result]:
     """Invoke the real click CLI against the test library; returns click's Result."""
     from archiver.cli import cli
 
@@ -63,7 +120,7 @@ def sim():
 
 
 @pytest.fixture
-def sim_cli(library: Path, sim: Any, tmp_path: Path) -> Callable[..., Result]:
+def sim_cli(library: Path, sim: Any, tmp_path: Path, engine: str) -> Callable[..., Result]:
     """Run the CLI against the simulator: its URLs and tokens in the environment.
 
     Short timeouts and retry pauses keep fault tests quick; `extra_config` adds TOML lines.

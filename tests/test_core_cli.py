@@ -114,6 +114,7 @@ def test_stale_payload_never_overwrites(library: Path) -> None:
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_database_has_wal_indexes_and_version(run_cli, library: Path) -> None:
     run_cli("import", str(PAYLOADS / "acedata_single.json"))
     con = sqlite3.connect(library / "archiver.db")
@@ -127,6 +128,7 @@ def test_database_has_wal_indexes_and_version(run_cli, library: Path) -> None:
     con.close()
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_is_a_clear_error(run_cli, library: Path) -> None:
     (library / "archiver.db").write_bytes(b"this is not a database" * 100)
     result = run_cli("ls")

@@ -185,6 +185,7 @@ def test_missing_token_is_a_clear_error(sim, sim_cli) -> None:
     assert result.exit_code == 1 and "aimusicapi has no token configured" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_unknown_task_is_recorded_and_not_retried_forever(sim, sim_cli, library: Path) -> None:
     """Not found is an error of each run for a week; then the task fails for good (see
     test_reliability_state for the rule itself)."""
@@ -212,6 +213,7 @@ def test_unknown_task_is_recorded_and_not_retried_forever(sim, sim_cli, library:
     assert sim.count("api") == before  # terminal now: never polled again
 
 
+@pytest.mark.sqlite_only
 def test_schedule_backs_off_and_now_overrides(sim, sim_cli, library: Path) -> None:
     task_id = sim.add_task("mountsea", steps=50)
     sim_cli("add", "mountsea", task_id)
@@ -239,6 +241,7 @@ def test_until_done_timeout(sim, sim_cli) -> None:
     assert code == 0 and summary["still_unfinished"] == 1 and summary["passes"] >= 2
 
 
+@pytest.mark.sqlite_only
 def test_second_sync_exits_75_or_waits(sim, sim_cli, library: Path) -> None:
     with LibraryLock(library, None):
         result = sim_cli("sync", "--no-download")
@@ -249,6 +252,7 @@ def test_second_sync_exits_75_or_waits(sim, sim_cli, library: Path) -> None:
     assert sim_cli("sync", "--no-download").exit_code == 0
 
 
+@pytest.mark.sqlite_only
 def test_runs_are_recorded_and_tokens_never_stored(sim, sim_cli, library: Path) -> None:
     secret = "sk-live-very-secret-0123456789"
     for provider in ("ccapi", "mountsea", "acedata", "aimusicapi"):

@@ -34,15 +34,20 @@ class Context:
     def store(self, *, create: bool = True, readonly: bool = False) -> Any:
         """`readonly` for commands that only read: nothing is created, migrated or written.
 
-        An SQLite library is then read through the standard library (readdb.ReadDB), which
-        library.py queries without importing SQLAlchemy; other databases, and verify (through
-        `orm_store`), keep the ORM's read-only Store.
+        An SQLite library is then read through the standard library (readdb.ReadDB), and a
+        PostgreSQL catalog through psycopg (pgdb.PgReadDB), which library.py queries without
+        importing SQLAlchemy; other databases, and verify (through `orm_store`), keep the ORM's
+        read-only Store.
         """
         url = self.config().db_url
         if readonly and url.startswith("sqlite"):
             from ..readdb import ReadDB
 
             return ReadDB(url)
+        if readonly and url.startswith("postgresql"):
+            from ..pgdb import PgReadDB
+
+            return PgReadDB(url)
         from ..store import Store
 
         return Store(url, create=create, readonly=readonly)

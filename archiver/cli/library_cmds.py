@@ -333,6 +333,11 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
                          + (", interrupted" if earlier["interrupted"] else ""))
     else:
         lines.append("last sync  never")
+    for worker in data.get("fleet", ()):
+        state = "alive" if worker["alive"] else (f"exit {worker['exit_code']}" if worker["finished_at"] else "gone")
+        lines.append(f"worker     {worker['name']}  {state}, claims {worker['tasks_claimed']} task(s) "
+                     f"{worker['files_claimed']} file(s), last run {worker['started_at']} .. "
+                     f"{worker['finished_at'] or 'unfinished'}")
     click.echo("\n".join(clean_line(line) for line in lines) + "\n")
     columns = ("source", "tasks", *STATUS_NAMES, "clips", "duration")
     rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_NAMES},

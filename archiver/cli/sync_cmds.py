@@ -110,11 +110,13 @@ def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
 @click.option("--path-template", help="Folder layout for new files, e.g. '{source}/{created:%Y}/{title} [{clip_id:.8}].{ext}'.")
 @json_option("Print only a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("--worker-id", metavar="NAME", help="This worker's name in a PostgreSQL fleet (default host:pid).")
 @pass_ctx
 @handle_errors
 def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
              until_done: bool, timeout: float | None, wait: float | None, no_download: bool,
-             jobs: int | None, path_template: str | None, as_json: bool, quiet: bool) -> None:
+             jobs: int | None, path_template: str | None, as_json: bool, quiet: bool,
+             worker_id: str | None) -> None:
     """Poll unfinished tasks, store results, download and tag new files.
 
     \b
@@ -125,6 +127,7 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     Example (crontab, every 5 minutes):
       */5 * * * *  archiver sync --quiet
       archiver sync --until-done --timeout 900 --json
+      archiver --db postgresql+psycopg://archiver@db/music sync --worker-id nas-1
     """
     import json as jsonlib
 
@@ -135,7 +138,7 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
                       wait=wait)
     if report is None:
         report = _full_sync(config, sources, ignore_schedule, interval, until_done, timeout, wait, no_download,
-                            quiet=quiet or as_json)
+                            quiet=quiet or as_json, worker_id=worker_id)
     if as_json:
         click.echo(jsonlib.dumps(report.as_dict(), ensure_ascii=False))
     elif not quiet:
@@ -148,7 +151,7 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
 
 def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
                until_done: bool, timeout: float | None, wait: float | None, no_download: bool, *,
-               quiet: bool) -> Any:
+               quiet: bool, worker_id: str | None = None) -> Any:
     from ..report import PlainReporter, RichReporter
     from ..sync import SyncOptions, run_sync
 
@@ -157,7 +160,8 @@ def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, int
     else:
         reporter = RichReporter()
     options = SyncOptions(sources=sources or None, ignore_schedule=ignore_schedule, interval=interval,
-                          until_done=until_done, timeout=timeout, download=not no_download, wait=wait)
+                          until_done=until_done, timeout=timeout, download=not no_download, wait=wait,
+                          worker_id=worker_id)
     try:
         return run_sync(config, options, reporter)
     finally:
