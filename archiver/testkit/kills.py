@@ -77,14 +77,14 @@ elif point == "mid-tag":
 elif point == "mid-download":
     import archiver.download as download
 
-    real_stream = download._stream_body
+    real_fetch_once = download.fetch_once
 
-    async def stream_body(*args, **kwargs):
+    async def fetch_once(*args, **kwargs):
         if due():
             threading.Timer(random.uniform(0, 0.03), die).start()
-        return await real_stream(*args, **kwargs)
+        return await real_fetch_once(*args, **kwargs)
 
-    download._stream_body = stream_body
+    download.fetch_once = fetch_once
 else:
     raise SystemExit(f"unknown kill point {point}")
 
