@@ -386,3 +386,26 @@ def test_play_all_queues_every_result_with_audio(base: str, library: Library) ->
     assert queue[1]["src"] == href("audio", library, "Paper Moon") and queue[1]["href"] == href("clip", library, "Paper Moon")
     assert request(base, queue[1]["src"])[0] == 200
     assert request(base, "/queue.json?q=nosuch%3Afield")[0] == 400
+
+
+def test_serve_reads_a_postgresql_catalog(pg_url: str, tmp_path: Path) -> None:
+    """The same pages, search and files on a fleet's PostgreSQL catalog (read through psycopg)."""
+    root = tmp_path / "pg-library"
+    with Simulator() as sim:
+        env = clean_env(**sim.env(), ARCHIVER_DB=pg_url, ARCHIVER_CONFIG=os.devnull)
+        task = sim.add_task("ccapi-suno", clips=2, steps=0, titles=["Harbour Lights", HOSTILE],
+                            lyrics="[Chorus]\nHarbour lights, carry me home", audio_format="mp3")
+        for args in (("add", "ccapi-suno", task), ("sync", "--until-done", "--timeout", "60", "--quiet")):
+            done = subprocess.run([sys.executable, "-m", "archiver", "--library", str(root), *args], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+    with serve(root, env=env) as base:
+        html = page(base, "/")
+        assert 'aria-label="Play Harbour Lights"' in html
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+        found = page(base, "/?mode=text&q=harbour")
+        assert "<mark>Harbour</mark>" in found or "<mark>harbour</mark>" in found
+        audio = re.search(r'href="(/download/[^"]+)"', page(base, re.search(r'href="(/clip/[^"]+)"', html)[1]))
+        assert audio is not None
+        status, headers, body = request(base, audio[1].replace("/download/", "/audio/"), headers={"Range": "bytes=0-9"})
+        assert status == 206 and len(body) == 10 and headers["content-range"].startswith("bytes 0-9/")
