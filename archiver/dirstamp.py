@@ -5,8 +5,9 @@ Creating, removing or renaming anything in a folder changes that folder's modifi
 times (the kernel sets them; the change time cannot be set back by a user), so a folder whose
 inode and both times are the same still holds the same names. The root is the exception: the
 database's WAL files come and go there on every run, so its entries are compared by name, kind and
-inode instead. A folder touched within `RACY_SECONDS` of the check is not trusted (a file created
-in the same clock tick would leave its times unchanged), and the stamp also carries a digest of the
+inode instead. Every figure is taken as the walk lists that folder, so a change made after it was
+listed shows next time. A folder touched within `RACY_SECONDS` of the walk is not trusted (a file
+created in the same clock tick would leave its times unchanged), and the stamp also carries a digest of the
 paths the database records, so a change on either side sends the run back to the full walk. The
 stamp is a cache: unreadable, stale or planted, it is simply not used.
 """
@@ -52,18 +53,36 @@ def _kind(entry: os.DirEntry[str]) -> str:
     return "dir" if entry.is_dir(follow_symlinks=False) else "file"
 
 
+def _root_listing(entries: list[os.DirEntry[str]]) -> tuple[tuple[str, str, int], ...]:
+    """The root's entries that matter: all but the database, its WAL files, the lock and the
+    stamp, which come and go on every run (a link is listed whatever its name, as the walk does)."""
+    return tuple(sorted((e.name, _kind(e), e.inode()) for e in entries
+                        if e.is_symlink() or (e.name not in SKIP_NAMES and not e.name.startswith(SKIP_PREFIX))))
+
+
 def _root_entries(root: Path) -> tuple[tuple[str, str, int], ...]:
     with os.scandir(root) as scan:
-        return tuple(sorted((e.name, _kind(e), e.inode()) for e in scan
-                            if e.name not in SKIP_NAMES and not e.name.startswith(SKIP_PREFIX)))
+        return _root_listing(list(scan))
 
 
-def _dir_times(root: Path, rel: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.lstat(os.path.join(root, rel))
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) if stat.S_ISDIR(st.st_mode) else None
+class Recorder:
+    """What the walk saw, folder by folder, at the moment it listed each one (fs.walk_library's
+    `observe`): a stamp is made from these, never from a later look, so whatever changes after a
+    folder was listed shows as a difference next time."""
+
+    def __init__(self) -> None:
+        self.root: tuple[tuple[str, str, int], ...] | None = None
+        self.dirs: list[tuple[str, int, int, int]] = []
+        self.trusted = True  # False once a folder was touched too recently (or was not a folder)
+        self.settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+
+    def __call__(self, rel: str, before: os.stat_result, entries: list[os.DirEntry[str]]) -> None:
+        if not rel:
+            self.root = _root_listing(entries)
+            return
+        if not stat.S_ISDIR(before.st_mode) or max(before.st_mtime_ns, before.st_ctime_ns) > self.settled:
+            self.trusted = False
+        self.dirs.append((rel, before.st_ino, before.st_mtime_ns, before.st_ctime_ns))
 
 
 def load(root: Path) -> Stamp | None:
@@ -81,6 +100,14 @@ def load(root: Path) -> Stamp | None:
         return None
 
 
+def _dir_times(root: Path, rel: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(os.path.join(root, rel))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) if stat.S_ISDIR(st.st_mode) else None
+
+
 def unchanged(root: Path, stamp: Stamp) -> bool:
     """True when every folder still holds the names it held when the stamp was taken."""
     try:
@@ -91,19 +118,14 @@ def unchanged(root: Path, stamp: Stamp) -> bool:
     return all(_dir_times(root, rel) == (ino, mtime, ctime) for rel, ino, mtime, ctime in stamp.dirs)
 
 
-def save(root: Path, dirs: list[str], paths: str) -> bool:
-    """Leave a stamp of the folders just walked; False (and none left) when one changed too
+def save(root: Path, seen: Recorder, paths: str) -> bool:
+    """Leave a stamp of what the walk saw; False (and none left) when a folder changed too
     recently to be trusted, or the library cannot be written."""
-    settled = time.time_ns() - int(RACY_SECONDS * 1e9)
-    entries: list[tuple[str, int, int, int]] = []
-    for rel in sorted(dirs):
-        times = _dir_times(root, rel)
-        if times is None or times[1] > settled or times[2] > settled:
-            discard(root)
-            return False
-        entries.append((rel, *times))
+    if not seen.trusted or seen.root is None:
+        discard(root)
+        return False
     try:
-        body = {"v": VERSION, "paths": paths, "root": _root_entries(root), "dirs": entries}
+        body = {"v": VERSION, "paths": paths, "root": seen.root, "dirs": sorted(seen.dirs)}
         atomic_write(root / STAMP_NAME, json.dumps(body, separators=(",", ":")).encode())
     except (OSError, ArchiverError):
         return False

@@ -204,10 +204,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_path(path.parent)
 
 
-def walk_library(root: Path, dirs: list[str] | None = None) -> tuple[set[str], list[Path], set[str]]:
+Observer = Callable[[str, os.stat_result, list[os.DirEntry[str]]], None]
+
+
+def walk_library(root: Path, observe: Observer | None = None) -> tuple[set[str], list[Path], set[str]]:
     """Every regular file under the root (relative POSIX paths), every `.part` file, and every
-    symbolic link (relative paths), in one directory scan. Links are never followed. `dirs`, when
-    given, receives every folder below the root (relative paths).
+    symbolic link (relative paths), in one directory scan. Links are never followed. `observe`,
+    when given, sees each folder as it is listed: its relative path ("" for the root), its stat
+    taken just before the listing, and the entries.
 
     Relative paths are built from the entry names as strings: a pathlib object per file would be
     most of an idle sync's time on a large library (~25 µs a file).
@@ -221,17 +225,18 @@ def walk_library(root: Path, dirs: list[str] | None = None) -> tuple[set[str], l
     while stack:
         directory, prefix = stack.pop()
         try:
+            before = (os.lstat if prefix else os.stat)(directory) if observe is not None else None
             with os.scandir(directory) as scan:
                 entries = list(scan)
         except OSError:
             continue
+        if observe is not None and before is not None:
+            observe(prefix[:-1], before, entries)
         for entry in entries:
             if entry.is_symlink():
                 links.add(prefix + entry.name)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, f"{prefix}{entry.name}/"))
-                if dirs is not None:
-                    dirs.append(prefix + entry.name)
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
             elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):

@@ -92,10 +92,10 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
         return None  # a template to validate, another database, a first run or an absent library
     stamp = dirstamp.load(root)
     on_disk: set[str] | None = None
-    dirs: list[str] = []
+    seen = dirstamp.Recorder()
     if stamp is None or not dirstamp.unchanged(root, stamp):
         stamp = None
-        on_disk, parts, links = walk_library(root, dirs)  # before the lock, which would create files in an absent library
+        on_disk, parts, links = walk_library(root, seen)  # before the lock, which would create files in an absent library
         if parts or links or (not on_disk and _records_files(config.db_url)):
             return None
     with LibraryLock(root, wait):
@@ -111,7 +111,8 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
                     stamp = None
                 exact, digest = _exactly_recorded(db.conn, on_disk, stamp)
                 if on_disk is None and not exact:  # the records (or, meanwhile, the folders) changed
-                    on_disk, parts, links = walk_library(root, dirs)
+                    seen = dirstamp.Recorder()
+                    on_disk, parts, links = walk_library(root, seen)
                     if parts or links:
                         return None
                     exact, digest = _exactly_recorded(db.conn, on_disk, None)
@@ -121,7 +122,7 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
         if on_disk is not None and not exact and not _accounted_for(recorded, on_disk):
             return None
         if on_disk is not None and digest:
-            dirstamp.save(root, dirs, digest)
+            dirstamp.save(root, seen, digest)
         report = SyncReport(passes=1, still_unfinished=unfinished)
         _record(str(db_path), started, report)
     return report

@@ -269,3 +269,34 @@ def test_idle_stamp_is_not_trusted_when_planted_or_fresh(imported: Path) -> None
     (imported / ".archiver.stamp").write_text("{not json")
     assert dirstamp.load(imported) is None
     assert _idle_in_process(imported) is not None  # and the run still decides by walking
+
+
+@pytest.mark.parametrize("change", ["root-link", "missing"])
+def test_a_change_made_while_an_idle_run_works_is_noticed_by_the_next(imported: Path, change: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp holds what the walk saw, not what the folders look like when it is written later."""
+    import archiver.idle
+    from archiver import dirstamp
+
+    _idle_library(imported)
+    monkeypatch.setattr(dirstamp, "RACY_SECONDS", 0.0)
+    time.sleep(0.05)
+    real = archiver.idle._exactly_recorded
+
+    def meanwhile(*args: Any) -> Any:  # after the walk, before the stamp is written
+        monkeypatch.setattr(archiver.idle, "_exactly_recorded", real)
+        time.sleep(0.05)
+        if change == "root-link":
+            (imported / "planted.mp3").symlink_to("/etc/hostname")
+        else:
+            (imported / AUDIO).unlink()
+        return real(*args)
+
+    monkeypatch.setattr(archiver.idle, "_exactly_recorded", meanwhile)
+    assert _idle_in_process(imported) is not None  # this run had listed everything before the change
+    assert _idle_in_process(imported) is None  # the next one sees it
+
+
+def test_a_link_named_like_the_database_is_noticed_with_a_stamp(stamped: Path) -> None:
+    (stamped / "archiver.db-journal").symlink_to("/etc/hostname")
+    assert _idle_in_process(stamped) is None
