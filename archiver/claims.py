@@ -84,6 +84,16 @@ class Fleet:
             raise LockHeld(f"worker {self.me} is already running on this catalog (host {alive[0][0]}, "
                            f"pid {alive[0][1]}); give each worker its own --worker-id")
 
+    def check_alone(self, what: str) -> None:
+        """LockHeld while any worker is live: `what` (verify --repair, retag) rewrites files
+        without taking claims, so it runs while the fleet is stopped."""
+        live = self._run("SELECT name FROM workers WHERE finished_at IS NULL AND lease_until > :now "
+                         "ORDER BY name", **self._times())
+        if live:
+            names = ", ".join(str(row[0]) for row in live[:5]) + (" …" if len(live) > 5 else "")
+            raise LockHeld(f"{len(live)} sync worker(s) are running on this catalog ({names}); "
+                           f"stop them before {what}")
+
     def register(self, run_id: int) -> None:
         times = self._times()
         self._run("""INSERT INTO workers (name, host, pid, started_at, heartbeat_at, lease_until, run_id)

@@ -62,6 +62,8 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
 
                 store.fleet = Fleet(store.engine, options.worker_id or default_worker_id(), config.lease)
                 store.fleet.check_name()
+                if options.asset_ids is not None:  # a repair takes no claims: it runs alone
+                    store.fleet.check_alone("repairing files")
             run_id = store.start_run()
             if store.fleet is not None:
                 store.fleet.register(run_id)

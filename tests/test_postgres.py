@@ -220,3 +220,35 @@ def test_provider_text_with_nul_is_stored_and_found_again(pg_url: str) -> None:
     assert (first.clips_added, again.clips_added) == (1, 0)
     assert _rows(pg_url, "SELECT clip_id, title, lyrics FROM clips") == [("c\ufffd1", "a\ufffdb", "x\ufffdy")]
     assert _rows(pg_url, "SELECT error FROM tasks") == [("bad\ufffdbyte",)]
+
+
+def test_repair_and_retag_wait_for_the_fleet_to_stop(pg_url: str, tmp_path: Path, sim: Any) -> None:
+    """`verify --repair` and `retag` rewrite files without claims: while a worker is live they exit 75."""
+    import psycopg
+
+    from archiver.pgdb import dsn
+
+    library = tmp_path / "lib"
+    env = {**os.environ, **sim.env(), "ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
+           "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp_path)}
+
+    def archiver(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "archiver", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    task = sim.add_task("acedata", clips=1, steps=0)
+    assert archiver("add", "acedata", task).returncode == 0
+    assert archiver("sync", "--until-done", "--timeout", "60", "--quiet").returncode == 0
+    (audio,) = [p for p in library.rglob("*") if p.suffix in (".mp3", ".m4a")]
+    audio.unlink()
+    with psycopg.connect(dsn(pg_url)) as conn:
+        conn.execute("INSERT INTO workers (name, host, pid, lease_until) VALUES ('nas-2', 'nas', 4711, '9999')")
+    for args in (("verify", "--repair"), ("retag",)):
+        done = archiver(*args)
+        assert done.returncode == 75 and "stop them before" in done.stderr and "nas-2" in done.stderr, done.stderr
+    assert not audio.exists()
+    with psycopg.connect(dsn(pg_url)) as conn:
+        conn.execute("UPDATE workers SET finished_at = '2026-01-01', exit_code = 0")
+    done = archiver("verify", "--repair")
+    assert done.returncode == 0 and audio.exists(), done.stdout + done.stderr
+    assert archiver("retag").returncode == 0

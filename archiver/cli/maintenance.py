@@ -77,6 +77,10 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
         from ..sync import SyncOptions, run_sync
 
         with ctx.store() as store:
+            if store.dialect == "postgresql":  # a repair takes no claims: refused before anything changes
+                from ..claims import Fleet, default_worker_id
+
+                Fleet(store.engine, default_worker_id(), config.lease).check_alone("repairing files")
             store.mark_missing(report.bad_ids)
         options = SyncOptions(poll=False, asset_ids=report.bad_ids)
         result = run_sync(config, options, PlainReporter(quiet=as_json))
@@ -109,6 +113,10 @@ def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
 
     config = ctx.config()
     with LibraryLock(config.library, wait), ctx.store(create=False) as store:
+        if store.dialect == "postgresql":  # fleet workers take no file lock: retag runs while none is live
+            from ..claims import Fleet, default_worker_id
+
+            Fleet(store.engine, default_worker_id(), config.lease).check_alone("retagging")
         keys = {(r["source"], r["clip_id"]) for r in list_clips(store, query)} if query else None
         summary = retag_library(config, store, keys)
     for message in summary.errors:
