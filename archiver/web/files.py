@@ -56,6 +56,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
         suffix = int(match[2])
         return (max(0, size - suffix), size) if suffix and size else "unsatisfiable"
     start = int(match[1])
+    if match[2] and int(match[2]) < start:
+        return None  # an invalid range (last before first) is ignored: the whole file (RFC 9110 14.1.1)
     end = min(size, int(match[2]) + 1) if match[2] else size
     if start >= size or end <= start:
         return "unsatisfiable"
