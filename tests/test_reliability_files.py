@@ -24,13 +24,43 @@ def add(sim_cli, source: str, *ids: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+ASSET_ROWS = "select a.*, c.clip_id from assets a join clips c on c.id = a.clip_pk order by a.id"
+
+
 def rows(db: Path) -> list[dict]:
+    """Every asset with its clip id, from the test's catalog (the engine fixture's PostgreSQL one,
+    when it set ARCHIVER_DB, else the library's SQLite file)."""
+    url = os.environ.get("ARCHIVER_DB", "")
+    if url.startswith("postgresql"):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from archiver.pgdb import dsn
+
+        with psycopg.connect(dsn(url), row_factory=dict_row) as conn:
+            return [dict(r) for r in conn.execute(ASSET_ROWS)]
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
-    found = [dict(r) for r in con.execute(
-        "select a.*, c.clip_id from assets a join clips c on c.id = a.clip_pk order by a.id")]
+    found = [dict(r) for r in con.execute(ASSET_ROWS)]
     con.close()
     return found
+
+
+def execute(db: Path, sql: str) -> None:
+    """One write to the test's catalog, on whichever engine the test runs (see `rows`)."""
+    url = os.environ.get("ARCHIVER_DB", "")
+    if url.startswith("postgresql"):
+        import psycopg
+
+        from archiver.pgdb import dsn
+
+        with psycopg.connect(dsn(url)) as conn:
+            conn.execute(sql)
+        return
+    con = sqlite3.connect(db)
+    with con:
+        con.execute(sql)
+    con.close()
 
 
 def digest(path: Path) -> str:
@@ -221,10 +251,7 @@ def test_a_file_whose_content_matches_the_record_is_reattached(sim, sim_cli, lib
     add(sim_cli, "acedata", task)
     assert sync(sim_cli)[0] == 0
     # what an earlier release left after an unmounted disk: every asset failed, files orphaned
-    con = sqlite3.connect(library / "archiver.db")
-    con.execute("update assets set state = 'failed', last_error = 'link expired'")
-    con.commit()
-    con.close()
+    execute(library / "archiver.db", "update assets set state = 'failed', last_error = 'link expired'")
     sim.inject("gone", target="media", times=-1)
     code, summary = sync(sim_cli)
     assert code == 0 and summary["files_downloaded"] == 0, summary
