@@ -24,6 +24,7 @@ from sqlmodel import SQLModel
 from .models import UTCDateTime, utcnow  # importing models registers the tables on SQLModel.metadata
 from .pgdb import VERSION_TABLE
 from .pgschema import PG_BROWSE_SQL
+from .schema_views import TRACKS_VIEW, sqlite_count, task_summary_view
 from .readdb import READABLE_FROM, SCHEMA_VERSION, refuse_newer
 
 __all__ = ["READABLE_FROM", "SCHEMA_VERSION", "STEPS", "current_version", "migrate", "refuse_newer"]
@@ -56,38 +57,9 @@ _V2_SQL = (
     "INSERT INTO clips_fts(clips_fts) VALUES ('rebuild')",
     "CREATE INDEX IF NOT EXISTS ix_clips_duration ON clips (duration)",
     "DROP VIEW IF EXISTS tracks",
-    """CREATE VIEW tracks AS
-       SELECT c.id AS clip_pk, c.source, t.task_id, c.clip_id, t.status, c.title, c.tags,
-              c.negative_tags, c.lyrics, c.duration, c.model, c.seed, c.created_at,
-              c.audio_url, c.image_url, c.video_url,
-              CASE WHEN au.state = 'downloaded' THEN au.path END AS audio_path,
-              CASE WHEN au.state = 'downloaded' THEN au.size END AS audio_size,
-              CASE WHEN au.state = 'downloaded' THEN au.sha256 END AS audio_sha256,
-              au.state AS audio_state, au.tagged AS audio_tagged,
-              CASE WHEN im.state = 'downloaded' THEN im.path END AS image_path
-       FROM clips c
-       JOIN tasks t ON t.id = c.task_pk
-       LEFT JOIN assets au ON au.clip_pk = c.id AND au.kind = 'audio'
-       LEFT JOIN assets im ON im.clip_pk = c.id AND im.kind = 'image'""",
+    TRACKS_VIEW,
     "DROP VIEW IF EXISTS task_summary",
-    """CREATE VIEW task_summary AS
-       SELECT t.id AS task_pk, t.source, t.task_id, t.status, t.provider_status, t.progress, t.error,
-              t.created_at, t.finished_at, t.last_polled,
-              COALESCE(c.clips, 0) AS clips, c.duration,
-              COALESCE(a.files_downloaded, 0) AS files_downloaded,
-              COALESCE(a.files_pending, 0) AS files_pending,
-              COALESCE(a.files_failed, 0) AS files_failed,
-              COALESCE(a.bytes, 0) AS bytes
-       FROM tasks t
-       LEFT JOIN (SELECT task_pk, COUNT(*) AS clips, SUM(duration) AS duration
-                  FROM clips GROUP BY task_pk) c ON c.task_pk = t.id
-       LEFT JOIN (SELECT cl.task_pk,
-                         SUM(a.state = 'downloaded') AS files_downloaded,
-                         SUM(a.state = 'pending') AS files_pending,
-                         SUM(a.state = 'failed') AS files_failed,
-                         SUM(CASE WHEN a.state = 'downloaded' THEN a.size END) AS bytes
-                  FROM assets a JOIN clips cl ON cl.id = a.clip_pk GROUP BY cl.task_pk) a
-              ON a.task_pk = t.id""",
+    task_summary_view(sqlite_count),
 )
 
 
