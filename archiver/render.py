@@ -57,6 +57,16 @@ def json_text(data: Any, *, indent: int | None = 2) -> str:
     return _json_safe(json.dumps(data, ensure_ascii=False, indent=indent, default=str))
 
 
+def length(seconds: float | None) -> str:
+    """m:ss (h:mm:ss past an hour); empty when unknown."""
+    if seconds is None:
+        return ""
+    whole = int(round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

@@ -47,27 +47,18 @@ def tasks_cmd(ctx: Context, sources: tuple[str, ...], statuses: tuple[str, ...],
          all_columns=TASK_COLUMNS, title="tasks")
 
 
-def _length(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    whole = int(round(seconds))
-    if whole >= 3600:
-        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
 def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], str] | None:
     """A template renderer when `fmt` holds `{`; None for a named format; UsageError otherwise."""
     if "{" in fmt:
         from ..library import CLIP_COLUMNS
         from ..query import template_renderer
-        from ..render import clean_line
+        from ..render import clean_line, length
 
         render = template_renderer(fmt, CLIP_COLUMNS + TEMPLATE_EXTRAS)
 
         def line(row: dict[str, Any]) -> str:
             values = {k: clean_line(v) if isinstance(v, str) else v for k, v in row.items()}
-            return render({**values, "length": _length(row.get("duration")),
+            return render({**values, "length": length(row.get("duration")),
                            "year": (row.get("created_at") or "")[:4] or None})
 
         return line
@@ -309,7 +300,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
       archiver stats --format json | jq .files
     """
     from ..library import stats
-    from ..render import clean_line, json_text, rows_table
+    from ..render import clean_line, json_text, length, rows_table
 
     with ctx.store(readonly=True) as store:
         data = stats(store)
@@ -319,7 +310,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
     statuses = ", ".join(f"{k} {v}" for k, v in data["tasks_by_status"].items())
     files = data["files"]
     lines = [f"tasks      {data['tasks']}" + (f"  ({statuses})" if statuses else ""),
-             f"clips      {data['clips']}  ({_length(data['duration']) or '0:00'} total)",
+             f"clips      {data['clips']}  ({length(data['duration']) or '0:00'} total)",
              f"files      {files.get('downloaded', 0)} downloaded ({_human_bytes(data['bytes_on_disk'])} on disk), "
              f"{files.get('pending', 0)} pending, {files.get('failed', 0)} failed"]
     run = data["last_sync"]
@@ -341,5 +332,5 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
     click.echo("\n".join(clean_line(line) for line in lines) + "\n")
     columns = ("source", "tasks", *STATUS_NAMES, "clips", "duration")
     rows = [{"source": name, "tasks": s["tasks"], **{k: s["statuses"].get(k, 0) for k in STATUS_NAMES},
-             "clips": s["clips"], "duration": _length(s["duration"])} for name, s in data["sources"].items()]
+             "clips": s["clips"], "duration": length(s["duration"])} for name, s in data["sources"].items()]
     rows_table(rows, columns, sys.stdout, title="by source")

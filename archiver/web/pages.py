@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from ..errors import ArchiverError, UsageError
-from ..fields import AssetKind
+from ..fields import AssetKind, AssetState
 from ..library import (archived_path, clips_per_month, count_clips, exact_detail, facets, list_clips, list_tasks,
                        m3u, search, stats)
 from ..records import Status
@@ -99,14 +99,18 @@ def queue(request: Request) -> Response:
                          for r in rows if r.get("audio_path")])
 
 
+def _archived(clip: dict[str, Any], kind: AssetKind) -> dict[str, Any] | None:
+    """The clip's downloaded file of this kind, as `exact_detail` lists it; None if there is none."""
+    return next((f for f in clip["files"] if f["kind"] == kind and f["state"] == AssetState.DOWNLOADED), None)
+
+
 def clip_page(request: Request) -> Response:
     source, clip_id = request.path_params["source"], request.path_params["clip_id"]
     with request.app.state.settings.open_reader() as db:
         clip = exact_detail(db, "clip", source, clip_id)
     if clip is None:
         return not_found(request, None)
-    audio = next((f for f in clip["files"] if f["kind"] == AssetKind.AUDIO and f["state"] == "downloaded"), None)
-    image = next((f for f in clip["files"] if f["kind"] == AssetKind.IMAGE and f["state"] == "downloaded"), None)
+    audio, image = _archived(clip, AssetKind.AUDIO), _archived(clip, AssetKind.IMAGE)
     return _render(request, "clip.html", clip=clip, audio=audio, image=image,
                    sections=lyrics_sections(clip.get("lyrics")), library=str(request.app.state.settings.library))
 
@@ -118,10 +122,8 @@ def task_page(request: Request) -> Response:
     if task is None:
         return not_found(request, None)
     for clip in task["clips"]:
-        clip["audio_path"] = next((f["path"] for f in clip["files"]
-                                   if f["kind"] == AssetKind.AUDIO and f["state"] == "downloaded"), None)
-        clip["image_path"] = next((f["path"] for f in clip["files"]
-                                   if f["kind"] == AssetKind.IMAGE and f["state"] == "downloaded"), None)
+        for kind, key in ((AssetKind.AUDIO, "audio_path"), (AssetKind.IMAGE, "image_path")):
+            clip[key] = (_archived(clip, kind) or {}).get("path")
     return _render(request, "task.html", task=task)
 
 

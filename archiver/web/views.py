@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..library import SNIPPET_MARKS
-from ..render import clean_line, clean_text
+from ..render import clean_line, clean_text, length
 
 PAGE_SIZE = 60
 SORTS: dict[str, str] = {
@@ -27,16 +27,6 @@ DURATIONS: dict[str, str] = {
 }
 FILTERS = ("source", "model", "status", "year", "duration")
 _SECTION = re.compile(r"^\s*\[([^\]]{1,60})\]\s*$")
-
-
-def length(seconds: float | None) -> str:
-    """m:ss (h:mm:ss past an hour); empty when unknown."""
-    if seconds is None:
-        return ""
-    whole = int(round(seconds))
-    if whole >= 3600:
-        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def text(value: Any) -> str:
