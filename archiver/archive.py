@@ -1,8 +1,9 @@
 """Turning pending assets into archived files: naming, fetching, checking, tagging, recording.
 
 Per clip the cover is fetched first (so the audio can embed it) but placed after the audio, then
-any video; the clip's audio path fixes the stem every sibling file shares. Clips run
-concurrently up to `jobs`. Rewriting the tags of archived files lives in `retag`.
+any video; the clip's audio path fixes the stem every sibling file shares. `jobs` transfers run at
+once; twice as many clips are in progress, so a file's tagging and fsync (disk waits) never hold
+a transfer slot. Rewriting the tags of archived files lives in `retag`.
 
 Finished files are committed in groups: each is fsynced and renamed into place as it is ready,
 and a batch of them then gets one fsync per folder (making the renames durable) and one database
@@ -42,6 +43,7 @@ from .retag import created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
 from .tagging import read_tags
 
+CLIPS_PER_JOB = 2  # clips in progress per transfer slot: one transfers while another is tagged and synced
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
 GROUP_SECONDS = 1.0  # or as soon as the oldest waiting file has waited this long
 AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
@@ -116,6 +118,7 @@ class Archiver:
         self.refresh_task = refresh
         self.tuning = tuning
         self.root = config.library
+        self.base = self.root.resolve()  # the real root, resolved once for every file placed
         self.template = config.path_template or DEFAULT_TEMPLATE
         self.summary = DownloadSummary()
         self.taken: set[str] = set()
@@ -126,6 +129,7 @@ class Archiver:
         self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
+        self.transfers = asyncio.Semaphore(max(1, config.jobs))  # `jobs` = transfers at once
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
@@ -148,7 +152,7 @@ class Archiver:
                 if rel.casefold() not in recorded_all:
                     self.foreign.setdefault(_stem_key(rel), []).append(rel)
             jobs = max(1, self.config.jobs)
-            limit = asyncio.Semaphore(jobs)
+            limit = asyncio.Semaphore(CLIPS_PER_JOB * jobs)
             async with media_client(self.config, jobs) as client:
                 try:
                     async with asyncio.TaskGroup() as group:
@@ -303,8 +307,7 @@ class Archiver:
                      assets: dict[str, Asset], *, hold: bool = False) -> PurePosixPath | _Ready:
         """Adopt the file if it is already in place, else fetch it; `hold` returns it ready but
         not yet placed (a cover waits for its audio, see `_clip`)."""
-        target = resolve_inside(self.root, rel)
-        adopted = await asyncio.to_thread(self._adopt, clip, asset, target, assets)
+        target, adopted = await asyncio.to_thread(self._locate, clip, asset, rel, assets)
         if adopted is not None:
             return adopted
         ready = await self._prepare(client, clip, task, asset, target, assets)
@@ -317,7 +320,6 @@ class Archiver:
                        assets: dict[str, Asset]) -> _Ready:
         """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
         part = target.with_name(target.name + PART)
-        target.parent.mkdir(parents=True, exist_ok=True)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         try:
@@ -325,7 +327,7 @@ class Archiver:
             if asset.kind == "audio":
                 fetched = await self._check_length(client, clip, task, asset, fetched, handle)
             final = target.with_name(f"{target.name.rpartition('.')[0]}.{final_ext(fetched.kind, asset.kind)}")
-            final_rel = PurePosixPath(final.relative_to(self.root.resolve()).as_posix())
+            final_rel = PurePosixPath(final.relative_to(self.base).as_posix())
             tagged, warning = False, asset.warning
             if asset.kind == "audio":
                 # Tags rewrite the file, so it stops being a prefix of the source: a run killed
@@ -427,9 +429,10 @@ class Archiver:
         # Audio is hashed once tagged (tags rewrite it): hashing it while it streams would be wasted.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
-        return await fetch(client, job, refresh=refresh,
-                           on_bytes=lambda n: self.reporter.download_advanced(handle, n),
-                           warn=self.reporter.warning)
+        async with self.transfers:
+            return await fetch(client, job, refresh=refresh,
+                               on_bytes=lambda n: self.reporter.download_advanced(handle, n),
+                               warn=self.reporter.warning)
 
     async def _check_length(self, client: Any, clip: Clip, task: Task, asset: Asset, fetched: Fetched,
                             handle: object) -> Fetched:
@@ -451,6 +454,16 @@ class Archiver:
             asset.warning = message
             self.reporter.warning(f"{clip.source} {clip.clip_id}: {message}")
         return again
+
+    def _locate(self, clip: Clip, asset: Asset, rel: PurePosixPath,
+                assets: dict[str, Asset]) -> tuple[Path, PurePosixPath | None]:
+        """Worker thread: where the file goes (checked inside the library, its folder made) and
+        whether a complete copy is already there; file-system calls stay off the event loop."""
+        target = resolve_inside(self.root, rel, base=self.base)
+        adopted = self._adopt(clip, asset, target, assets)
+        if adopted is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        return target, adopted
 
     def _adopt(self, clip: Clip, asset: Asset, target: Path, assets: dict[str, Asset]) -> PurePosixPath | None:
         """A complete file of this clip already at its final path: record it instead of fetching.
@@ -484,7 +497,7 @@ class Archiver:
                         continue
                 elif not self._proves(clip, [target.with_name(f"{stem}.{ext}") for ext in sorted(AUDIO_EXTS)]):
                     continue
-            rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
+            rel = PurePosixPath(path.relative_to(self.base).as_posix())
             self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,
                                   tagged=asset.kind == "audio")
             asset.tagged = asset.kind == "audio"
