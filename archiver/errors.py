@@ -23,6 +23,7 @@ never need to know which library failed.
     ├── LibraryAbsent               the database records files but the library root has none of them
     ├── TaggingError                mutagen could not read or write a file's tags
     ├── DatabaseError               the library database is missing, corrupt or locked
+    ├── ClaimLost                   a fleet worker stalled past its lease: another took the file over
     └── LockHeld                    exit 75: another sync holds the library lock
 """
 
@@ -132,6 +133,10 @@ class TaggingError(ArchiverError):
 
 class DatabaseError(ArchiverError):
     pass
+
+
+class ClaimLost(ArchiverError):
+    """Not a failure of the file: the worker that took it over archives it; this one drops its copy."""
 
 
 class LockHeld(ArchiverError):

@@ -10,6 +10,7 @@ archived files refuse links too, and a finished file reaches its final name only
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -174,6 +175,14 @@ def place(part: Path, final: Path, *, owned: bool, durable: bool = True) -> None
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
         raise
+
+
+def discard(paths: Iterable[Path]) -> None:
+    """Remove files this process placed and must not keep (never a link or a folder at the name)."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
 
 
 def fsync_dirs(folders: set[Path]) -> None:
