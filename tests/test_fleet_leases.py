@@ -1,0 +1,205 @@
+"""A fleet's leases against a real PostgreSQL server: judged by the server's clock whatever a host's
+clock says, a worker that stalled past its lease records nothing of the work another took over,
+and of workers started at once under one name exactly one goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver import models
+from archiver.claims import Fleet
+from archiver.errors import LockHeld
+from archiver.fs import sha256_file, walk_library
+from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
+from archiver.simulator import Simulator
+from archiver.store import Store
+from archiver.testkit.kills import base_env
+
+ROOT = Path(__file__).resolve().parent.parent
+LAPSED = "2000-01-01T00:00:00.000000+00:00"  # what the passing of a lease does to its end
+
+
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    from archiver.pgdb import dsn
+
+    with psycopg.connect(dsn(url)) as conn:
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _lease_left(url: str, where: str) -> list[float]:
+    """Seconds from the server's clock to the end of each lease of the rows `where` selects."""
+    return [float(left) for (left,) in _rows(url, f"""
+        SELECT EXTRACT(EPOCH FROM (lease_until::timestamptz - clock_timestamp())) FROM (
+            SELECT lease_until, claimed_by AS name FROM tasks UNION ALL SELECT lease_until, claimed_by FROM assets
+            UNION ALL SELECT lease_until, claimed_by FROM provider_slots UNION ALL SELECT lease_until, name FROM workers
+        ) AS leases WHERE {where}""")]
+
+
+def _skew(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """This host's clock runs `offset` off, for every archiver module that reads it (the server's stays true)."""
+    real = models.utcnow
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("archiver") and getattr(module, "utcnow", None) is real:
+            monkeypatch.setattr(module, "utcnow", lambda: real() + offset)
+
+
+def _catalog(store: Store) -> None:
+    store.add_tasks("mountsea", ["m1", "m2"])
+    store.add_tasks("acedata", ["a1"])
+    store.apply([TaskRecord("ccapi-suno", "done", Status.SUCCEEDED, clips=(
+        ClipRecord("c1", title="One", audio_url="http://127.0.0.1:9/one.mp3", image_url="http://127.0.0.1:9/one.jpg"),
+    ))])
+
+
+def test_a_skewed_host_clock_neither_steals_live_claims_nor_stretches_its_own(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store(pg_url) as store:
+        _catalog(store)
+        honest = Fleet(store.engine, "honest")
+        honest.check_name()
+        assert len(honest.claim_tasks("mountsea", 10, ignore_schedule=True, pass_start=models.utcnow())) == 2
+        assert len(honest.claim_clips(10)) == 2
+        assert honest._take_slot("acedata", 1) == 0
+
+        _skew(monkeypatch, timedelta(hours=2))  # by this clock honest's leases ran out long ago
+        ahead = Fleet(store.engine, "ahead")
+        ahead.check_name()
+        assert ahead.claim_tasks("mountsea", 10, ignore_schedule=True, pass_start=models.utcnow()) == []
+        assert ahead.claim_clips(10) == []
+        assert ahead._take_slot("acedata", 1) is None
+        with pytest.raises(LockHeld, match="already running"):
+            Fleet(store.engine, "honest").check_name()
+        with pytest.raises(LockHeld, match="honest"):
+            ahead.check_alone("retagging")
+        # its own claims last a lease by the server's clock, not until two hours from now
+        assert len(ahead.claim_tasks("acedata", 10, ignore_schedule=True, pass_start=models.utcnow())) == 1
+        ahead.heartbeat()
+        left = _lease_left(pg_url, "name = 'ahead'")
+        assert len(left) == 2 and all(55 < s <= 61 for s in left), left
+
+        _skew(monkeypatch, timedelta(hours=-2))  # by this clock its claims would have lapsed already
+        behind = Fleet(store.engine, "behind")
+        behind.check_name()
+        left = _lease_left(pg_url, "name = 'behind'")
+        assert len(left) == 1 and 55 < left[0] <= 61, left
+        assert not behind.claim_tasks("acedata", 10, ignore_schedule=True, pass_start=behind.server_now())
+        # a poll recorded on this host is due again after its interval (300 s, doubled for a poll
+        # that changed nothing) by the server's clock, not two hours earlier
+        store.fleet = ahead  # the worker that claimed a1
+        store.record_polls("acedata", [], {"a1": PollOutcome.ok()}, 300.0, 3600.0)
+    (due,) = _rows(pg_url, "SELECT EXTRACT(EPOCH FROM (next_poll_at::timestamptz - clock_timestamp())) "
+                           "FROM tasks WHERE task_id = 'a1'")
+    assert 550 < float(due[0]) <= 601
+
+
+def test_a_stalled_worker_records_nothing_another_took_over(pg_url: str) -> None:
+    """Its leases lapsed while it stalled and B took its claims: A's results are dropped, B's kept."""
+    warned: list[str] = []
+    with Store(pg_url) as store_a, Store(pg_url) as store_b:
+        _catalog(store_a)
+        store_a.fleet, store_b.fleet = Fleet(store_a.engine, "A"), Fleet(store_b.engine, "B")
+        store_a.fleet.warn = warned.append
+        assets = store_a.fleet.claim_clips(10)
+        tasks = store_a.fleet.claim_tasks("mountsea", 10, ignore_schedule=True, pass_start=models.utcnow())
+        assert len(assets) == 2 and len(tasks) == 2
+        _rows(pg_url, f"UPDATE assets SET lease_until = '{LAPSED}'")  # A stalls past its lease ...
+        _rows(pg_url, f"UPDATE tasks SET lease_until = '{LAPSED}' WHERE claimed_by = 'A'")
+        assert store_b.fleet.claim_clips(10) == assets  # ... and B takes the work over
+        assert len(store_b.fleet.claim_tasks("mountsea", 10, ignore_schedule=True, pass_start=models.utcnow())) == 2
+
+        lost = store_a.assets_done([(assets[0], "A/one.mp3", 10, "a" * 64, True, None)])
+        assert lost == {assets[0]: None}  # not archived yet: B's to do
+        assert not store_a.asset_failed(assets[1], "A's transfer broke")
+        assert not store_a.keep_claims(assets)
+        result, _given_up, recorded = store_a.record_polls("mountsea", [TaskRecord("mountsea", "m1", Status.FAILED)],
+                                                           {"m1": PollOutcome.ok(), "m2": PollOutcome.ok()}, 60, 600)
+        assert recorded == {} and result.newly_failed == 0
+        assert _rows(pg_url, "SELECT state, path, attempts, claimed_by FROM assets ORDER BY id") == [
+            ("pending", None, 0, "B"), ("pending", None, 0, "B")]
+        assert _rows(pg_url, "SELECT DISTINCT status, polls, claimed_by FROM tasks WHERE source = 'mountsea'") == [
+            ("pending", 0, "B")]
+        assert warned and all("taken over by another worker" in w for w in warned)
+
+        assert store_b.assets_done([(assets[0], "B/one.mp3", 10, "b" * 64, True, None)]) == {}
+        assert store_b.keep_claims(assets)
+        _rows(pg_url, "UPDATE assets SET claimed_by = NULL")  # B is done and gives its claims back
+        assert store_a.assets_done([(assets[0], "A/one.mp3", 10, "a" * 64, True, None)]) == {assets[0]: "B/one.mp3"}
+    assert _rows(pg_url, f"SELECT path, sha256 FROM assets WHERE id = {assets[0]}") == [("B/one.mp3", "b" * 64)]
+
+
+def test_workers_started_at_once_under_one_name_let_one_go_on(pg_url: str) -> None:
+    with Store(pg_url) as store:
+        gate = threading.Barrier(6)
+        outcomes: list[str] = []
+
+        def start() -> None:
+            fleet = Fleet(store.engine, "nas-1")
+            gate.wait()
+            try:
+                fleet.check_name()
+                outcomes.append("goes on")
+            except LockHeld:
+                outcomes.append("exits 75")
+
+        threads = [threading.Thread(target=start) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(outcomes) == ["exits 75"] * 5 + ["goes on"]
+
+
+def test_a_worker_suspended_mid_download_leaves_the_file_to_the_one_that_took_over(
+        pg_url: str, tmp_path: Path) -> None:
+    """SIGSTOP (a suspended VM) in the middle of a transfer, B takes the clip over and archives it,
+    then A wakes and finishes its transfer: it places and records nothing, and writes into no file of B's."""
+    library = tmp_path / "library"
+    with Simulator(media_rate=200_000) as sim:
+        task = sim.add_task("acedata", clips=1, steps=0, audio_bytes=400_000)
+        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
+                                        "ARCHIVER_LEASE": "1", "PYTHONPATH": str(ROOT),
+                                        "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+        def archiver(*args: str) -> subprocess.Popen[str]:
+            return subprocess.Popen([sys.executable, "-m", "archiver", *args], env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        assert archiver("add", "acedata", task).wait(60) == 0
+        a = archiver("sync", "--worker-id", "A", "--jobs", "1")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.target == "media" and not r.path.endswith(".jpg")
+                                                      for r in sim.requests):
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            b = archiver("sync", "--worker-id", "B", "--until-done", "--timeout", "60", "--json", "--jobs", "1")
+            out, err = b.communicate(timeout=90)
+            assert b.returncode == 0, err
+            assert json.loads(out.splitlines()[-1])["files_downloaded"] == 2
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        _out, a_err = a.communicate(timeout=90)
+    assert a.returncode == 0, a_err
+    assert "taken over by another worker" in a_err
+    rows = _rows(pg_url, "SELECT path, sha256, state FROM assets")
+    assert len(rows) == 2 and all(state == "downloaded" for *_x, state in rows), rows
+    for path, digest, _state in rows:  # what B recorded is what is on disk: nobody wrote into it since
+        assert sha256_file(library / path)[1] == digest
+    files, parts, _links = walk_library(library)
+    assert files == {path for path, *_x in rows}  # no second copy, and no temporary file of A's left
+    assert parts == []
