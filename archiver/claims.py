@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -59,6 +58,11 @@ def _key(name: str) -> int:
     return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
 
 
+def part_tag(worker: str) -> str:
+    """What a worker's temporary file names carry (archive.py): no worker writes into another's."""
+    return f".~w{_key(worker):08x}"
+
+
 def _unheard(message: str) -> None:
     """Where lost claims are reported until a sync attaches its reporter."""
 
@@ -69,18 +73,16 @@ class Fleet:
     def __init__(self, engine: Engine, worker: str, lease: float = DEFAULT_LEASE) -> None:
         self.engine = engine
         self.me = worker
-        self.tag = f".~w{_key(worker):08x}"  # in this worker's temporary file names (archive.py)
+        self.tag = part_tag(worker)
         self.lease = timedelta(seconds=max(1.0, lease))
         self.started = utcnow()  # a file that failed in this run waits for the next one (this host's clock wrote both)
         self.seen_tasks: set[int] = set()  # claimed in this pass (a guard: a pass claims a task once)
         self.seen_clips: set[int] = set()  # claimed in this run (the same guard for clips)
-        # What this worker is working on under its claims: results for them are recorded only while
-        # the claims are still its own. Taken out before a claim is given back (see `heartbeat`).
-        self.held_tasks: set[int] = set()
+        # The claimed files this worker is archiving: checked before work on them goes on and when
+        # they are recorded. Emptied before the claims are given back (see `heartbeat`).
         self.held_assets: frozenset[int] = frozenset()
         self.lost: set[int] = set()  # asset ids found taken over by another worker
         self.warn: Callable[[str], None] = _unheard  # the sync's reporter.warning
-        self._guard = threading.Lock()  # held_tasks: sources claim and give back from several threads
 
     def _run(self, sql: str, **params: Any) -> list[Any]:
         statement = text(sql)
@@ -132,13 +134,11 @@ class Fleet:
 
         Rows this worker is writing in another transaction at this moment are skipped, not waited
         for (waiting could close a deadlock with that transaction); the next beat renews them.
-        A claim of this worker's found under another name (it stalled past its lease and the work
-        was taken over) is reported; its results are dropped when they come (`keep`, `lost_files`).
+        A file this worker is archiving found under another's claim (it stalled past its lease and
+        the work was taken over) is reported, and no more work is done on it (`keep`, `lost_files`).
         """
         params = {"me": self.me, "lease": self.lease.total_seconds()}
         done = AssetState.DOWNLOADED.value
-        with self._guard:
-            tasks = sorted(self.held_tasks)
         assets = sorted(self.held_assets)
         with self.engine.begin() as conn:
             conn.execute(text(f"UPDATE workers SET heartbeat_at = {_NOW}, lease_until = {_UNTIL} WHERE name = :me"),
@@ -149,14 +149,8 @@ class Fleet:
             conn.execute(text(f"UPDATE provider_slots SET lease_until = {_UNTIL} WHERE (provider, slot) IN ("
                               "SELECT provider, slot FROM provider_slots WHERE claimed_by = :me "
                               "FOR UPDATE SKIP LOCKED)"), params)
-            lost_tasks, lost_assets = (_taken_over(conn, table, ids, self.me)
-                                       for table, ids in (("tasks", tasks), ("assets", assets)))
-        with self._guard:  # one given back meanwhile was still this worker's when it was looked at
-            lost_tasks &= self.held_tasks
-        if lost_tasks:
-            self.warn(f"worker {self.me}: {len(lost_tasks)} task(s) it was polling were taken over by another "
-                      "worker after its lease ran out; their results will be dropped")
-        self._lose(lost_assets & self.held_assets)
+            lost = _taken_over(conn, assets, self.me)
+        self._lose(lost & self.held_assets)  # one given back meanwhile was still this worker's when looked at
 
     async def renewing(self) -> None:
         """Heartbeats every third of a lease until cancelled."""
@@ -176,8 +170,6 @@ class Fleet:
         """Give every claim back and record the end of the run."""
         params = {"me": self.me, "code": exit_code}
         self.held_assets = frozenset()
-        with self._guard:
-            self.held_tasks.clear()
         with self.engine.begin() as conn:
             conn.execute(text("UPDATE tasks SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me"), params)
             conn.execute(text("UPDATE assets SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me"),
@@ -210,8 +202,6 @@ class Fleet:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(f"poll:{source}")})
             rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(text(sql), params)]
         fresh = sorted(row for row in rows if row[0] not in self.seen_tasks)
-        with self._guard:
-            self.held_tasks.update(row[0] for row in fresh)
         if len(fresh) < len(rows):  # polled in this pass yet due again: never twice in one pass
             self.release_tasks([row[0] for row in rows if row[0] in self.seen_tasks])
         self.seen_tasks.update(row[0] for row in fresh)
@@ -219,8 +209,6 @@ class Fleet:
 
     def release_tasks(self, ids: Sequence[int]) -> None:
         if ids:
-            with self._guard:
-                self.held_tasks.difference_update(ids)
             self._run("UPDATE tasks SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me AND id IN :ids",
                       ids=list(ids))
 
@@ -366,11 +354,11 @@ class Fleet:
         return None if found is None else int(found[0])
 
 
-def _taken_over(conn: Connection, table: str, ids: list[int], me: str) -> set[int]:
-    """Of rows this worker claimed, those now claimed by another worker or given back by one."""
+def _taken_over(conn: Connection, ids: list[int], me: str) -> set[int]:
+    """Of files this worker claimed, those now claimed by another worker or given back by one."""
     if not ids:
         return set()
-    statement = text(f"SELECT id FROM {table} WHERE id IN :ids AND claimed_by IS DISTINCT FROM :me"
+    statement = text("SELECT id FROM assets WHERE id IN :ids AND claimed_by IS DISTINCT FROM :me"
                      ).bindparams(bindparam("ids", expanding=True))
     return {int(r[0]) for r in conn.execute(statement, {"ids": ids, "me": me})}
 

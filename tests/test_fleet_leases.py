@@ -121,6 +121,9 @@ def test_a_stalled_worker_records_nothing_another_took_over(pg_url: str) -> None
         assert store_b.fleet.claim_clips(10) == assets  # ... and B takes the work over
         assert len(store_b.fleet.claim_tasks("mountsea", 10, ignore_schedule=True, pass_start=models.utcnow())) == 2
 
+        store_a.fleet.heartbeat()  # A wakes: it renews nothing of B's and notices the loss
+        assert all(55 < left <= 61 for left in _lease_left(pg_url, "name = 'B'"))
+        assert len(warned) == 1 and store_a.fleet.lost == set(assets)
         lost = store_a.assets_done([(assets[0], "A/one.mp3", 10, "a" * 64, True, None)])
         assert lost == {assets[0]: None}  # not archived yet: B's to do
         assert not store_a.asset_failed(assets[1], "A's transfer broke")
