@@ -18,7 +18,8 @@ never need to know which library failed.
     ├── DownloadError               a media file could not be fetched or verified
     │   ├── LinkExpired             403/404/410 from a media host: re-poll for a fresh URL
     │   ├── RefusedURL              not http(s), or bigger than max_file_size
-    │   └── StorageError            ENOSPC or another write error: stop all downloads
+    │   ├── StorageError            ENOSPC or another write error: stop all downloads
+    │   └── PartGone                its temporary file was removed before it was placed
     ├── UnsafePath                  a link, or a file the library does not own, where it would write
     ├── LibraryAbsent               the database records files but the library root has none of them
     ├── TaggingError                mutagen could not read or write a file's tags
@@ -117,6 +118,10 @@ class RefusedURL(DownloadError):
 
 class StorageError(DownloadError):
     pass
+
+
+class PartGone(DownloadError):
+    """Cleared by another fleet worker while this one stalled past its lease: the file is retried."""
 
 
 class UnsafePath(ArchiverError):
