@@ -28,7 +28,7 @@ from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
                      TaggingError, UnsafePath)
-from .fs import (PART, TAGGING, discard, fsync_dirs, open_read, place, read_fd, sha256_file,
+from .fs import (PART, TAGGING, discard, fsync_dirs, open_read, place, read_fd, removed_part, sha256_file,
                  storage_error, sync_file)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
@@ -173,9 +173,8 @@ class Archiver:
                     self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
-        for part in parts:  # a fleet worker's own only: the others' may be in use
-            if part not in self.keep_parts and self.part_tag in part.name and part.exists():
-                part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
+        clear = discard if self.store.fleet is None else self.store.fleet.clear_parts  # a fleet: only its own and dead workers'
+        await asyncio.to_thread(clear, [part for part in parts if part not in self.keep_parts])  # from runs that died
         return self.summary
 
     async def _guarded(self, limit: asyncio.Semaphore, client: Any, clip: Clip, task: Task,
@@ -210,8 +209,7 @@ class Archiver:
     async def _kept(self, assets: list[Asset]) -> bool:
         """A fleet worker goes on with files only while it still claims them (renewed): one that
         stalled past its lease may find them taken over (claims.py)."""
-        ids = [asset.id or 0 for asset in assets]
-        return self.store.fleet is None or await asyncio.to_thread(self.store.keep_claims, ids)
+        return self.store.fleet is None or await asyncio.to_thread(self.store.keep_claims, [a.id or 0 for a in assets])
 
     async def _clip(self, client: Any, clip: Clip, task: Task, assets_list: list[Asset]) -> None:
         if not await self._kept(assets_list):
@@ -243,7 +241,7 @@ class Archiver:
             except DatabaseError:
                 raise
             except (ArchiverError, OSError) as exc:
-                self._failed(clip, [asset], str(exc))
+                self._failed(clip, [asset], str(removed_part(exc) or exc))
             except Exception as exc:  # noqa: BLE001 - one file's surprise must not end a cron run
                 self._failed(clip, [asset], f"internal error: {type(exc).__name__}: {exc}")
             if kind == "audio":  # archived or not, its cover waits no longer
@@ -518,7 +516,7 @@ class Archiver:
             size, digest, tagged = await asyncio.to_thread(
                 retag_file, self.root / (audio.path or ""),
                 tag_data(clip, task, self.config, cover, self.tracks.get(task.id or 0, [])),
-                self.config.id3_version)
+                self.config.id3_version, self.part_tag)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")
             return

@@ -17,24 +17,31 @@ for the fleet) and the retry budget (one per window of RETRY_WINDOW for the flee
 A worker that stalls past its lease (a long pause, a suspended VM) may find its claims taken
 over: what it then records is checked against its claims in the recording transaction (the rows
 locked), and a result whose claim was lost is dropped with a warning, left to the new owner.
+
+Each worker's temporary files carry its tag (`part_tag`), so none writes into another's; those
+of dead workers (finished, or their lease over) are cleared by the others (`clear_parts`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import LockHeld
 from .fields import AssetState
+from .fs import discard
 from .models import UTCDateTime, utcnow
 from .pgdb import server_time
 from .providers.http import RetryBudget
@@ -61,6 +68,17 @@ def _key(name: str) -> int:
 def part_tag(worker: str) -> str:
     """What a worker's temporary file names carry (archive.py): no worker writes into another's."""
     return f".~w{_key(worker):08x}"
+
+
+# The tag ends a temporary name: `Song.mp3.~w1a2b3c4d.part`, `Song.~w1a2b3c4d.~tag.part`.
+_TAGGED = re.compile(r"(\.~w[0-9a-f]{8})(?:\.~tag)?\.part$")
+_NAMES_KEY = _key("archiver:worker-names")  # taking a name waits while temporary files are cleared
+
+
+def tag_of(name: str) -> str | None:
+    """The worker tag a temporary file's name carries (None: not a fleet worker's)."""
+    found = _TAGGED.search(name)
+    return found.group(1) if found else None
 
 
 def _unheard(message: str) -> None:
@@ -100,16 +118,22 @@ class Fleet:
 
         One statement decides: of workers started at once under one name exactly one inserts (or
         takes over a finished or lapsed row); the others' INSERT waits for that row, then finds it live.
+        A name is never taken while another worker clears dead workers' temporary files
+        (`clear_parts`): a worker restarted under its old name resumes its own.
         """
-        taken = self._run(f"""INSERT INTO workers (name, host, pid, started_at, heartbeat_at, lease_until)
-                              VALUES (:me, :host, :pid, {_NOW}, {_NOW}, {_UNTIL})
-                              ON CONFLICT (name) DO UPDATE SET host = :host, pid = :pid, started_at = {_NOW},
-                                  heartbeat_at = {_NOW}, lease_until = {_UNTIL}, finished_at = NULL,
-                                  exit_code = NULL, run_id = NULL
-                              WHERE workers.finished_at IS NOT NULL OR workers.lease_until IS NULL
-                                 OR workers.lease_until <= {_NOW}
-                              RETURNING name""", host=socket.gethostname(), pid=os.getpid())
-        if not taken:
+        params = {"me": self.me, "lease": self.lease.total_seconds(), "host": socket.gethostname(),
+                  "pid": os.getpid(), "key": _NAMES_KEY}
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), params)
+            taken = conn.execute(text(f"""
+                INSERT INTO workers (name, host, pid, started_at, heartbeat_at, lease_until)
+                VALUES (:me, :host, :pid, {_NOW}, {_NOW}, {_UNTIL})
+                ON CONFLICT (name) DO UPDATE SET host = :host, pid = :pid, started_at = {_NOW},
+                    heartbeat_at = {_NOW}, lease_until = {_UNTIL}, finished_at = NULL, exit_code = NULL, run_id = NULL
+                WHERE workers.finished_at IS NOT NULL OR workers.lease_until IS NULL
+                   OR workers.lease_until <= {_NOW}
+                RETURNING name"""), params).first()
+        if taken is None:
             holder = self._run("SELECT host, pid FROM workers WHERE name = :me") or [("?", "?")]
             raise LockHeld(f"worker {self.me} is already running on this catalog (host {holder[0][0]}, "
                            f"pid {holder[0][1]}); give each worker its own --worker-id")
@@ -178,6 +202,29 @@ class Fleet:
                               "WHERE claimed_by = :me"), params)
             conn.execute(text(f"UPDATE workers SET finished_at = {_NOW}, heartbeat_at = {_NOW}, lease_until = NULL, "
                               "exit_code = :code WHERE name = :me"), params)
+
+    def clear_parts(self, parts: Iterable[Path]) -> None:
+        """Remove leftover temporary files (found by the library walk, none in use by this run) of
+        this worker's earlier runs and of every worker not live now: finished, or its lease over
+        by the server's clock. Those of live workers, and untagged ones, are left alone.
+
+        A worker whose lease ran out is dead by definition: one merely suspended finds its file
+        gone when it wakes, fails it cleanly (fs.part_gone) and retries it later. Names are not
+        taken meanwhile (`check_name`): a worker restarted under a dead one's name resumes its
+        files only after they are judged, never while they are being removed.
+        """
+        tagged = [(part, tag) for part in parts if (tag := tag_of(part.name)) is not None]
+        if not tagged:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _NAMES_KEY})
+                live = {part_tag(str(r[0])) for r in conn.execute(text(
+                    f"SELECT name FROM workers WHERE finished_at IS NULL AND lease_until > {_NOW} AND name <> :me"),
+                    {"me": self.me})}  # a live worker's, even under a tag equal to this one's, stays
+                discard(part for part, tag in tagged if tag not in live)
+        except SQLAlchemyError:
+            return  # the catalog is out of reach: they wait for the next run
 
     # --- tasks --------------------------------------------------------------------------
 

@@ -163,9 +163,10 @@ def migrate_lyrics(audio: Path) -> None:
         old.unlink()
 
 
-def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
-    """Rewrite the tags of an archived file without ever leaving it half-written."""
-    part = path.with_name(path.name.rpartition(".")[0] + TAGGING)  # a download resumes `.part`
+def retag_file(path: Path, data: TagData, id3_version: int, tag: str = "") -> tuple[int, str, bool]:
+    """Rewrite the tags of an archived file without ever leaving it half-written (`tag`: a fleet
+    worker's, in the temporary name, see claims.part_tag)."""
+    part = path.with_name(path.name.rpartition(".")[0] + tag + TAGGING)  # a download resumes `.part`
     try:
         with open_read(path) as src, create_new(part) as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)

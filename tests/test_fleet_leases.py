@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from archiver import models
-from archiver.claims import Fleet
+from archiver import claims, models
+from archiver.claims import Fleet, part_tag
 from archiver.errors import LockHeld
 from archiver.fs import sha256_file, walk_library
 from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
@@ -206,3 +206,105 @@ def test_a_worker_suspended_mid_download_leaves_the_file_to_the_one_that_took_ov
     files, parts, _links = walk_library(library)
     assert files == {path for path, *_x in rows}  # no second copy, and no temporary file of A's left
     assert parts == []
+
+
+def _sync(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "archiver", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_temporary_files_of_dead_workers_are_cleared_and_a_live_workers_kept(pg_url: str, tmp_path: Path) -> None:
+    """A SIGKILLed worker's temporary files would stay for good (default names never run again):
+    the others clear those of every worker not live, and never touch a live one's."""
+    library = tmp_path / "library"
+    (library / "acedata" / "t1").mkdir(parents=True)
+    with Store(pg_url) as store:
+        fleets = {name: Fleet(store.engine, name) for name in ("live", "lapsed", "finished", "sweeper")}
+        for fleet in fleets.values():
+            fleet.check_name()
+        fleets["finished"].finish(0)
+        _rows(pg_url, f"UPDATE workers SET lease_until = '{LAPSED}' WHERE name = 'lapsed'")
+        owners = [*fleets, "never-registered"]
+        for name in owners:
+            tag = part_tag(name)
+            for rel in (f"Song.mp3{tag}.part", f"Song{tag}.~tag.part", f"acedata/t1/cover.jpg{tag}.part"):
+                (library / rel).write_bytes(name.encode())
+        (library / "Other.mp3.part").write_bytes(b"a lone sync's, or from before worker tags")
+        (library / "Song.mp3").write_bytes(b"an archived file")
+
+        done = threading.Event()
+
+        def take_name() -> None:
+            Fleet(store.engine, "lapsed").check_name()
+            done.set()
+
+        restart = threading.Thread(target=take_name)  # the dead worker's name, taken again meanwhile
+        real_discard = claims.discard
+
+        def discard(paths: Any) -> None:
+            restart.start()
+            assert not done.wait(1.0), "a name was taken while dead workers' files were being removed"
+            real_discard(paths)
+
+        claims.discard = discard  # type: ignore[assignment]
+        try:
+            fleets["sweeper"].clear_parts(walk_library(library)[1])
+        finally:
+            claims.discard = real_discard
+        restart.join(30)
+        assert done.is_set()
+    left = sorted(p.relative_to(library).as_posix() for p in library.rglob("*") if p.is_file())
+    tag = part_tag("live")
+    assert left == sorted(["Other.mp3.part", "Song.mp3", f"Song.mp3{tag}.part", f"Song{tag}.~tag.part",
+                           f"acedata/t1/cover.jpg{tag}.part"])
+
+
+def test_a_worker_that_wakes_to_find_its_temporary_files_cleared_fails_them_cleanly(
+        pg_url: str, tmp_path: Path) -> None:
+    """Suspended mid-download past its lease, A is dead: its temporary files are cleared while it
+    still holds its claims. Woken, it fails each file with a clear error and leaves nothing behind
+    (no file in place, no temporary file); the next run archives them."""
+    library = tmp_path / "library"
+    with Simulator(media_rate=200_000) as sim:
+        task = sim.add_task("acedata", clips=1, steps=0, audio_bytes=400_000)
+        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
+                                        "ARCHIVER_LEASE": "1", "PYTHONPATH": str(ROOT),
+                                        "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+        assert _sync(env, "add", "acedata", task).wait(60) == 0
+        a = _sync(env, "sync", "--worker-id", "A", "--jobs", "1", "--json")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.target == "media" and not r.path.endswith(".jpg")
+                                                      for r in sim.requests):
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            while not _rows(pg_url, "SELECT 1 FROM workers WHERE name = 'A' "
+                                    "AND lease_until::timestamptz <= clock_timestamp()"):
+                assert time.monotonic() < deadline, "A's lease never ran out"
+                time.sleep(0.05)
+            parts = walk_library(library)[1]
+            assert len(parts) == 2 and all(part_tag("A") in p.name for p in parts), parts  # its cover, its audio
+            with Store(pg_url) as store:
+                Fleet(store.engine, "B").clear_parts(parts)
+            assert walk_library(library)[1] == []
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=90)
+        assert a.returncode == 1, err
+        assert json.loads(out.splitlines()[-1])["downloads_failed"] == 2
+        assert err.count("was removed before it was placed") == 2, err
+        rows = _rows(pg_url, "SELECT state, path, last_error, claimed_by FROM assets")
+        assert [(state, path, claimed) for state, path, _e, claimed in rows] == [("failed", None, None)] * 2
+        assert all("temporary file" in error and "will retry" in error for _s, _p, error, _c in rows), rows
+        assert walk_library(library)[:2] == (set(), [])  # nothing placed, nothing half-written left
+
+        b = _sync(env, "sync", "--worker-id", "B", "--jobs", "1", "--json")
+        out, err = b.communicate(timeout=90)
+        assert b.returncode == 0, err
+    rows = _rows(pg_url, "SELECT path, sha256, state FROM assets")
+    assert len(rows) == 2 and all(state == "downloaded" for *_x, state in rows), rows
+    for path, digest, _state in rows:
+        assert sha256_file(library / path)[1] == digest
+    assert walk_library(library)[:2] == ({path for path, *_x in rows}, [])
+
