@@ -38,7 +38,7 @@ from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
 from .finishing import finish_audio, storage_cause, truncated
-from .retag import created_of, retag_file, tag_data, tracks_of, write_lyrics
+from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
 from .tagging import read_tags
 
@@ -127,8 +127,9 @@ class Archiver:
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
-        # A fleet worker's temporary files carry its name: another never writes into them (claims.py).
-        self.part_tag = "" if store.fleet is None else store.fleet.tag
+        # A fleet worker's temporary files carry its name (claims.py); it writes no more for a file whose claim it lost.
+        self.part_tag, self.lost = ("", set()) if store.fleet is None else (store.fleet.tag, store.fleet.lost)
+        self.sidecars: set[Path] = set()  # audio whose lyrics sidecar this run created (it goes with a dropped file)
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
         recorded = self.store.downloaded_paths()  # before the walk: a file another fleet worker records is on disk
@@ -399,9 +400,10 @@ class Archiver:
         self._record(asset, ready)
         if len(self.unrecorded) >= GROUP_FILES or time.monotonic() - self.waiting_since >= GROUP_SECONDS:
             await self._record_placed()
-        if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
+        if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics and (asset.id or 0) not in self.lost:
             try:
-                await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics)
+                if await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics, self.part_tag):
+                    self.sidecars.add(ready.final)
             except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
                 self.reporter.warning(f"{ready.rel}: lyrics sidecar not written: {exc}")
 
@@ -426,8 +428,8 @@ class Archiver:
                 self.unrecorded[:0] = group  # still in place: the end of the run tries again
                 raise
             if lost:  # a lost claim's file is left for its new owner to adopt, unless it recorded one elsewhere
-                await asyncio.to_thread(discard, [ready.final for asset, ready in group
-                                                  if lost.get(asset.id or 0) not in (None, ready.rel.as_posix())])
+                finals = [ready.final for asset, ready in group if lost.get(asset.id or 0) not in (None, ready.rel.as_posix())]
+                await asyncio.to_thread(discard, finals + [f.with_suffix(SIDECAR) for f in finals if f in self.sidecars])
                 group = [(asset, ready) for asset, ready in group if (asset.id or 0) not in lost]
             self.summary.downloaded += len(group)
             self.summary.bytes += sum(ready.transferred for _, ready in group)

@@ -308,3 +308,53 @@ def test_a_worker_that_wakes_to_find_its_temporary_files_cleared_fails_them_clea
         assert sha256_file(library / path)[1] == digest
     assert walk_library(library)[:2] == ({path for path, *_x in rows}, [])
 
+
+# `archiver sync` whose files are taken over, the moment before it records them, by a worker B that
+# recorded them at other paths (A stalled past its lease between placing and recording).
+TAKEN_OVER = r"""
+import sys
+import psycopg
+import archiver.archive as archive
+from archiver.pgdb import dsn
+
+real = archive.fsync_dirs
+
+
+def fsync_dirs(folders):
+    with psycopg.connect(dsn(sys.argv[1])) as conn:
+        for kind, name, data in (("audio", "Elsewhere.mp3", b"B's song"), ("image", "Elsewhere.jpg", b"B's cover")):
+            (archive.Path(sys.argv[2]) / name).write_bytes(data)
+            conn.execute("UPDATE assets SET claimed_by = 'B', state = 'downloaded', path = %s, size = %s, "
+                         "sha256 = %s WHERE kind = %s", (name, len(data), archive.sha256_file(
+                             archive.Path(sys.argv[2]) / name)[1], kind))
+    return real(folders)
+
+
+archive.fsync_dirs = fsync_dirs
+from archiver.cli import cli
+
+cli(sys.argv[3:], prog_name="archiver")
+"""
+
+
+def test_a_file_recorded_elsewhere_by_the_worker_that_took_it_over_is_removed_with_its_lyrics(
+        pg_url: str, tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    config = tmp_path / "config.toml"
+    config.write_text('lyrics_sidecar = true\npath_template = "{title}.{ext}"\n', encoding="utf-8")
+    with Simulator() as sim:
+        task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], lyrics="la la la", audio_format="mp3")
+        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
+                                        "ARCHIVER_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+        assert _sync(env, "add", "acedata", task).wait(60) == 0
+        a = subprocess.run([sys.executable, "-c", TAKEN_OVER, pg_url, str(library), "sync", "--worker-id", "A"],
+                           env=env, text=True, capture_output=True, timeout=90)
+    assert a.returncode == 0, a.stderr
+    assert "2 file(s) it was archiving were taken over by another worker" in a.stderr, a.stderr
+    assert sorted(_rows(pg_url, "SELECT path, state FROM assets")) == [("Elsewhere.jpg", "downloaded"),
+                                                                      ("Elsewhere.mp3", "downloaded")]
+    # A's song, its cover and the lyrics sidecar it wrote are gone; B's files are as B recorded them
+    files, parts, _links = walk_library(library)
+    assert (files, parts) == ({"Elsewhere.mp3", "Elsewhere.jpg"}, [])
+    assert (library / "Elsewhere.mp3").read_bytes() == b"B's song"
+
