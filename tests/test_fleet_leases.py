@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from archiver import claims, models
+from archiver import claims, folder_art, models
 from archiver.claims import Fleet, part_tag
+from archiver.config import Config
 from archiver.errors import LockHeld
 from archiver.fs import sha256_file, walk_library
 from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
@@ -358,3 +359,36 @@ def test_a_file_recorded_elsewhere_by_the_worker_that_took_it_over_is_removed_wi
     assert (files, parts) == ({"Elsewhere.mp3", "Elsewhere.jpg"}, [])
     assert (library / "Elsewhere.mp3").read_bytes() == b"B's song"
 
+
+def test_two_workers_writing_one_folders_cover_at_once_spoil_neither_file(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each under its own temporary name, and the first cover placed stays: before, both wrote
+    `cover.jpg.part`, one removed the other's mid-write and that one failed (or placed the other's)."""
+    library = tmp_path / "library"
+    folder = library / "acedata" / "t1"
+    folder.mkdir(parents=True)
+    (folder / "Song.mp3").write_bytes(b"song")
+    (folder / "Song.jpg").write_bytes(b"\xff\xd8\xff the task's cover")
+    config = Config(library=library, db_url=pg_url, providers={}, path_template="{source}/{task_id}/{title}.{ext}")
+    with Store(pg_url) as store_a, Store(pg_url) as store_b:
+        store_a.apply([TaskRecord("acedata", "t1", Status.SUCCEEDED, clips=(ClipRecord(
+            "c1", title="Song", audio_url="http://127.0.0.1:9/s.mp3", image_url="http://127.0.0.1:9/s.jpg"),))])
+        for kind, name in (("audio", "Song.mp3"), ("image", "Song.jpg")):
+            _rows(pg_url, f"UPDATE assets SET state = 'downloaded', path = 'acedata/t1/{name}', "
+                          f"sha256 = '{sha256_file(folder / name)[1]}' WHERE kind = '{kind}'")
+        store_a.fleet, store_b.fleet = Fleet(store_a.engine, "A"), Fleet(store_b.engine, "B")
+        (task_pk,) = _rows(pg_url, "SELECT id FROM tasks")[0]
+        real_sync, results, raced = folder_art.sync_file, [], threading.Event()
+
+        def sync_file(part: Path) -> None:  # B writes the same folder's cover while A's is half done
+            if not raced.is_set():
+                raced.set()
+                results.append(folder_art.write_folder_covers(config, store_b, {task_pk}))
+            real_sync(part)
+
+        monkeypatch.setattr(folder_art, "sync_file", sync_file)
+        results.append(folder_art.write_folder_covers(config, store_a, {task_pk}))
+    assert [r.warnings for r in results] == [[], []]
+    assert sum(r.written for r in results) == 1
+    assert (folder / "cover.jpg").read_bytes() == (folder / "Song.jpg").read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["Song.jpg", "Song.mp3", "cover.jpg"]
