@@ -176,18 +176,16 @@ def place(part: Path, final: Path, *, owned: bool, durable: bool = True) -> None
     if os.path.lexists(final) and (not owned or os.path.islink(final)):
         raise _occupied(final)
     try:
-        if owned:
-            os.replace(part, final)
-        else:
-            rename_new(part, final)
+        try:
+            (os.replace if owned else rename_new)(part, final)
+        except FileExistsError:
+            raise _occupied(final) from None
+        except FileNotFoundError:
+            if os.path.lexists(part):
+                raise
+            raise part_gone(part) from None
         if durable:
             fsync_path(final.parent)
-    except FileExistsError:
-        raise _occupied(final) from None
-    except FileNotFoundError:
-        if os.path.lexists(part):
-            raise
-        raise part_gone(part) from None
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
@@ -213,9 +211,9 @@ def removed_part(exc: BaseException) -> PartGone | None:
     while seen is not None:
         if isinstance(seen, PartGone):
             return seen
-        if isinstance(seen, FileNotFoundError) and seen.filename is not None \
-                and os.fspath(seen.filename).endswith(PART) and not os.path.lexists(seen.filename):
-            return part_gone(Path(os.fspath(seen.filename)))
+        name = seen.filename if isinstance(seen, FileNotFoundError) else None
+        if isinstance(name, (str, os.PathLike)) and str(name).endswith(PART) and not os.path.lexists(name):
+            return part_gone(Path(name))
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -111,3 +111,18 @@ def test_a_part_left_linked_to_a_placed_file_is_never_resumed(tmp_path: Path) ->
     assert not part.exists() and final.read_bytes() == b"archived"
     part.write_bytes(b"half")
     assert fs.regular_size(part) == 4
+
+
+def test_a_missing_temporary_file_met_anywhere_is_told_as_such(tmp_path: Path) -> None:
+    part = tmp_path / "Song.~w00000001.~tag.part"
+    try:
+        try:
+            os.replace(part, tmp_path / "x")
+        except FileNotFoundError as exc:
+            raise RuntimeError("tagging failed") from exc
+    except RuntimeError as wrapped:
+        gone = fs.removed_part(wrapped)
+    assert isinstance(gone, PartGone) and "Song.~w00000001.~tag.part was removed" in str(gone)
+    assert fs.removed_part(FileNotFoundError(errno.ENOENT, "gone", str(tmp_path / "Song.mp3"))) is None
+    part.write_bytes(b"")  # still there: some other failure
+    assert fs.removed_part(FileNotFoundError(errno.ENOENT, "gone", str(part))) is None
