@@ -38,15 +38,24 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # The others fill or inspect the SQLite file directly (test_library, test_migrations, ...).
 BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "test_reliability_secrets2",
                           "test_reliability_files", "test_reliability_output", "test_postgres",
-                          "test_reliability_state"})
+                          "test_reliability_state", "test_reliability_crash"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" not in metafunc.fixturenames:
+    if "engine" not in metafunc.fixturenames or _chooses_engine(metafunc):
         return
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in BOTH_ENGINES and metafunc.definition.get_closest_marker("sqlite_only") is None:
         metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+def _chooses_engine(metafunc: pytest.Metafunc) -> bool:
+    """A slow test may name its own cases per engine: `parametrize("engine, ...", ..., indirect=["engine"])`."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "engine" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return True
+    return False
 
 
 @pytest.fixture(scope="session")
