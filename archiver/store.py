@@ -398,12 +398,12 @@ class Store:
 
 
 def _storable_ids(record: TaskRecord) -> TaskRecord:
-    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a clip id
-    a provider sent with one is matched and stored in that spelling, so its row is found again."""
-    if not any("\x00" in clip.clip_id for clip in record.clips):
+    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a task or
+    clip id a provider sent with one is matched and stored in that spelling, so its row is found again."""
+    if "\x00" not in record.task_id and not any("\x00" in clip.clip_id for clip in record.clips):
         return record
     clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
-    return replace(record, clips=clips)
+    return replace(record, task_id=record.task_id.replace("\x00", "\ufffd"), clips=clips)
 
 
 def _unfinished(sources: Sequence[str] | None) -> Any:
