@@ -444,7 +444,9 @@ def test_concurrent_first_runs_create_the_schema_once(tmp_path: Path, engine: st
     allowed = (0, 75) if engine == "sqlite" else (0,)
     env = base_env() | {"XDG_CONFIG_HOME": str(tmp_path / "none"), "HOME": str(tmp_path / "home")}
     failures = []
-    for round_ in range(6 if engine == "sqlite" else 3):
+    # SQLite's race is in the file's creation and repeats a few times; PostgreSQL's migrations are
+    # serialized by an advisory lock (tests/test_postgres.py starts 8 at once): one round here.
+    for round_ in range(6 if engine == "sqlite" else 1):
         library = tmp_path / f"lib-{round_}"
         catalog = Catalog.sqlite(library / "archiver.db")
         if engine == "postgresql":
