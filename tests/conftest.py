@@ -39,7 +39,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "test_reliability_secrets2",
                           "test_reliability_files", "test_reliability_output", "test_postgres",
                           "test_reliability_state", "test_reliability_crash", "test_reliability_disk",
-                          "test_reliability_hang", "test_reliability_concurrency"})
+                          "test_reliability_hang", "test_reliability_concurrency",
+                          "test_reliability_input"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
