@@ -40,7 +40,7 @@ BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "tes
                           "test_reliability_files", "test_reliability_output", "test_postgres",
                           "test_reliability_state", "test_reliability_crash", "test_reliability_disk",
                           "test_reliability_hang", "test_reliability_concurrency",
-                          "test_reliability_input"})
+                          "test_reliability_input", "test_reliability_secrets"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
