@@ -13,7 +13,7 @@ from .library import (BLANK, CONFIG, SOURCES, SYNC, Figures, Lib, Plan, age_unkn
 from .loopback import Loopback
 
 __all__ = ["BLANK", "CONFIG", "KILLER", "KILL_POINTS", "SOURCES", "SYNC", "SYNC_ARGS", "Catalog", "Figures", "Kill",
-           "Lib", "Loopback", "Row", "Plan", "add_tasks", "age_unknown", "audio_essence", "base_env", "check_library",
+           "Lib", "Loopback", "Plan", "Row", "add_tasks", "age_unknown", "audio_essence", "base_env", "check_library",
            "crash_loop", "drop_database", "inject_storm", "integrity", "media_requests_for", "mp4_media",
            "no_tracebacks", "pending_recoverable", "point_kill", "populate", "rebuild_matches", "sim_clips",
            "snapshot", "spawn", "storm", "strip_id3", "timed_kill"]
