@@ -435,7 +435,10 @@ def test_add_of_100000_ids_is_quick_and_small(tmp_path: Path, pg_catalog: str | 
     assert catalog.rows("SELECT COUNT(*), COUNT(DISTINCT task_id) FROM tasks") == [(100_000, 100_000)]
 
 
-@pytest.mark.parametrize("second", ["add", "sync"])
+# PostgreSQL: adds and syncs together (its migrations are serialized by an advisory lock, and
+# tests/test_postgres.py opens eight stores at once): one round of the mixed case.
+@pytest.mark.parametrize("engine, second", [("sqlite", "add"), ("sqlite", "sync"), ("postgresql", "sync")],
+                         indirect=["engine"])
 def test_concurrent_first_runs_create_the_schema_once(tmp_path: Path, engine: str, second: str,
                                                       request: pytest.FixtureRequest) -> None:
     """Five processes on a new library at once: SQLite's file and PostgreSQL's empty database
@@ -444,9 +447,7 @@ def test_concurrent_first_runs_create_the_schema_once(tmp_path: Path, engine: st
     allowed = (0, 75) if engine == "sqlite" else (0,)
     env = base_env() | {"XDG_CONFIG_HOME": str(tmp_path / "none"), "HOME": str(tmp_path / "home")}
     failures = []
-    # SQLite's race is in the file's creation and repeats a few times; PostgreSQL's migrations are
-    # serialized by an advisory lock (tests/test_postgres.py starts 8 at once): one round here.
-    for round_ in range(6 if engine == "sqlite" else 1):
+    for round_ in range(6 if engine == "sqlite" else 1):  # SQLite's race is in creating the file
         library = tmp_path / f"lib-{round_}"
         catalog = Catalog.sqlite(library / "archiver.db")
         if engine == "postgresql":
