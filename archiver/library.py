@@ -462,8 +462,7 @@ def stats(store: Reader) -> dict[str, Any]:
 
 def fleet(store: Reader) -> list[dict[str, Any]]:
     """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
-    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {"now": now})]
+    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {})]
 
 
 # --- playlists and files -------------------------------------------------------------------------
