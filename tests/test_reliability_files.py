@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver import fs
+from archiver.claims import part_tag
 from archiver.errors import UnsafePath
 from archiver.tagging import read_tags
 from archiver.testkit import Catalog
@@ -120,12 +121,18 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("planted", ["Song.mp3.part", "Song.jpg.part"])
 def test_a_planted_link_at_a_part_file_is_refused(sim, sim_cli, library: Path, catalog: Catalog, outside: Path,
-                                                   planted: str) -> None:
+                                                   engine: str, planted: str) -> None:
+    """On PostgreSQL a worker's temporary names carry its tag (claims.part_tag): the link is
+    planted at the name this worker will use."""
+    worker: tuple[str, ...] = ()
+    if engine == "postgresql":
+        worker = ("--worker-id", "w1")
+        planted = planted.removesuffix(".part") + part_tag("w1") + ".part"
     before = outside.read_bytes()
     (library / planted).symlink_to(outside)
     task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
     add(sim_cli, "acedata", task)
-    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    code, summary = sync(sim_cli, *worker, extra_config=TEMPLATE)
     assert outside.read_bytes() == before
     assert (library / planted).is_symlink()  # left alone, reported
     assert code == 1 and any("symbolic link" in e for e in summary["errors"]), summary
