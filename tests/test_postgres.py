@@ -208,18 +208,18 @@ def test_both_engines_have_the_same_tables_columns_and_views(pg_url: str, tmp_pa
 
 
 def test_provider_text_with_nul_is_stored_and_found_again(pg_url: str) -> None:
-    """PostgreSQL text holds no NUL: it is stored as U+FFFD, and a clip id with one still upserts."""
+    """PostgreSQL text holds no NUL: it is stored as U+FFFD, and a task or clip id with one still upserts."""
     from archiver.records import ClipRecord, Status, TaskRecord
     from archiver.store import Store
 
-    record = TaskRecord(source="acedata", task_id="t1", status=Status.SUCCEEDED, error="bad\x00byte",
+    record = TaskRecord(source="acedata", task_id="t\x001", status=Status.SUCCEEDED, error="bad\x00byte",
                         clips=(ClipRecord(clip_id="c\x001", title="a\x00b", lyrics="x\x00y"),))
     with Store(pg_url) as store:
         first = store.apply([record])
         again = store.apply([record])
-    assert (first.clips_added, again.clips_added) == (1, 0)
+    assert (first.tasks_added, first.clips_added, again.tasks_added, again.clips_added) == (1, 1, 0, 0)
     assert _rows(pg_url, "SELECT clip_id, title, lyrics FROM clips") == [("c\ufffd1", "a\ufffdb", "x\ufffdy")]
-    assert _rows(pg_url, "SELECT error FROM tasks") == [("bad\ufffdbyte",)]
+    assert _rows(pg_url, "SELECT task_id, error FROM tasks") == [("t\ufffd1", "bad\ufffdbyte")]
 
 
 def test_repair_and_retag_wait_for_the_fleet_to_stop(pg_url: str, tmp_path: Path, sim: Any) -> None:
