@@ -103,9 +103,10 @@ def test_four_workers_archive_every_file_once_and_survive_a_kill(pg_url: str, tm
     assert {p for p in on_disk if not p.endswith((".jpg", ".jpeg", ".png", ".webp"))} - set(paths) == set()
     # every task polled once (all succeed at their first poll), whichever worker polled it
     assert _rows(pg_url, "SELECT DISTINCT polls FROM tasks") == [(1,)]
-    # no file downloaded twice, except what the killed worker had in flight (resumed by another)
+    # No file downloaded twice, except what the killed worker had started: it died at its second
+    # transfer's first bytes, by which time at most one of its `--jobs 2` slots had come free for a third.
     again = [path for path, count in media.items() if count > 1]
-    assert len(again) <= 2, again
+    assert len(again) <= 3, again
     workers = dict((name, (finished, code)) for name, finished, code in
                    _rows(pg_url, "SELECT name, finished_at, exit_code FROM workers"))
     assert set(workers) == {"w0", "w1", "w2", "w3"}
