@@ -114,6 +114,7 @@ class Archiver:
         self.keep_parts: set[Path] = set()
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
         self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
+        self.songs: set[int] = set()  # clips whose audio is in place: its tags prove whose the siblings are
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
         self.transfers = asyncio.Semaphore(max(1, config.jobs))  # `jobs` = transfers at once
@@ -158,6 +159,9 @@ class Archiver:
                     self.summary.stopped = self.summary.stopped or str(exc)
                 except DatabaseError as exc:
                     self.summary.stopped = self.summary.stopped or f"{exc}; downloads stopped"
+            if self.unrecorded:  # for good: a song in place is adopted later by its tags, a file beside none cannot be
+                await asyncio.to_thread(discard, [ready.final for asset, ready in self.unrecorded
+                                                  if asset.kind != "audio" and asset.clip_pk not in self.songs])
             if self.summary.stopped is None:  # folder covers: see folder_art
                 covers = await asyncio.to_thread(write_folder_covers, self.config, self.store,
                                                  {task.id or 0 for _clip, task, _assets in work})
@@ -217,6 +221,8 @@ class Archiver:
         # A cover is placed only after its audio: every file at a stem can then be proven to be
         # this clip's by the audio's provenance tags (a run killed in between adopts, not renames).
         waits = audio is not None and audio.state != "downloaded"
+        if audio is not None and not waits:
+            self.songs.add(clip.id or 0)
         for kind in ("image", "audio", "video"):
             asset = assets.get(kind)
             if asset is None or asset.state == "downloaded":
@@ -392,6 +398,8 @@ class Archiver:
 
     def _record(self, asset: Asset, ready: _Ready) -> None:
         """The file is complete at its final path: it joins the next group to be recorded."""
+        if asset.kind == "audio":
+            self.songs.add(asset.clip_pk)
         if not self.unrecorded:
             self.waiting_since = time.monotonic()
         self.unrecorded.append((asset, ready))

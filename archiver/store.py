@@ -59,7 +59,8 @@ _REQUEUE = (
 )
 _INSERT_TASK = (
     "INSERT INTO tasks (source, task_id, status, first_seen, updated_at, next_poll_at, polls, idle_polls, "
-    f"poll_errors) VALUES (:source, :task_id, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0)"
+    f"poll_errors) VALUES (:source, :task_id, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0) "
+    "ON CONFLICT (source, task_id) DO NOTHING"  # another `add` of the same id got there first
 )
 # PostgreSQL takes the ids as one array, in one statement each way: a statement per 500 ids is
 # planned without the unique index while the table is not yet analyzed, and then scans every task
@@ -69,7 +70,8 @@ _PG_KNOWN = text("SELECT task_id, id, status FROM tasks "
 _PG_INSERT_TASKS = text(
     "INSERT INTO tasks (source, task_id, status, first_seen, updated_at, next_poll_at, polls, idle_polls, "
     f"poll_errors) SELECT :source, t, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0 "
-    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS given(t, n) ORDER BY n"
+    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS given(t, n) ORDER BY n "
+    "ON CONFLICT (source, task_id) DO NOTHING"
 )
 
 
@@ -177,13 +179,16 @@ class Store:
                 known.update((task_id, (pk, status)) for task_id, pk, status in rows)
             new = [{"source": source, "task_id": t, "now": stamp} for t in wanted if t not in known]
             failed = [{"id": pk, "now": stamp} for pk, status in known.values() if status == Status.FAILED.value]
+            inserted = 0
             if new and postgres:
-                conn.execute(_PG_INSERT_TASKS, {"source": source, "now": stamp, "ids": [r["task_id"] for r in new]})
+                inserted = conn.execute(_PG_INSERT_TASKS, {"source": source, "now": stamp,
+                                                           "ids": [r["task_id"] for r in new]}).rowcount
             elif new:
-                run_many(conn, _INSERT_TASK, new)
+                inserted = run_many(conn, _INSERT_TASK, new)
             if failed:
                 run_many(conn, _REQUEUE, failed)
-        return Added(len(new), len(failed), len(known) - len(failed))
+        # ids another `add` inserted between the lookup and the insert count as known
+        return Added(inserted, len(failed), len(known) - len(failed) + len(new) - inserted)
 
     def requeue(self, task_pks: Sequence[int], now: datetime | None = None) -> int:
         """Put tasks back in the queue, due now, their error counters reset; returns how many."""

@@ -383,3 +383,39 @@ def test_lyrics_sidecar_never_replaces_the_users_own_text_file(sim, sim_cli, lib
     assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0
     assert "la la la" in notes.read_text(encoding="utf-8")
     assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0  # ours: rewritten
+
+
+def test_a_cover_placed_for_a_failed_song_is_not_left_when_it_cannot_be_recorded(
+        sim, sim_cli, library: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while a song downloads and the catalog cannot take a write either: the
+    song's cover, already synced and moved into place, is recorded nowhere and has no song beside
+    it to prove whose it is. It must not stay as a stray file; the next run archives the clip."""
+    import archiver.archive as archive
+    from archiver.errors import DatabaseError
+    from archiver.store import Store
+
+    task = sim.add_task("acedata", clips=1, steps=0)
+    add(sim_cli, "acedata", task)
+    real_prepare = archive.Archiver._prepare
+
+    async def full_disk_for_audio(self, client, clip, task_, asset, target, assets_):
+        if asset.kind == "audio":
+            raise fs.storage_error(OSError(28, "No space left on device"), target)
+        return await real_prepare(self, client, clip, task_, asset, target, assets_)
+
+    def catalog_full(self, *args, **kwargs):
+        raise DatabaseError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(archive.Archiver, "_prepare", full_disk_for_audio)
+        patched.setattr(Store, "assets_done", catalog_full)
+        code, summary = sync(sim_cli)
+    assert code == 1 and "downloads stopped" in str(summary), summary
+    on_disk, _parts, _links = fs.walk_library(library)
+    recorded = {row["path"] for row in assets(catalog) if row["path"]}
+    assert {p for p in on_disk if p.endswith(".jpg")} <= recorded, (on_disk, recorded)
+    code, summary = sync(sim_cli)
+    assert code == 0 and summary["files_downloaded"] == 2, summary
+    on_disk, parts, _links = fs.walk_library(library)
+    recorded = {row["path"] for row in assets(catalog)}
+    assert parts == [] and {p for p in on_disk if not p.startswith("archiver.db")} == recorded, (on_disk, recorded)
