@@ -1,9 +1,8 @@
 """Turning pending assets into archived files: naming, fetching, checking, tagging, recording.
 
 Per clip the cover is fetched first (so the audio can embed it) but placed after the audio, then
-any video; the clip's audio path fixes the stem every sibling file shares. `jobs` transfers run at
-once; twice as many clips are in progress, so a file's tagging and fsync (disk waits) never hold
-a transfer slot. Rewriting the tags of archived files lives in `retag`.
+any video; the clip's audio path fixes the stem every sibling file shares. Clips run
+concurrently up to `jobs`. Rewriting the tags of archived files lives in `retag`.
 
 Finished files are committed in groups: each is fsynced and renamed into place as it is ready,
 and a batch of them then gets one fsync per folder (making the renames durable) and one database
@@ -42,7 +41,6 @@ from .finishing import finish_audio, storage_cause, truncated
 from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
 
-CLIPS_PER_JOB = 2  # clips in progress per transfer slot: one transfers while another is tagged and synced
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
 GROUP_SECONDS = 1.0  # or as soon as the oldest waiting file has waited this long
 
@@ -117,7 +115,6 @@ class Archiver:
         self.songs: set[int] = set()  # clips whose audio is in place: its tags prove whose the siblings are
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
-        self.transfers = asyncio.Semaphore(max(1, config.jobs))  # `jobs` = transfers at once
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
         # A fleet worker's temporary files carry its name (claims.py); it writes no more for a file whose claim it lost.
         self.part_tag, self.lost = ("", set()) if store.fleet is None else (store.fleet.tag, store.fleet.lost)
@@ -143,7 +140,7 @@ class Archiver:
                 if rel.casefold() not in recorded_all:
                     self.foreign.setdefault(_stem_key(rel), []).append(rel)
             jobs = max(1, self.config.jobs)
-            limit = asyncio.Semaphore(CLIPS_PER_JOB * jobs)
+            limit = asyncio.Semaphore(jobs)
             async with media_client(self.config, jobs) as client:
                 try:
                     async with asyncio.TaskGroup() as group:
@@ -435,10 +432,9 @@ class Archiver:
         # Audio is hashed once tagged (tags rewrite it): hashing it while it streams would be wasted.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
-        async with self.transfers:
-            return await fetch(client, job, refresh=refresh,
-                               on_bytes=lambda n: self.reporter.download_advanced(handle, n),
-                               warn=self.reporter.warning)
+        return await fetch(client, job, refresh=refresh,
+                           on_bytes=lambda n: self.reporter.download_advanced(handle, n),
+                           warn=self.reporter.warning)
 
     async def _check_length(self, client: Any, clip: Clip, task: Task, asset: Asset, fetched: Fetched,
                             handle: object) -> Fetched:
