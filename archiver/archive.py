@@ -29,7 +29,7 @@ from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
                      TaggingError, UnsafePath)
 from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, removed_part, sha256_file,
-                 storage_error, sync_file)
+                 storage_error, sync_file, temp_path)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
@@ -313,7 +313,7 @@ class Archiver:
     async def _prepare(self, client: Any, clip: Clip, task: Task, asset: Asset, target: Path,
                        assets: dict[str, Asset]) -> _Ready:
         """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
-        part = target.with_name(target.name + self.part_tag + PART)
+        part = temp_path(target, target.name, self.part_tag + PART)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         try:
@@ -327,7 +327,7 @@ class Archiver:
                 # Tags rewrite the file, so it stops being a prefix of the source: a run killed
                 # from here on must not leave it where the next one resumes with Range (that
                 # spliced the source's tail onto our tags); this name is only ever cleaned up.
-                tagging = part.with_name(target.name.rpartition(".")[0] + self.part_tag + TAGGING)
+                tagging = temp_path(target, target.name.rpartition(".")[0], self.part_tag + TAGGING)
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging

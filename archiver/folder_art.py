@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from .config import Config
 from .errors import ArchiverError, UnsafePath
-from .fs import PART, create_new, place, read_bytes, sha256_file, sync_file
+from .fs import PART, create_new, place, read_bytes, sha256_file, sync_file, temp_path
 from .paths import DEFAULT_TEMPLATE, resolve_inside, validate_template
 from .store import Store
 
@@ -141,7 +141,7 @@ def _write(root: Path, store: Store, task_pk: int, folder: str, image: str) -> i
         owned = True
     # A fleet's workers may write one folder's cover at once: each under its own temporary name,
     # and the first one placed stays (the rename refuses an existing name; both are the task's art).
-    part = target.with_name(target.name + ("" if store.fleet is None else store.fleet.tag) + PART)
+    part = temp_path(target, target.name, ("" if store.fleet is None else store.fleet.tag) + PART)
     try:
         with create_new(part) as fh:
             fh.write(data)

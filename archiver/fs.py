@@ -301,10 +301,29 @@ def fsync_dirs(folders: set[Path]) -> None:
             raise
 
 
+NAME_MAX = 255  # bytes in one file name on the file systems a library lives on
+
+
+def temp_path(path: Path, base: str, tail: str) -> Path:
+    """The temporary sibling of `path` named `base` + `tail` (a fleet worker's tag and a suffix
+    such as `.part`), kept within NAME_MAX bytes: final names may use nearly all of them, so for a
+    long one the head of `base` gives way to a digest of the whole, the same on every run (a
+    download resumes it) and different for every `base`."""
+    name = base + tail
+    if len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX:
+        return path.with_name(name)
+    import hashlib  # here: the idle run, which imports this module, never names a long file
+
+    digest = hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    room = NAME_MAX - len(tail.encode("utf-8")) - len(digest) - 1
+    head = base.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return path.with_name(f"{head}~{digest}{tail}")
+
+
 def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
     """Write a small file whole or not at all: temporary file, fsync, rename, directory fsync.
     `tag`: a fleet worker's, in the temporary name, so two never share one (claims.part_tag)."""
-    tmp = path.with_name(path.name + tag + PART)
+    tmp = temp_path(path, path.name, tag + PART)
     try:
         with create_new(tmp) as fh:
             fh.write(data)

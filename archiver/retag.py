@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from .config import Config
 from .errors import ArchiverError, StorageError, UnsafePath
 from .fs import STORAGE_ERRNOS, TAGGING, atomic_write, create_new, is_link, open_read, place, read_bytes, \
-    sha256_file, storage_error, sync_file
+    sha256_file, storage_error, sync_file, temp_path
 from .models import Asset, Clip, Task
 from .store import Store
 from .tagging import TagData, tag_file
@@ -170,7 +170,7 @@ def migrate_lyrics(audio: Path) -> None:
 def retag_file(path: Path, data: TagData, id3_version: int, tag: str = "") -> tuple[int, str, bool]:
     """Rewrite the tags of an archived file without ever leaving it half-written (`tag`: a fleet
     worker's, in the temporary name, see claims.part_tag)."""
-    part = path.with_name(path.name.rpartition(".")[0] + tag + TAGGING)  # a download resumes `.part`
+    part = temp_path(path, path.name.rpartition(".")[0], tag + TAGGING)  # a download resumes `.part`
     try:
         with open_read(path) as src, create_new(part) as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)

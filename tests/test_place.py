@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archiver import fs
 from archiver.errors import PartGone, UnsafePath
@@ -126,3 +128,16 @@ def test_a_missing_temporary_file_met_anywhere_is_told_as_such(tmp_path: Path) -
     assert fs.removed_part(FileNotFoundError(errno.ENOENT, "gone", str(tmp_path / "Song.mp3"))) is None
     part.write_bytes(b"")  # still there: some other failure
     assert fs.removed_part(FileNotFoundError(errno.ENOENT, "gone", str(part))) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.text(min_size=1, max_size=250).filter(lambda b: "/" not in b and "\x00" not in b),
+       tail=st.sampled_from([".part", ".~tag.part", ".~w0b4f5aa2.part", ".~w0b4f5aa2.~tag.part"]))
+def test_temporary_names_fit_one_file_name_and_stay_the_same(base: str, tail: str) -> None:
+    name = fs.temp_path(Path("/lib/x"), base, tail).name
+    assert len(name.encode("utf-8", "surrogateescape")) <= fs.NAME_MAX and name.endswith(tail)
+    assert name == fs.temp_path(Path("/lib/x"), base, tail).name  # a later run finds it to resume
+    if len((base + tail).encode("utf-8", "surrogateescape")) <= fs.NAME_MAX:
+        assert name == base + tail
+    else:
+        assert fs.temp_path(Path("/lib/x"), base + "x", tail).name != name  # a longer sibling gets its own

@@ -419,3 +419,15 @@ def test_a_cover_placed_for_a_failed_song_is_not_left_when_it_cannot_be_recorded
     on_disk, parts, _links = fs.walk_library(library)
     recorded = {row["path"] for row in assets(catalog)}
     assert parts == [] and {p for p in on_disk if not p.startswith("archiver.db")} == recorded, (on_disk, recorded)
+
+
+def test_a_title_that_fills_the_whole_file_name_is_archived(sim, sim_cli, library: Path, catalog: Catalog) -> None:
+    """A final name near the 255-byte limit still has room for its temporary names (a fleet
+    worker's carry its tag too): the song and its cover are archived, no temporary file is left."""
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["歌" * 120], audio_format="mp3")
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli)
+    assert code == 0 and summary["files_downloaded"] == 2, summary
+    on_disk, parts, _links = fs.walk_library(library)
+    recorded = {row["path"] for row in assets(catalog)}
+    assert parts == [] and recorded <= on_disk and all(len(p.rsplit("/", 1)[-1].encode()) <= 255 for p in recorded)
