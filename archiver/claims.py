@@ -29,8 +29,8 @@ import os
 import re
 import socket
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import LockHeld
+from .database import db_message, is_damage
+from .errors import DatabaseError, LockHeld
 from .fields import AssetState
 from .fs import discard
 from .models import UTCDateTime, utcnow
@@ -54,6 +55,19 @@ _NOW = server_time()  # the server's clock; :lease seconds later is a lease's en
 _UNTIL = server_time(":lease")
 _FREE = f"(claimed_by IS NULL OR claimed_by = :me OR lease_until <= {_NOW})"
 _TERMINAL = ", ".join(f"'{s.value}'" for s in TERMINAL)
+
+
+@contextmanager
+def _begin(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """A transaction on the fleet's catalog. The server gone or refusing mid-run is a DatabaseError,
+    which stops the downloads cleanly as anywhere else the catalog fails, not a traceback."""
+    try:
+        with engine.begin() if write else engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        if is_damage(exc):
+            raise DatabaseError(db_message(str(engine.url), exc)) from None
+        raise
 
 
 def default_worker_id() -> str:
@@ -107,7 +121,7 @@ class Fleet:
         for name, value in params.items():
             if isinstance(value, (list, tuple)):
                 statement = statement.bindparams(bindparam(name, expanding=True))
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             result = conn.execute(statement, {"me": self.me, "lease": self.lease.total_seconds(), **params})
             return list(result) if result.returns_rows else []
 
@@ -123,7 +137,7 @@ class Fleet:
         """
         params = {"me": self.me, "lease": self.lease.total_seconds(), "host": socket.gethostname(),
                   "pid": os.getpid(), "key": _NAMES_KEY}
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), params)
             taken = conn.execute(text(f"""
                 INSERT INTO workers (name, host, pid, started_at, heartbeat_at, lease_until)
@@ -164,7 +178,7 @@ class Fleet:
         params = {"me": self.me, "lease": self.lease.total_seconds()}
         done = AssetState.DOWNLOADED.value
         assets = sorted(self.held_assets)
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text(f"UPDATE workers SET heartbeat_at = {_NOW}, lease_until = {_UNTIL} WHERE name = :me"),
                          params)
             for table, extra in (("tasks", ""), ("assets", f" AND state <> '{done}'")):
@@ -187,14 +201,14 @@ class Fleet:
 
     def server_now(self) -> datetime:
         """The database server's clock, which the fleet's leases and schedule run on."""
-        with self.engine.connect() as conn:
+        with _begin(self.engine, write=False) as conn:
             return conn.execute(text("SELECT statement_timestamp()")).scalar_one()
 
     def finish(self, exit_code: int) -> None:
         """Give every claim back and record the end of the run."""
         params = {"me": self.me, "code": exit_code}
         self.held_assets = frozenset()
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text("UPDATE tasks SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me"), params)
             conn.execute(text("UPDATE assets SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = :me"),
                          params)
@@ -217,7 +231,7 @@ class Fleet:
         if not tagged:
             return
         try:
-            with self.engine.begin() as conn:
+            with _begin(self.engine) as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _NAMES_KEY})
                 live = {part_tag(str(r[0])) for r in conn.execute(text(
                     f"SELECT name FROM workers WHERE finished_at IS NULL AND lease_until > {_NOW} AND name <> :me"),
@@ -245,7 +259,7 @@ class Fleet:
                   RETURNING id, source, task_id"""
         params = {"me": self.me, "lease": self.lease.total_seconds(), "source": source, "limit": limit,
                   "start": _stamp(pass_start, None)}
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(f"poll:{source}")})
             rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(text(sql), params)]
         fresh = sorted(row for row in rows if row[0] not in self.seen_tasks)
@@ -385,7 +399,7 @@ class Fleet:
 
     def _take_slot(self, provider: str, concurrency: int) -> int | None:
         params = {"me": self.me, "lease": self.lease.total_seconds(), "provider": provider, "n": concurrency}
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text("INSERT INTO provider_slots (provider, slot) SELECT :provider, n "
                               "FROM generate_series(0, :top) AS n ON CONFLICT DO NOTHING"),
                          {"provider": provider, "top": concurrency - 1})
@@ -421,7 +435,7 @@ class FleetBudget(RetryBudget):
 
     def take(self) -> bool:
         params = {"total": self.total, "back": -RETRY_WINDOW.total_seconds()}
-        with self.engine.begin() as conn:
+        with _begin(self.engine) as conn:
             conn.execute(text(f"INSERT INTO retry_budget (name, window_start, used) VALUES ('fleet', {_NOW}, 0) "
                               "ON CONFLICT DO NOTHING"), params)
             conn.execute(text(f"UPDATE retry_budget SET window_start = {_NOW}, used = 0 "

@@ -392,3 +392,37 @@ def test_two_workers_writing_one_folders_cover_at_once_spoil_neither_file(
     assert sum(r.written for r in results) == 1
     assert (folder / "cover.jpg").read_bytes() == (folder / "Song.jpg").read_bytes()
     assert sorted(p.name for p in folder.iterdir()) == ["Song.jpg", "Song.mp3", "cover.jpg"]
+
+
+def test_the_catalog_server_going_away_mid_run_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PostgreSQL server dies just as a worker turns to its next clip (renewing its claims):
+    the run ends with a clear message and the exit code of a failed run, not an internal error,
+    and never shows the password."""
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+    from archiver.testkit.postgres import PASSWORD, Cluster, unavailable
+
+    if unavailable():
+        pytest.skip(str(unavailable()))
+    with Cluster() as cluster, Simulator() as sim:
+        tasks = [sim.add_task("acedata", clips=1, steps=0) for _ in range(3)]
+        env = {**sim.env(), "ARCHIVER_DB": cluster.database(), "ARCHIVER_LIBRARY": str(tmp_path / "lib")}
+        runner = CliRunner()
+        added = runner.invoke(cli, ["add", "acedata", *tasks], env=env)
+        assert added.exit_code == 0, added.output
+        real_keep, calls = claims.Fleet.keep, []
+
+        def keep(self: Fleet, asset_ids: Any) -> bool:
+            ids = list(asset_ids)
+            calls.append(len(ids))
+            if calls.count(2) == 2 and len(ids) == 2:  # the second clip begins (all its files): the server is gone
+                cluster.stop()
+            return real_keep(self, ids)
+
+        monkeypatch.setattr(claims.Fleet, "keep", keep)
+        result = runner.invoke(cli, ["sync", "--jobs", "1"], env=env)
+    assert calls.count(2) >= 2, calls
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert "internal error" not in result.output and "database" in result.output.lower(), result.output
+    assert PASSWORD not in result.output
