@@ -1,8 +1,10 @@
 """Effective configuration: flag > environment > TOML file > default, with the origin of each value.
 
 `Config` is frozen and passed explicitly to every layer; nothing reads the environment later.
-The provider sections and their defaults come from the provider registry (`archiver.providers`).
-This module stays import-light (no httpx/sqlalchemy) because `archiver --help` loads it.
+The provider sections and their defaults come from the provider registry (`archiver.providers`),
+imported only when a command reads them or the file or environment sets one (`ProviderTable`).
+This module stays import-light (no httpx/sqlalchemy, no provider module, tomllib only for a file
+with something in it) because every command loads it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import re
 import stat
 import string
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
-from .providers import provider_defaults
 from .redact import REDACTED, redact, redact_url, register, url_secrets
 
 GIB = 1024**3
@@ -44,6 +44,32 @@ class ProviderSettings:
             f"ProviderSettings(name={self.name!r}, base_url={redact_url(self.base_url)!r}, token={token!r}, "
             f"batch_size={self.batch_size}, concurrency={self.concurrency}, interval={self.interval})"
         )
+
+
+class ProviderTable(Mapping[str, ProviderSettings]):
+    """Provider settings built on first read: the registry imports every provider module, which
+    the read commands (`show`, `ls`, `search` ...) never need."""
+
+    def __init__(self, build: Callable[[], dict[str, ProviderSettings]]) -> None:
+        self._build = build
+        self._table: dict[str, ProviderSettings] | None = None
+
+    def _settings(self) -> dict[str, ProviderSettings]:
+        if self._table is None:
+            self._table = self._build()
+        return self._table
+
+    def __getitem__(self, name: str) -> ProviderSettings:
+        return self._settings()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._settings())
+
+    def __len__(self) -> int:
+        return len(self._settings())
+
+    def __repr__(self) -> str:
+        return repr(self._settings())
 
 
 @dataclass(frozen=True)
@@ -274,6 +300,10 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if not data.replace(b"\r\n", b"\n").strip(b" \t\n"):  # an empty document, without the parser
+        return {}
+    import tomllib
+
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -337,7 +367,12 @@ def load_config(
             values[key] = _coerce("command line", key, spec, overrides[key])
             origins[key] = "flag"
 
-    providers = _providers(path, data.get("providers", {}), env, origins, file_label)
+    table = data.get("providers", {})
+    providers: Mapping[str, ProviderSettings]
+    if table or not isinstance(table, Mapping) or _sets_a_provider(env):
+        providers = _registered(_providers(path, table, env, origins, file_label))
+    else:  # defaults only: nothing here can fail, so the registry waits for a command that reads them
+        providers = ProviderTable(lambda: _registered(_providers(path, {}, {}, {}, file_label)))
 
     library = values.pop("library", None) or default_library()
     library = Path(library).expanduser()
@@ -346,8 +381,7 @@ def load_config(
     if not db_value:
         origins["db"] = "default (<library>/archiver.db)"
     kwargs = {TOP_KEYS[k].attr: v for k, v in values.items()}
-    register([*(p.token for p in providers.values()), *url_secrets(db_url), values.get("serve_token"),
-              *(s for p in providers.values() for s in url_secrets(p.base_url))])
+    register([*url_secrets(db_url), values.get("serve_token")])
     return Config(
         library=library,
         db_url=db_url,
@@ -358,11 +392,26 @@ def load_config(
     )
 
 
+def _sets_a_provider(env: Mapping[str, str]) -> bool:
+    """Whether a variable could be ARCHIVER_<PROVIDER>_<KEY>: judged without the registry's names."""
+    ends = tuple(f"_{key.upper()}" for key in PROVIDER_KEYS)
+    return any(value and name.startswith("ARCHIVER_") and name.endswith(ends) for name, value in env.items())
+
+
+def _registered(providers: dict[str, ProviderSettings]) -> dict[str, ProviderSettings]:
+    """The tokens, and passwords in base URLs, join the secrets every output is scrubbed of."""
+    register([*(p.token for p in providers.values()),
+              *(s for p in providers.values() for s in url_secrets(p.base_url))])
+    return providers
+
+
 def _providers(
     path: Path, table: Any, env: Mapping[str, str], origins: dict[str, str], file_label: str
 ) -> dict[str, ProviderSettings]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: providers must be a table like [providers.ccapi]")
+    from .providers import provider_defaults
+
     known = provider_defaults()
     for name in table:
         if name not in known:
