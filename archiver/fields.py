@@ -1,4 +1,4 @@
-"""The library's vocabulary: one table of clip fields, the asset kinds and states, the run counters.
+"""The library's vocabulary: one table of clip fields, task statuses, asset kinds and states, run counters.
 
 `CLIP_TABLE` has one row per clip field, in the style of beets' mediafile: how a raw provider value
 is parsed, which raw keys providers use for it, how the query language matches it, and whether it
@@ -100,7 +100,24 @@ def _iso(value: str) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-# ---------------------------------------------------------------- assets
+# ---------------------------------------------------------------- tasks and assets
+
+
+class Status(StrEnum):
+    """Where a task stands; the value is what the `tasks.status` column holds."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
 
 class AssetKind(StrEnum):
