@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 from .errors import ArchiverError, UsageError
 from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
-from .pgdb import FLEET_COLUMNS, FLEET_SQL, PgReadDB, pyformat
-from .pgsearch import search_parts
 from .readdb import ReadDB
 from .render import clean_line
 
 if TYPE_CHECKING:
+    from .pgdb import PgReadDB
     from .store import Store
 
-Reader = Union[ReadDB, PgReadDB, "Store"]
+Reader = Union[ReadDB, "PgReadDB", "Store"]
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
@@ -98,11 +97,14 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     if isinstance(db, ReadDB):
         register_functions(db.conn)
         return db.rows(sql, params)
-    if isinstance(db, PgReadDB):
-        return db.rows(sql, params)
-    with db.connect() as conn:
-        if db.dialect == "postgresql":
+    if db.dialect == "postgresql":
+        from .pgdb import PgReadDB, pyformat  # PostgreSQL's modules load for a PostgreSQL catalog only
+
+        if isinstance(db, PgReadDB):
+            return db.rows(sql, params)
+        with db.connect() as conn:
             return [dict(r._mapping) for r in conn.exec_driver_sql(pyformat(sql), params or {})]
+    with db.connect() as conn:
         register_functions(conn.connection.driver_connection)  # sqlite3 takes the `:name` style as written
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
 
@@ -252,6 +254,8 @@ def _fts(store: Reader, text_: str) -> tuple[str, str, dict[str, Any], str]:
     """(snippet and score columns, FROM ... WHERE, parameters, order) of a full-text search on the
     store's engine: FTS5 on SQLite, a tsvector on PostgreSQL (pgsearch.py); both take AND terms."""
     if store.dialect == "postgresql":
+        from .pgsearch import search_parts
+
         return (*search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS), "score DESC, c.id")
     columns = (",\n           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,\n"
                f"           bm25(clips_fts, {', '.join(str(w) for w in FTS_WEIGHTS)}) AS score")
@@ -462,6 +466,8 @@ def stats(store: Reader) -> dict[str, Any]:
 
 def fleet(store: Reader) -> list[dict[str, Any]]:
     """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
+    from .pgdb import FLEET_COLUMNS, FLEET_SQL
+
     now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {"now": now})]
 
