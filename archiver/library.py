@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .query import compile_query, compile_sort, fts_query, register_functions
+from .query import compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
 from .readdb import ReadDB
 from .render import clean_line
@@ -312,16 +312,20 @@ def resolve(store: Reader, ident: str) -> tuple[str, int]:
     ident = ident.strip()
     if not ident:
         raise UsageError("give a task or clip id (a unique prefix is enough)")
-    pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    params: dict[str, Any] = {"pattern": ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"}
     parts = []
     if "task" in kinds:
         parts.append("SELECT 'task' AS kind, id AS pk, source, task_id AS id FROM tasks "
                      "WHERE task_id LIKE :pattern ESCAPE '\\'")
     if "clip" in kinds:
+        within = ""
+        if store.dialect == "sqlite":  # bounds the clip_id index can seek to; LIKE still decides
+            params["low"], params["high"] = prefix_bounds(ident)
+            within = "clip_id >= :low AND " + ("clip_id < :high AND " if params["high"] else "")
         parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
-                     "WHERE clip_id LIKE :pattern ESCAPE '\\'")
+                     f"WHERE {within}clip_id LIKE :pattern ESCAPE '\\'")
     sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
-    candidates = _query(store, sql, {"pattern": pattern})
+    candidates = _query(store, sql, params)
     exact = [c for c in candidates if c["id"] == ident]
     chosen = exact if exact else candidates
     if not chosen:

@@ -124,6 +124,23 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """(low, high): every text that SQLite's `LIKE 'prefix%'` matches is >= low and < high (no end
+    when None) in its BINARY order, so an index on the column can find them without a full scan.
+
+    LIKE folds ASCII letters only, and BINARY compares code points: a match lies between the prefix
+    in capitals and the prefix in small letters with its last character one higher.
+    """
+    small = prefix.translate(_ASCII_LOWER)
+    after = ord(small[-1]) + 1 if small else 0x110000
+    after = 0xE000 if 0xD800 <= after < 0xE000 else after  # no surrogate is text
+    return prefix.translate(_ASCII_UPPER), small[:-1] + chr(after) if after <= 0x10FFFF else None
+
+
 def _like(q: Compiled, column: str, needle: str, *, pattern: str) -> str:
     """`pattern` is "%{}%" (substring), "{}%" (prefix) or "{}" (whole value), case-insensitive."""
     if q.dialect == "postgresql":  # ILIKE folds case by the database's locale, beyond ASCII
