@@ -17,7 +17,7 @@ import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from .errors import ConfigError
 from .redact import REDACTED, redact, redact_url, register, url_secrets
@@ -31,6 +31,9 @@ TAG_NUMBERS: frozenset[str] = frozenset({"track", "tracks"})  # filled as intege
 
 @dataclass(frozen=True)
 class ProviderSettings:
+    """One `[providers.NAME]` section as a command uses it (a docstring also spares dataclass a
+    signature lookup at import)."""
+
     name: str
     base_url: str
     token: str | None = field(default=None, repr=False)
@@ -74,6 +77,8 @@ class ProviderTable(Mapping[str, ProviderSettings]):
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, resolved once, with where each value came from (`origins`)."""
+
     library: Path
     db_url: str = field(repr=False)  # may hold a database password
     providers: Mapping[str, ProviderSettings]
@@ -137,8 +142,10 @@ def _plain(value: Any) -> Any:
 SECONDS_HINT = f"seconds, a finite number > 0 and <= {MAX_SECONDS:.0f}"
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(NamedTuple):
+    """How one setting is read: its Config attribute, type, variable, conversion and checks (a
+    NamedTuple: every command builds this table, and a dataclass costs ten times more to define)."""
+
     attr: str
     kind: type | tuple[type, ...]
     env: str | None = None
