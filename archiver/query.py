@@ -25,9 +25,8 @@ import math
 import re
 import string
 import unicodedata
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .errors import ArchiverError, UsageError
 from .fields import CLIP_TABLE, ClipField
@@ -35,9 +34,10 @@ from .fields import CLIP_TABLE, ClipField
 FOLD_FUNCTION = "archiver_fold"  # SQL function name; see register_functions
 
 
-@dataclass(frozen=True)
-class Field:
-    """A queryable field: its SQL expression, how values match, and how it sorts."""
+class Field(NamedTuple):
+    """A queryable field: its SQL expression, how values match, and how it sorts (a NamedTuple,
+    like Compiled a plain class: every read command loads this module, and dataclasses cost far
+    more to define)."""
 
     name: str
     column: str
@@ -103,13 +103,13 @@ def register_functions(dbapi_conn: Any) -> None:
     dbapi_conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
 
 
-@dataclass
 class Compiled:
     """A WHERE expression ("" for no condition) and its bound parameters."""
 
-    where: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    dialect: str = "sqlite"
+    def __init__(self, where: str = "", params: dict[str, Any] | None = None, dialect: str = "sqlite") -> None:
+        self.where = where
+        self.params: dict[str, Any] = {} if params is None else params
+        self.dialect = dialect
 
     def bind(self, value: Any) -> str:
         name = f"q{len(self.params)}"
