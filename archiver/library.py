@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .query import compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
+from .query import compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .readdb import ReadDB
 from .render import clean_line
 
@@ -97,8 +97,8 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     if isinstance(db, ReadDB):
         register_functions(db.conn)
         return db.rows(sql, params)
-    if db.dialect == "postgresql":
-        from .pgdb import PgReadDB, pyformat  # PostgreSQL's modules load for a PostgreSQL catalog only
+    if db.dialect == "postgresql":  # PostgreSQL's modules load for a PostgreSQL catalog only
+        from .pgdb import PgReadDB, pyformat
 
         if isinstance(db, PgReadDB):
             return db.rows(sql, params)
