@@ -26,9 +26,9 @@ import aiofiles
 from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
-from .errors import (ArchiverError, DatabaseError, DownloadError, LibraryAbsent, StorageError, TaggingError,
-                     UnsafePath)
-from .fs import (PART, TAGGING, fsync_dirs, open_read, place, read_fd, sha256_file,
+from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
+                     TaggingError, UnsafePath)
+from .fs import (PART, TAGGING, discard, fsync_dirs, open_read, place, read_fd, removed_part, sha256_file,
                  storage_error, sync_file)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
@@ -38,7 +38,7 @@ from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
 from .finishing import finish_audio, storage_cause, truncated
-from .retag import created_of, retag_file, tag_data, tracks_of, write_lyrics
+from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
 from .tagging import read_tags
 
@@ -127,6 +127,9 @@ class Archiver:
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
+        # A fleet worker's temporary files carry its name (claims.py); it writes no more for a file whose claim it lost.
+        self.part_tag, self.lost = ("", set()) if store.fleet is None else (store.fleet.tag, store.fleet.lost)
+        self.sidecars: set[Path] = set()  # audio whose lyrics sidecar this run created (it goes with a dropped file)
 
     async def run(self, asset_ids: list[int] | None = None) -> DownloadSummary:
         recorded = self.store.downloaded_paths()  # before the walk: a file another fleet worker records is on disk
@@ -171,9 +174,8 @@ class Archiver:
                     self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
-        for part in parts if self.store.fleet is None else ():  # a fleet's others may be writing theirs
-            if part not in self.keep_parts and part.exists():
-                part.unlink(missing_ok=True)  # from a run that died; its work was redone or is gone
+        clear = discard if self.store.fleet is None else self.store.fleet.clear_parts  # a fleet: only its own and dead workers'
+        await asyncio.to_thread(clear, [part for part in parts if part not in self.keep_parts])  # from runs that died
         return self.summary
 
     async def _guarded(self, limit: asyncio.Semaphore, client: Any, clip: Clip, task: Task,
@@ -205,7 +207,14 @@ class Archiver:
         self.taken.add(_stem_key(rel.as_posix()))
         return rel
 
+    async def _kept(self, assets: list[Asset]) -> bool:
+        """A fleet worker goes on with files only while it still claims them (renewed): one that
+        stalled past its lease may find them taken over (claims.py)."""
+        return self.store.fleet is None or await asyncio.to_thread(self.store.keep_claims, [a.id or 0 for a in assets])
+
     async def _clip(self, client: Any, clip: Clip, task: Task, assets_list: list[Asset]) -> None:
+        if not await self._kept(assets_list):
+            return
         assets = {a.kind: a for a in assets_list}
         try:
             stem = self._stem(clip, task, assets)
@@ -233,7 +242,7 @@ class Archiver:
             except DatabaseError:
                 raise
             except (ArchiverError, OSError) as exc:
-                self._failed(clip, [asset], str(exc))
+                self._failed(clip, [asset], str(removed_part(exc) or exc))
             except Exception as exc:  # noqa: BLE001 - one file's surprise must not end a cron run
                 self._failed(clip, [asset], f"internal error: {type(exc).__name__}: {exc}")
             if kind == "audio":  # archived or not, its cover waits no longer
@@ -273,7 +282,8 @@ class Archiver:
 
     def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
         for asset in assets:
-            self.store.asset_failed(asset.id or 0, message)
+            if not self.store.asset_failed(asset.id or 0, message):
+                continue  # a fleet worker's lost claim: the file is another worker's now
             self.summary.failed += 1
             text = f"{clip.source} {clip.clip_id} {asset.kind}: {message}"
             self.summary.errors.append(text)
@@ -316,7 +326,7 @@ class Archiver:
     async def _prepare(self, client: Any, clip: Clip, task: Task, asset: Asset, target: Path,
                        assets: dict[str, Asset]) -> _Ready:
         """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
-        part = target.with_name(target.name + PART)
+        part = target.with_name(target.name + self.part_tag + PART)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
@@ -331,7 +341,7 @@ class Archiver:
                 # Tags rewrite the file, so it stops being a prefix of the source: a run killed
                 # from here on must not leave it where the next one resumes with Range (that
                 # spliced the source's tail onto our tags); this name is only ever cleaned up.
-                tagging = part.with_name(target.name.rpartition(".")[0] + TAGGING)
+                tagging = part.with_name(target.name.rpartition(".")[0] + self.part_tag + TAGGING)
                 await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
@@ -368,6 +378,8 @@ class Archiver:
         """Move a ready file into place and record it (then its lyrics sidecar, for audio)."""
         owned = ready.rel.as_posix() == asset.path  # recorded as this very file (a repair)
         try:
+            if not await self._kept([asset]):
+                raise ClaimLost(f"{ready.rel} was taken over by another worker; not placed")
             placing = asyncio.ensure_future(asyncio.to_thread(place, ready.part, ready.final, owned=owned,
                                                               durable=False))
             try:
@@ -378,8 +390,8 @@ class Archiver:
                 if await asyncio.gather(placing, return_exceptions=True) == [None]:
                     self._record(asset, ready)
                 raise
-        except BaseException:
-            if ready.part.name.endswith(TAGGING):
+        except BaseException as exc:
+            if ready.part.name.endswith(TAGGING) or isinstance(exc, ClaimLost):  # this worker's alone
                 ready.part.unlink(missing_ok=True)
             if not ready.part.exists():
                 self.keep_parts.discard(ready.part)
@@ -388,9 +400,10 @@ class Archiver:
         self._record(asset, ready)
         if len(self.unrecorded) >= GROUP_FILES or time.monotonic() - self.waiting_since >= GROUP_SECONDS:
             await self._record_placed()
-        if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics:
+        if asset.kind == "audio" and self.config.lyrics_sidecar and clip.lyrics and (asset.id or 0) not in self.lost:
             try:
-                await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics)
+                if await asyncio.to_thread(write_lyrics, ready.final, clip.lyrics, self.part_tag):
+                    self.sidecars.add(ready.final)
             except (OSError, UnsafePath) as exc:  # the song is archived; only its sidecar is not
                 self.reporter.warning(f"{ready.rel}: lyrics sidecar not written: {exc}")
 
@@ -409,11 +422,15 @@ class Archiver:
                 return
             try:
                 await asyncio.to_thread(fsync_dirs, {ready.final.parent for _, ready in group})
-                self.store.assets_done([(asset.id or 0, ready.rel.as_posix(), ready.size, ready.digest, ready.tagged,
-                                         ready.warning) for asset, ready in group])
+                lost = self.store.assets_done([(asset.id or 0, ready.rel.as_posix(), ready.size, ready.digest,
+                                                ready.tagged, ready.warning) for asset, ready in group])
             except BaseException:
                 self.unrecorded[:0] = group  # still in place: the end of the run tries again
                 raise
+            if lost:  # a lost claim's file is left for its new owner to adopt, unless it recorded one elsewhere
+                finals = [ready.final for asset, ready in group if lost.get(asset.id or 0) not in (None, ready.rel.as_posix())]
+                await asyncio.to_thread(discard, finals + [f.with_suffix(SIDECAR) for f in finals if f in self.sidecars])
+                group = [(asset, ready) for asset, ready in group if (asset.id or 0) not in lost]
             self.summary.downloaded += len(group)
             self.summary.bytes += sum(ready.transferred for _, ready in group)
 
@@ -494,12 +511,14 @@ class Archiver:
 
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         await self._record_placed()  # the audio's first record must not land after this one
+        if not await self._kept([audio]):
+            return
         cover = await self._cover(clip, assets)
         try:
             size, digest, tagged = await asyncio.to_thread(
                 retag_file, self.root / (audio.path or ""),
                 tag_data(clip, task, self.config, cover, self.tracks.get(task.id or 0, [])),
-                self.config.id3_version)
+                self.config.id3_version, self.part_tag)
         except (ArchiverError, OSError) as exc:
             self.reporter.warning(f"could not add the cover to {audio.path}: {exc}")
             return

@@ -18,11 +18,13 @@ never need to know which library failed.
     ├── DownloadError               a media file could not be fetched or verified
     │   ├── LinkExpired             403/404/410 from a media host: re-poll for a fresh URL
     │   ├── RefusedURL              not http(s), or bigger than max_file_size
-    │   └── StorageError            ENOSPC or another write error: stop all downloads
+    │   ├── StorageError            ENOSPC or another write error: stop all downloads
+    │   └── PartGone                its temporary file was removed before it was placed
     ├── UnsafePath                  a link, or a file the library does not own, where it would write
     ├── LibraryAbsent               the database records files but the library root has none of them
     ├── TaggingError                mutagen could not read or write a file's tags
     ├── DatabaseError               the library database is missing, corrupt or locked
+    ├── ClaimLost                   a fleet worker stalled past its lease: another took the file over
     └── LockHeld                    exit 75: another sync holds the library lock
 """
 
@@ -118,6 +120,10 @@ class StorageError(DownloadError):
     pass
 
 
+class PartGone(DownloadError):
+    """Cleared by another fleet worker while this one stalled past its lease: the file is retried."""
+
+
 class UnsafePath(ArchiverError):
     """Never written through, never replaced: the file fails alone, the run goes on."""
 
@@ -132,6 +138,10 @@ class TaggingError(ArchiverError):
 
 class DatabaseError(ArchiverError):
     pass
+
+
+class ClaimLost(ArchiverError):
+    """Not a failure of the file: the worker that took it over archives it; this one drops its copy."""
 
 
 class LockHeld(ArchiverError):

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import text
 
 from .config import Config
-from .errors import ArchiverError
+from .errors import ArchiverError, UnsafePath
 from .fs import PART, create_new, place, read_bytes, sha256_file, sync_file
 from .paths import DEFAULT_TEMPLATE, resolve_inside, validate_template
 from .store import Store
@@ -139,12 +139,18 @@ def _write(root: Path, store: Store, task_pk: int, folder: str, image: str) -> i
         if not _ours(store, digest) or digest == hashlib.sha256(data).hexdigest():
             return 0
         owned = True
-    part = target.with_name(target.name + PART)
+    # A fleet's workers may write one folder's cover at once: each under its own temporary name,
+    # and the first one placed stays (the rename refuses an existing name; both are the task's art).
+    part = target.with_name(target.name + ("" if store.fleet is None else store.fleet.tag) + PART)
     try:
         with create_new(part) as fh:
             fh.write(data)
         sync_file(part)
         place(part, target, owned=owned)
+    except UnsafePath:
+        if owned or os.path.islink(target) or not os.path.isfile(target):
+            raise
+        return 0  # a cover placed a moment ago (by another worker): the folder has one
     finally:
         if os.path.lexists(part) and not os.path.islink(part):
             part.unlink()

@@ -10,13 +10,15 @@ archived files refuse links too, and a finished file reaches its final name only
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import os
 import stat
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from .errors import StorageError, UnsafePath
+from .errors import PartGone, StorageError, UnsafePath
 
 PART = ".part"
 # A verified download being tagged, named from the stem (names leave room for 5 more bytes
@@ -95,13 +97,20 @@ def open_read(path: Path) -> BinaryIO:
 
 
 def regular_size(path: Path) -> int | None:
-    """Size of a regular file at `path` (None when nothing is there); a link is UnsafePath."""
+    """Size of a `.part` file to resume (None when there is none); a link is UnsafePath.
+
+    One that is also another name (`rename_new` linked it into place and died before unlinking
+    it) is removed, never resumed: appending to it would write into the placed file.
+    """
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(info.st_mode):
         raise UnsafePath(f"refusing to resume {path}: it is a symbolic link or special file")
+    if info.st_nlink > 1:
+        os.unlink(path)
+        return None
     return info.st_size
 
 
@@ -161,19 +170,124 @@ def place(part: Path, final: Path, *, owned: bool, durable: bool = True) -> None
 
     `owned` says the database records `final` as this very file (a repair or a retag): only
     then may something already there be replaced. Anything else at `final` (a user's file, a
-    file of another clip after a database loss, a link) is never overwritten.
+    file of another clip after a database loss, a link, one another fleet worker placed a moment
+    ago) is never overwritten: the rename itself refuses an existing name (`rename_new`).
     """
     if os.path.lexists(final) and (not owned or os.path.islink(final)):
-        what = "a symbolic link" if os.path.islink(final) else "a file archiver does not own"
-        raise UnsafePath(f"refusing to replace {what} at {final}")
+        raise _occupied(final)
     try:
-        os.replace(part, final)
+        try:
+            (os.replace if owned else rename_new)(part, final)
+        except FileExistsError:
+            raise _occupied(final) from None
+        except FileNotFoundError:
+            if os.path.lexists(part):
+                raise
+            raise part_gone(part) from None
         if durable:
             fsync_path(final.parent)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, final) from None
         raise
+
+
+def _occupied(final: Path) -> UnsafePath:
+    what = "a symbolic link" if os.path.islink(final) else "a file archiver does not own"
+    return UnsafePath(f"refusing to replace {what} at {final}")
+
+
+def part_gone(part: Path) -> PartGone:
+    """A temporary file removed before it was placed: cleared by another fleet worker while this
+    one was stalled past its lease (claims.Fleet.clear_parts), or removed by hand."""
+    return PartGone(f"its temporary file {part.name} was removed before it was placed (a worker stalled "
+                    "past its lease has its temporary files cleared by the others); will retry")
+
+
+def removed_part(exc: BaseException) -> PartGone | None:
+    """`part_gone` for an error that is (or wraps) a temporary file found missing: the clear
+    message for it, whichever step of a download or tagging met the missing file."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, PartGone):
+            return seen
+        name = seen.filename if isinstance(seen, FileNotFoundError) else None
+        if isinstance(name, (str, os.PathLike)) and str(name).endswith(PART) and not os.path.lexists(name):
+            return part_gone(Path(name))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+# renameat2(2) and renamex_np(2) flags: fail with EEXIST rather than replace the target.
+_RENAME_NOREPLACE, _RENAME_EXCL, _AT_FDCWD = 1, 4, -100
+# What a system or file system lacking an atomic no-replace rename (or hard links) answers.
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EMLINK})
+
+
+@functools.cache
+def _noreplace_call() -> Callable[[bytes, bytes], int] | None:
+    """libc's atomic rename that refuses an existing target, when this system has one: it
+    returns 0, or the errno of its failure."""
+    import ctypes
+    import sys
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        linux = libc.renameat2
+        linux.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: 0 if linux(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE) == 0 \
+            else ctypes.get_errno()
+    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        mac = libc.renamex_np
+        mac.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: 0 if mac(src, dst, _RENAME_EXCL) == 0 else ctypes.get_errno()
+    return None
+
+
+def rename_new(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` only if nothing is at `dst` (FileExistsError otherwise), atomically:
+    no other process can slip a file in between a check and the rename.
+
+    Linux's renameat2(RENAME_NOREPLACE) or macOS's renamex_np(RENAME_EXCL); where the file system
+    refuses those (NFS, say), a hard link to the new name then the unlink of the old one; where
+    it has no hard links either, a check just before the rename (the one case that is not atomic).
+    """
+    if os.name == "nt":
+        os.rename(src, dst)  # Windows' rename never replaces an existing file
+        return
+    call = _noreplace_call()
+    if call is not None:
+        code = call(os.fsencode(src), os.fsencode(dst))
+        if code == 0:
+            return
+        if code not in _UNSUPPORTED:
+            raise OSError(code, os.strerror(code), os.fspath(src), None, os.fspath(dst))
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+    else:
+        try:
+            os.unlink(src)
+        except OSError:
+            os.unlink(dst)  # never one file under two names: a resumed `.part` would write into it
+            raise
+        return
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+    os.replace(src, dst)
+
+
+def discard(paths: Iterable[Path]) -> None:
+    """Remove files this process placed and must not keep (never a link or a folder at the name)."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
 
 
 def fsync_dirs(folders: set[Path]) -> None:
@@ -187,9 +301,10 @@ def fsync_dirs(folders: set[Path]) -> None:
             raise
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a small file whole or not at all: temporary file, fsync, rename, directory fsync."""
-    tmp = path.with_name(path.name + PART)
+def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
+    """Write a small file whole or not at all: temporary file, fsync, rename, directory fsync.
+    `tag`: a fleet worker's, in the temporary name, so two never share one (claims.part_tag)."""
+    tmp = path.with_name(path.name + tag + PART)
     try:
         with create_new(tmp) as fh:
             fh.write(data)

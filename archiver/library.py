@@ -472,8 +472,7 @@ def fleet(store: Reader) -> list[dict[str, Any]]:
     """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
     from .pgdb import FLEET_COLUMNS, FLEET_SQL
 
-    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {"now": now})]
+    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {})]
 
 
 # --- playlists and files -------------------------------------------------------------------------

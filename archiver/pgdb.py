@@ -15,9 +15,20 @@ from .errors import DatabaseError
 from .readdb import schema_problem
 
 VERSION_TABLE = "archiver_schema"  # one row: the schema version (SQLite keeps it in PRAGMA user_version)
-# `archiver stats` on a fleet: each worker, alive while its lease lasts, its claims and last run.
-FLEET_SQL = """SELECT w.name, w.host, w.pid, w.started_at, w.heartbeat_at, w.finished_at, w.exit_code,
-                      w.lease_until IS NOT NULL AND w.lease_until > :now AND w.finished_at IS NULL AS alive,
+
+
+def server_time(plus: str | None = None) -> str:
+    """SQL for the server's clock (plus `plus` seconds, a parameter's name) as the text every time
+    column holds (UTCDateTime: ISO 8601 in UTC, microseconds), so a fleet's leases are judged by
+    one clock, not by each host's own. statement_timestamp(): one moment for the whole statement."""
+    moment = "statement_timestamp()" if plus is None else f"(statement_timestamp() + make_interval(secs => {plus}))"
+    return f"""to_char({moment} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+# `archiver stats` on a fleet: each worker, alive while its lease lasts (by the server's clock), its
+# claims and last run.
+FLEET_SQL = f"""SELECT w.name, w.host, w.pid, w.started_at, w.heartbeat_at, w.finished_at, w.exit_code,
+                      w.lease_until IS NOT NULL AND w.lease_until > {server_time()} AND w.finished_at IS NULL AS alive,
                       (SELECT COUNT(*) FROM tasks t WHERE t.claimed_by = w.name) AS tasks_claimed,
                       (SELECT COUNT(*) FROM assets a WHERE a.claimed_by = w.name AND a.state <> 'downloaded')
                           AS files_claimed

@@ -129,19 +129,23 @@ def _old_sidecar(audio: Path) -> Path | None:
     return None if _LRC_TIME.search(text) else old
 
 
-def write_lyrics(audio: Path, lyrics: str) -> None:
+def write_lyrics(audio: Path, lyrics: str, tag: str = "") -> bool:
     """The lyrics sidecar beside an audio file, written whole or not at all; an old `.lrc` of
-    ours is renamed onto it first, so the two never exist side by side."""
+    ours is renamed onto it first, so the two never exist side by side. True when there was no
+    sidecar before (a fleet worker removes the one it created with a file it drops). `tag`: a
+    fleet worker's, in the temporary name (claims.part_tag)."""
     new = audio.with_suffix(SIDECAR)
     data = (lyrics.rstrip("\n") + "\n").encode("utf-8")
     old = _old_sidecar(audio)
+    created = not os.path.lexists(new)
     if old is not None and not os.path.lexists(new):
         place(old, new, owned=False)
     elif os.path.lexists(new) and (is_link(new) or read_bytes(new) not in (data, *_contents(old))):
         raise UnsafePath(f"{new.name} is not a lyrics sidecar of archiver's; left as it is")
     elif old is not None:
         old.unlink()  # the same text is already in `.txt`
-    atomic_write(new, data)
+    atomic_write(new, data, tag)
+    return created
 
 
 def _contents(path: Path | None) -> tuple[bytes, ...]:
@@ -163,9 +167,10 @@ def migrate_lyrics(audio: Path) -> None:
         old.unlink()
 
 
-def retag_file(path: Path, data: TagData, id3_version: int) -> tuple[int, str, bool]:
-    """Rewrite the tags of an archived file without ever leaving it half-written."""
-    part = path.with_name(path.name.rpartition(".")[0] + TAGGING)  # a download resumes `.part`
+def retag_file(path: Path, data: TagData, id3_version: int, tag: str = "") -> tuple[int, str, bool]:
+    """Rewrite the tags of an archived file without ever leaving it half-written (`tag`: a fleet
+    worker's, in the temporary name, see claims.part_tag)."""
+    part = path.with_name(path.name.rpartition(".")[0] + tag + TAGGING)  # a download resumes `.part`
     try:
         with open_read(path) as src, create_new(part) as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)

@@ -183,16 +183,31 @@ class Store:
         """Upsert normalized records (one transaction). Idempotent; stale records are skipped."""
         now = now or utcnow()
         result = ApplyResult()
-        by_source: dict[str, list[TaskRecord]] = {}
         if self.dialect == "postgresql":
             records = [_storable_ids(r) for r in records]
-        for record in records:
-            by_source.setdefault(record.source, []).append(record)
+        with self.session() as s:
+            _apply(s.connection(), records, now, result)
+        return result
+
+    def record_polls(self, source: str, records: Sequence[TaskRecord], outcomes: dict[str, PollOutcome],
+                     base: float, cap: float) -> tuple[ApplyResult, set[str], dict[str, PollOutcome]]:
+        """A fleet worker's poll of claimed tasks: `apply` and `schedule` in one transaction, for the
+        tasks it still claims (claims.Fleet.mine_tasks); the results of the others are dropped.
+        Times are the server's: a host whose clock runs behind would otherwise make its tasks due
+        again at once. Returns what `apply` and `schedule` return, and the
+        outcomes that were recorded."""
+        result = ApplyResult()
         with self.session() as s:
             conn = s.connection()
-            for source, group in by_source.items():
-                Batch(conn, source, now, result).apply(group)
-        return result
+            now = conn.execute(text("SELECT statement_timestamp()")).scalar_one()
+            mine = self.fleet.mine_tasks(conn, source, list(outcomes))
+            outcomes = {task_id: outcome for task_id, outcome in outcomes.items() if task_id in mine}
+            records = [r for r in records if r.task_id in mine]
+            if self.dialect == "postgresql":
+                records = [_storable_ids(r) for r in records]
+            _apply(conn, records, now, result)
+            given_up = self._schedule(conn, source, outcomes, base, cap, now, changed=set(result.changed_task_ids))
+        return result, given_up, outcomes
 
     def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
                   ignore_schedule: bool = False) -> list[DueTask]:
@@ -227,39 +242,44 @@ class Store:
         Returns the ids that were not found for `not_found_after` and `not_found_polls` in a row, and so
         are failed now.
         """
+        with self.session() as s:
+            return self._schedule(s.connection(), source, outcomes, base, cap, now, changed=changed,
+                                  not_found_after=not_found_after, not_found_polls=not_found_polls)
+
+    def _schedule(self, conn: Connection, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float,
+                  now: datetime, *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,
+                  not_found_polls: int = NOT_FOUND_POLLS) -> set[str]:
         given_up: set[str] = set()
         updates: list[dict[str, Any]] = []
         stamp = UTCDateTime().process_bind_param  # the text every datetime column holds
         now_text = stamp(now, None)
         next_at: dict[int, str | None] = {}  # exponent -> next poll time; only a few differ
-        with self.session() as s:
-            conn = s.connection()
-            for part in chunks(list(outcomes)):
-                rows = conn.execute(select(Task.id, Task.task_id, Task.idle_polls, Task.poll_errors,
-                                           Task.not_found_since)
-                                    .where(Task.source == source, col(Task.task_id).in_(part)))
-                for pk, task_id, idle_polls, poll_errors, since in rows:
-                    outcome = outcomes[task_id]
-                    failed, message, status, provider_status = False, None, None, None
-                    if outcome.kind is PollKind.OK:
-                        poll_errors, since = 0, None
-                        idle_polls = 0 if task_id in changed else idle_polls + 1
-                    else:
-                        failed, message, poll_errors = True, outcome.message, poll_errors + 1
-                        if outcome.kind is PollKind.NOT_FOUND:
-                            since = since or now
-                            if poll_errors >= not_found_polls and now - since >= not_found_after:
-                                status, provider_status = Status.FAILED.value, "NOT_FOUND"
-                                given_up.add(task_id)
-                    exponent = min(idle_polls + poll_errors, 30)
-                    if exponent not in next_at:
-                        next_at[exponent] = stamp(now + timedelta(seconds=min(cap, base * (2 ** exponent))), None)
-                    updates.append({"id": pk, "now": now_text, "idle_polls": idle_polls, "poll_errors": poll_errors,
-                                    "next_poll_at": next_at[exponent], "failed": failed, "error": message,
-                                    "status": status, "provider_status": provider_status,
-                                    "not_found_since": stamp(since, None)})
-            if updates:
-                run_many(conn, _SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
+        for part in chunks(list(outcomes)):
+            rows = conn.execute(select(Task.id, Task.task_id, Task.idle_polls, Task.poll_errors,
+                                       Task.not_found_since)
+                                .where(Task.source == source, col(Task.task_id).in_(part)))
+            for pk, task_id, idle_polls, poll_errors, since in rows:
+                outcome = outcomes[task_id]
+                failed, message, status, provider_status = False, None, None, None
+                if outcome.kind is PollKind.OK:
+                    poll_errors, since = 0, None
+                    idle_polls = 0 if task_id in changed else idle_polls + 1
+                else:
+                    failed, message, poll_errors = True, outcome.message, poll_errors + 1
+                    if outcome.kind is PollKind.NOT_FOUND:
+                        since = since or now
+                        if poll_errors >= not_found_polls and now - since >= not_found_after:
+                            status, provider_status = Status.FAILED.value, "NOT_FOUND"
+                            given_up.add(task_id)
+                exponent = min(idle_polls + poll_errors, 30)
+                if exponent not in next_at:
+                    next_at[exponent] = stamp(now + timedelta(seconds=min(cap, base * (2 ** exponent))), None)
+                updates.append({"id": pk, "now": now_text, "idle_polls": idle_polls, "poll_errors": poll_errors,
+                                "next_poll_at": next_at[exponent], "failed": failed, "error": message,
+                                "status": status, "provider_status": provider_status,
+                                "not_found_since": stamp(since, None)})
+        if updates:
+            run_many(conn, _SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
         return given_up
 
     # --- assets --------------------------------------------------------------------------
@@ -267,6 +287,11 @@ class Store:
     def claim_stem(self, stem: str, clip_pk: int) -> bool:
         """Claim a final path's stem for a clip across a fleet; a lone writer always may."""
         return True if self.fleet is None else bool(self.fleet.claim_stem(stem, clip_pk))
+
+    def keep_claims(self, asset_ids: Sequence[int]) -> bool:
+        """Whether this worker may go on with these files: always for a lone writer; a fleet worker
+        renews its claims on them, False when one was taken over (claims.Fleet.keep)."""
+        return True if self.fleet is None else bool(self.fleet.keep(asset_ids))
 
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""
@@ -315,25 +340,34 @@ class Store:
             return asset.url if asset else None
 
     def asset_done(self, asset_id: int, *, path: str, size: int, sha256: str, tagged: bool,
-                   warning: str | None = None, transfer: bool = True) -> None:
-        """Record a file as archived: call only once it is complete at its final path.
+                   warning: str | None = None, transfer: bool = True) -> bool:
+        """Record a file as archived: call only once it is complete at its final path. False when
+        not recorded: a fleet worker's claim on it was lost (`assets_done`).
 
         `transfer` is False for a rewrite in place (retag), which is not a download attempt.
         """
-        params = {"path": path, "size": size, "sha256": sha256, "tagged": tagged, "warning": warning,
-                  "now": utcnow(), "transfer": int(transfer), "id": asset_id}
-        with self.session() as s:
-            s.connection().execute(_ASSET_DONE, params)
+        return not self.assets_done([(asset_id, path, size, sha256, tagged, warning)], transfer=transfer)
 
-    def assets_done(self, files: Sequence[tuple[int, str, int, str, bool, str | None]]) -> None:
-        """`asset_done` for many files in one transaction: (id, path, size, sha256, tagged, warning)."""
+    def assets_done(self, files: Sequence[tuple[int, str, int, str, bool, str | None]], *,
+                    transfer: bool = True) -> dict[int, str | None]:
+        """`asset_done` for many files in one transaction: (id, path, size, sha256, tagged, warning).
+
+        A fleet worker records only the files it still claims, checked in this transaction: the
+        others are returned, not recorded, each with the path the catalog records it at (None
+        while it is not archived), see claims.Fleet.lost_files.
+        """
         if not files:
-            return
+            return {}
         now = utcnow()
-        rows = [{"id": asset_id, "path": path, "size": size, "sha256": sha256, "tagged": tagged,
-                 "warning": warning, "now": now, "transfer": 1} for asset_id, path, size, sha256, tagged, warning in files]
         with self.session() as s:
-            s.connection().execute(_ASSET_DONE, rows)
+            conn = s.connection()
+            lost = {} if self.fleet is None else self.fleet.lost_files(conn, [f[0] for f in files])
+            rows = [{"id": asset_id, "path": path, "size": size, "sha256": sha256, "tagged": tagged,
+                     "warning": warning, "now": now, "transfer": int(transfer)}
+                    for asset_id, path, size, sha256, tagged, warning in files if asset_id not in lost]
+            if rows:
+                conn.execute(_ASSET_DONE, rows)
+        return lost
 
     def record_file(self, source: str, clip_id: str, kind: str, *, path: str, size: int, sha256: str,
                     url: str | None, tagged: bool) -> None:
@@ -350,14 +384,18 @@ class Store:
             asset.path, asset.size, asset.sha256, asset.tagged = path, size, sha256, tagged
             asset.state, asset.updated_at, asset.downloaded_at = AssetState.DOWNLOADED, now, now
 
-    def asset_failed(self, asset_id: int, error: str) -> None:
+    def asset_failed(self, asset_id: int, error: str) -> bool:
+        """Record a failed attempt; False when not recorded (a fleet worker's lost claim, see `assets_done`)."""
         with self.session() as s:
+            if self.fleet is not None and self.fleet.lost_files(s.connection(), [asset_id]):
+                return False
             asset = s.get(Asset, asset_id)
             if asset is None:
-                return
+                return False
             asset.state, asset.last_error = AssetState.FAILED, error
             asset.attempts += 1
             asset.updated_at = utcnow()
+        return True
 
     # --- sync runs -----------------------------------------------------------------------
 
@@ -390,6 +428,14 @@ def _storable_ids(record: TaskRecord) -> TaskRecord:
         return record
     clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
     return replace(record, clips=clips)
+
+
+def _apply(conn: Connection, records: Sequence[TaskRecord], now: datetime, result: ApplyResult) -> None:
+    by_source: dict[str, list[TaskRecord]] = {}
+    for record in records:
+        by_source.setdefault(record.source, []).append(record)
+    for source, group in by_source.items():
+        Batch(conn, source, now, result).apply(group)
 
 
 def _unfinished(sources: Sequence[str] | None) -> Any:

@@ -61,9 +61,10 @@ def run_sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncRe
                 from .claims import Fleet, default_worker_id
 
                 store.fleet = Fleet(store.engine, options.worker_id or default_worker_id(), config.lease)
-                store.fleet.check_name()
                 if options.asset_ids is not None:  # a repair takes no claims: it runs alone
                     store.fleet.check_alone("repairing files")
+                store.fleet.check_name()  # takes the name: of two started at once under it, one goes on
+                store.fleet.warn = reporter.warning
             run_id = store.start_run()
             if store.fleet is not None:
                 store.fleet.register(run_id)
@@ -151,7 +152,8 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
 def _until_next(store: Store, names: Sequence[str], deadline: float | None) -> float | None:
     """Seconds to sleep before the next task is due; None when the deadline comes first."""
     due = store.next_due(names)
-    wait = max(0.05, (due - utcnow()).total_seconds()) if due else 0.05
+    now = utcnow() if store.fleet is None else store.fleet.server_now()  # a fleet's schedule is the server's
+    wait = max(0.05, (due - now).total_seconds()) if due else 0.05
     if deadline is not None:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -236,7 +238,7 @@ class Poller:
         """A pass of a fleet worker: claim due tasks in whole batches, poll them, give them back."""
         fleet = self.store.fleet
         assert fleet is not None
-        started = utcnow()
+        started = await asyncio.to_thread(fleet.server_now)  # a fleet's schedule runs on the server's clock
         fleet.new_pass()
 
         async def one_source(source: Source) -> None:
@@ -306,11 +308,15 @@ class Poller:
 
     def _store(self, source: Source, records: list[TaskRecord], outcomes: dict[str, PollOutcome],
                interval: float | None) -> None:
-        now = utcnow()
-        result = self.store.apply(records, now)
         base = self.options.interval or interval or source.interval
-        given_up = self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
-                                       changed=set(result.changed_task_ids))
+        if self.store.fleet is not None:  # only what it still claims, checked as it is recorded
+            result, given_up, outcomes = self.store.record_polls(source.name, records, outcomes, base,
+                                                                 self.config.max_backoff)
+        else:
+            now = utcnow()
+            result = self.store.apply(records, now)
+            given_up = self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
+                                           changed=set(result.changed_task_ids))
         self.report.tasks_polled += len(outcomes)
         self.report.newly_succeeded += result.newly_succeeded
         self.report.failed += result.newly_failed + len(given_up)

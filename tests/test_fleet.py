@@ -1,11 +1,10 @@
 """Four `archiver sync` workers (separate processes) on one PostgreSQL catalog and one library root,
 against the simulator: every file archived exactly once, one worker SIGKILLed mid-download loses
-nothing, and its claims are taken over once its lease runs out."""
+nothing, its claims are taken over once its lease runs out, and its temporary files are cleared."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,19 +19,24 @@ from archiver.testkit.kills import base_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("ccapi-suno", "mountsea", "acedata", "aimusicapi")
-# The CLI with a SIGKILL due a few milliseconds into its second file transfer.
+# The CLI, SIGKILLed once the first bytes of its second file transfer are on disk (its `.part` is left).
 KILLER = r"""
-import os, signal, sys, threading
+import os, signal, sys
 import archiver.download as download
 
 real, seen = download.fetch_once, [0]
 
 
-async def fetch_once(*args, **kwargs):
+async def fetch_once(client, job, on_bytes):
     seen[0] += 1
-    if seen[0] == 2:
-        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGKILL)).start()
-    return await real(*args, **kwargs)
+    if seen[0] != 2:
+        return await real(client, job, on_bytes)
+
+    def written(n):
+        on_bytes(n)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return await real(client, job, written)
 
 
 download.fetch_once = fetch_once
@@ -93,8 +97,9 @@ def test_four_workers_archive_every_file_once_and_survive_a_kill(pg_url: str, tm
     assert len(paths) == len({p.casefold() for p in paths})  # no two files at one name
     for source in SOURCES:  # one clip got the plain name, the others a name made unique
         assert sum(p.startswith(f"{source}/Same Song.") for p in paths) in (1, 2)  # its audio, and its cover
-    on_disk, _parts, _links = walk_library(library)
+    on_disk, parts, _links = walk_library(library)
     assert set(paths) <= on_disk
+    assert parts == []  # the killed worker's temporary files were cleared by the others (it is dead)
     assert {p for p in on_disk if not p.endswith((".jpg", ".jpeg", ".png", ".webp"))} - set(paths) == set()
     # every task polled once (all succeed at their first poll), whichever worker polled it
     assert _rows(pg_url, "SELECT DISTINCT polls FROM tasks") == [(1,)]
