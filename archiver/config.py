@@ -17,7 +17,7 @@ import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
 from .redact import REDACTED, redact, redact_url, register, url_secrets
@@ -142,18 +142,19 @@ def _plain(value: Any) -> Any:
 SECONDS_HINT = f"seconds, a finite number > 0 and <= {MAX_SECONDS:.0f}"
 
 
-class _Key(NamedTuple):
-    """How one setting is read: its Config attribute, type, variable, conversion and checks (a
-    NamedTuple: every command builds this table, and a dataclass costs ten times more to define)."""
+class _Key:
+    """How one setting is read: its Config attribute, type, variable, conversion and checks (a plain
+    class: every command defines it, and a dataclass or NamedTuple costs a millisecond more)."""
 
-    attr: str
-    kind: type | tuple[type, ...]
-    env: str | None = None
-    convert: Callable[[Any], Any] | None = None
-    check: Callable[[Any], bool] | None = None
-    hint: str = ""
-    explain: Callable[[Any], str | None] | None = None  # why a value is invalid, None when valid
-    secret: bool = False  # never echoed in an error message
+    __slots__ = ("attr", "check", "convert", "env", "explain", "hint", "kind", "secret")
+
+    def __init__(self, attr: str, kind: type | tuple[type, ...], env: str | None = None,
+                 convert: Callable[[Any], Any] | None = None, check: Callable[[Any], bool] | None = None,
+                 hint: str = "", explain: Callable[[Any], str | None] | None = None, secret: bool = False) -> None:
+        self.attr, self.kind, self.env, self.convert = attr, kind, env, convert
+        self.check, self.hint = check, hint
+        self.explain = explain  # why a value is invalid, None when valid
+        self.secret = secret  # never echoed in an error message
 
 
 def _positive(value: Any) -> bool:

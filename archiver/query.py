@@ -26,7 +26,7 @@ import re
 import string
 import unicodedata
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ArchiverError, UsageError
 from .fields import CLIP_TABLE, ClipField
@@ -34,15 +34,17 @@ from .fields import CLIP_TABLE, ClipField
 FOLD_FUNCTION = "archiver_fold"  # SQL function name; see register_functions
 
 
-class Field(NamedTuple):
-    """A queryable field: its SQL expression, how values match, and how it sorts (a NamedTuple,
-    like Compiled a plain class: every read command loads this module, and dataclasses cost far
-    more to define)."""
+class Field:
+    """A queryable field: its SQL expression, how values match, and how it sorts (plain classes,
+    this and Compiled: every read command loads this module, and a dataclass or NamedTuple costs
+    far more to define)."""
 
-    name: str
-    column: str
-    kind: str  # text | id | number | date | year | flag
-    sort: str | None = None  # SQL to order by; defaults to `column`
+    __slots__ = ("column", "kind", "name", "sort")
+
+    def __init__(self, name: str, column: str, kind: str, sort: str | None = None) -> None:
+        self.name, self.column = name, column
+        self.kind = kind  # text | id | number | date | year | flag
+        self.sort = sort  # SQL to order by; defaults to `column`
 
 
 def _clip_field(row: ClipField) -> Field:
