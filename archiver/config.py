@@ -13,7 +13,6 @@ import math
 import os
 import re
 import stat
-import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +179,8 @@ def tag_template_problem(template: str) -> str | None:
     Only plain `{field}` names from TAG_FIELDS: positional `{0}`, attribute or index access, or a
     nested field would otherwise fail (or leak objects) on every clip, at tagging time.
     """
+    import string  # its import compiles a regex: only a tag template in the config needs it
+
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
