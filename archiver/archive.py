@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -23,28 +22,27 @@ from typing import Any, Awaitable, Callable
 
 import aiofiles
 
+from .adoption import find_in_place, proves
 from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
                      TaggingError, UnsafePath)
-from .fs import (PART, TAGGING, discard, fsync_dirs, open_read, place, read_fd, removed_part, sha256_file,
+from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, removed_part, sha256_file,
                  storage_error, sync_file)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
-from .media import expected_kinds, final_ext, sniff
+from .media import final_ext
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
 from .finishing import finish_audio, storage_cause, truncated
 from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
 from .store import Store
-from .tagging import read_tags
 
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
 GROUP_SECONDS = 1.0  # or as soon as the oldest waiting file has waited this long
-AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
 
 
 @dataclass
@@ -69,17 +67,6 @@ class _Ready:
     tagged: bool
     warning: str | None
     transferred: int
-
-
-def _names_clip(path: Path, clip: Clip) -> bool:
-    """Whether an audio file's provenance tags say it is this clip (links are never read)."""
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        tags = read_tags(path)
-    except (OSError, ArchiverError):
-        return False
-    return tags.get("clip_id") == clip.clip_id and tags.get("source") in (None, clip.source)
 
 
 def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> None:
@@ -116,6 +103,7 @@ class Archiver:
         self.refresh_task = refresh
         self.tuning = tuning
         self.root = config.library
+        self.base = self.root.resolve()  # the real root, resolved once for every file placed
         self.template = config.path_template or DEFAULT_TEMPLATE
         self.summary = DownloadSummary()
         self.taken: set[str] = set()
@@ -124,6 +112,7 @@ class Archiver:
         self.keep_parts: set[Path] = set()
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
         self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
+        self.songs: set[int] = set()  # clips whose audio is in place: its tags prove whose the siblings are
         self.waiting_since = 0.0  # when the oldest of them was placed
         self.committing = asyncio.Lock()  # batches are recorded in the order they were placed
         self.tracks: dict[int, list[Clip]] = {}  # task pk -> its clips with audio (the album), read once
@@ -167,6 +156,9 @@ class Archiver:
                     self.summary.stopped = self.summary.stopped or str(exc)
                 except DatabaseError as exc:
                     self.summary.stopped = self.summary.stopped or f"{exc}; downloads stopped"
+            if self.unrecorded:  # for good: a song in place is adopted later by its tags, a file beside none cannot be
+                await asyncio.to_thread(discard, [ready.final for asset, ready in self.unrecorded
+                                                  if asset.kind != "audio" and asset.clip_pk not in self.songs])
             if self.summary.stopped is None:  # folder covers: see folder_art
                 covers = await asyncio.to_thread(write_folder_covers, self.config, self.store,
                                                  {task.id or 0 for _clip, task, _assets in work})
@@ -200,7 +192,7 @@ class Archiver:
             if key in self.taken:
                 return True
             others = self.foreign.get(key)
-            foreign = bool(others) and not self._proves(clip, [self.root / rel for rel in others])
+            foreign = bool(others) and not proves(clip, [self.root / rel for rel in others])
             return foreign or not self.store.claim_stem(key, clip.id or 0)  # a fleet's other workers name files too
 
         rel = unique_relpath(rel, clip.clip_id, taken)
@@ -226,6 +218,8 @@ class Archiver:
         # A cover is placed only after its audio: every file at a stem can then be proven to be
         # this clip's by the audio's provenance tags (a run killed in between adopts, not renames).
         waits = audio is not None and audio.state != "downloaded"
+        if audio is not None and not waits:
+            self.songs.add(clip.id or 0)
         for kind in ("image", "audio", "video"):
             asset = assets.get(kind)
             if asset is None or asset.state == "downloaded":
@@ -274,12 +268,6 @@ class Archiver:
         image.path, image.state = ready.rel.as_posix(), "downloaded"
         return True
 
-    @staticmethod
-    def _proves(clip: Clip, paths: list[Path]) -> bool:
-        """Files at a stem may be adopted only when its audio names this clip in its provenance
-        tags (a run that died before recording them); anything else there is someone else's."""
-        return any(_names_clip(path, clip) for path in paths if path.suffix[1:].lower() in AUDIO_EXTS)
-
     def _failed(self, clip: Clip, assets: list[Asset], message: str) -> None:
         for asset in assets:
             if not self.store.asset_failed(asset.id or 0, message):
@@ -313,8 +301,7 @@ class Archiver:
                      assets: dict[str, Asset], *, hold: bool = False) -> PurePosixPath | _Ready:
         """Adopt the file if it is already in place, else fetch it; `hold` returns it ready but
         not yet placed (a cover waits for its audio, see `_clip`)."""
-        target = resolve_inside(self.root, rel)
-        adopted = await asyncio.to_thread(self._adopt, clip, asset, target, assets)
+        target, adopted = await asyncio.to_thread(self._locate, clip, asset, rel)
         if adopted is not None:
             return adopted
         ready = await self._prepare(client, clip, task, asset, target, assets)
@@ -327,7 +314,6 @@ class Archiver:
                        assets: dict[str, Asset]) -> _Ready:
         """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
         part = target.with_name(target.name + self.part_tag + PART)
-        target.parent.mkdir(parents=True, exist_ok=True)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         try:
@@ -335,7 +321,7 @@ class Archiver:
             if asset.kind == "audio":
                 fetched = await self._check_length(client, clip, task, asset, fetched, handle)
             final = target.with_name(f"{target.name.rpartition('.')[0]}.{final_ext(fetched.kind, asset.kind)}")
-            final_rel = PurePosixPath(final.relative_to(self.root.resolve()).as_posix())
+            final_rel = PurePosixPath(final.relative_to(self.base).as_posix())
             tagged, warning = False, asset.warning
             if asset.kind == "audio":
                 # Tags rewrite the file, so it stops being a prefix of the source: a run killed
@@ -409,6 +395,8 @@ class Archiver:
 
     def _record(self, asset: Asset, ready: _Ready) -> None:
         """The file is complete at its final path: it joins the next group to be recorded."""
+        if asset.kind == "audio":
+            self.songs.add(asset.clip_pk)
         if not self.unrecorded:
             self.waiting_since = time.monotonic()
         self.unrecorded.append((asset, ready))
@@ -469,45 +457,19 @@ class Archiver:
             self.reporter.warning(f"{clip.source} {clip.clip_id}: {message}")
         return again
 
-    def _adopt(self, clip: Clip, asset: Asset, target: Path, assets: dict[str, Asset]) -> PurePosixPath | None:
-        """A complete file of this clip already at its final path: record it instead of fetching.
-
-        That is a file whose content is the one recorded (a library that was absent for a while),
-        or, for a file never recorded, one that provably is this clip's (a run that died before
-        recording it): audio whose provenance tags name the clip, a cover beside such audio.
-        """
-        stem = target.name.rpartition(".")[0]
-        names = {f"{stem}.{final_ext(kind, asset.kind)}" for kind in expected_kinds(asset.kind)}
-        if asset.path:
-            names.add(PurePosixPath(asset.path).name)
-        for path in (target.with_name(name) for name in sorted(names)):
-            try:
-                if not stat.S_ISREG(os.lstat(path).st_mode):
-                    continue  # a link or a folder is never adopted
-                with open_read(path) as fh:
-                    head = fh.read(64)
-            except (OSError, UnsafePath):
-                continue
-            kind = sniff(head)
-            if kind is None or final_ext(kind, asset.kind) != path.suffix.lstrip(".") \
-                    or kind not in expected_kinds(asset.kind):
-                continue
-            size, digest = sha256_file(path)
-            if digest != asset.sha256:
-                if asset.sha256:
-                    continue  # recorded once and changed since: fetched anew (a repair), never adopted
-                if asset.kind == "audio":
-                    if not _names_clip(path, clip):
-                        continue
-                elif not self._proves(clip, [target.with_name(f"{stem}.{ext}") for ext in sorted(AUDIO_EXTS)]):
-                    continue
-            rel = PurePosixPath(path.relative_to(self.root.resolve()).as_posix())
-            self.store.asset_done(asset.id or 0, path=rel.as_posix(), size=size, sha256=digest,
-                                  tagged=asset.kind == "audio")
-            asset.tagged = asset.kind == "audio"
-            self.summary.adopted += 1
-            return rel
-        return None
+    def _locate(self, clip: Clip, asset: Asset, rel: PurePosixPath) -> tuple[Path, PurePosixPath | None]:
+        """Worker thread: where the file goes (checked inside the library, its folder made) and
+        whether a complete copy is already there; file-system calls stay off the event loop."""
+        target = resolve_inside(self.root, rel, base=self.base)
+        found = find_in_place(self.base, clip, asset, target)
+        if found is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target, None
+        self.store.asset_done(asset.id or 0, path=found.rel.as_posix(), size=found.size, sha256=found.sha256,
+                              tagged=asset.kind == "audio")
+        asset.tagged = asset.kind == "audio"
+        self.summary.adopted += 1
+        return target, found.rel
 
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         await self._record_placed()  # the audio's first record must not land after this one

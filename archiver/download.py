@@ -8,6 +8,7 @@ crash at any moment leaves at worst a `.part` that the next run resumes or remov
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -249,7 +250,9 @@ async def _same_prefix(client: httpx.AsyncClient, job: Transfer, offset: int) ->
 
 async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
-    offset = regular_size(job.part) or 0  # a link planted at the `.part` is refused, never followed
+    # A link planted at the `.part` is refused, never followed; asked from a worker thread, as a
+    # lookup in a folder that other transfers are writing into can wait on the disk.
+    offset = await asyncio.to_thread(regular_size, job.part) or 0
     if offset and not await _same_prefix(client, job, offset):
         job.part.unlink(missing_ok=True)  # not this file's beginning (another clip's, or changed upstream)
         offset = 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import string
 import unicodedata
 from dataclasses import dataclass
@@ -416,6 +417,23 @@ def unique_relpath(rel: PurePosixPath, clip_id: str, taken: Callable[[str], bool
     raise ArchiverError(f"no free file name for clip {clip_id} near {rel}")
 
 
+def _no_links(base: Path, parts: tuple[str, ...]) -> bool:
+    """True when no component of `parts` below `base` is a link, so the joined path is already
+    its own real path: one lstat per component instead of three full `realpath` walks."""
+    path = str(base)
+    for part in parts:
+        path = f"{path}/{part}"
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return True  # nothing exists from here on, so nothing can lead elsewhere
+        except OSError:
+            return False  # not a folder on the way, unreadable: the full check decides
+        if stat.S_ISLNK(mode):
+            return False
+    return True
+
+
 def _within(path: Path, base: Path, *, strict: bool) -> bool:
     p, b = os.path.normcase(str(path)), os.path.normcase(str(base))
     try:
@@ -425,14 +443,19 @@ def _within(path: Path, base: Path, *, strict: bool) -> bool:
     return inside and not (strict and p == b)
 
 
-def resolve_inside(root: Path, rel: PurePosixPath) -> Path:
-    """Absolute path of `rel` under `root`; UsageError if it (or a symlink on the way) escapes."""
+def resolve_inside(root: Path, rel: PurePosixPath, *, base: Path | None = None) -> Path:
+    """Absolute path of `rel` under `root`; UsageError if it (or a symlink on the way) escapes.
+
+    `base` is `root` already resolved (a caller placing many files resolves it once).
+    """
     rel = PurePosixPath(rel)
     if rel.is_absolute() or not rel.parts or ".." in rel.parts:
         raise UsageError(f"refusing path outside the library: {str(rel)!r}")
     try:
-        base = Path(root).resolve()
+        base = base or Path(root).resolve()
         target = base.joinpath(*rel.parts)
+        if _no_links(base, rel.parts):
+            return target
         parent = target.parent.resolve()
         final = parent / target.name
         landed = final.resolve()

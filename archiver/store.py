@@ -59,7 +59,19 @@ _REQUEUE = (
 )
 _INSERT_TASK = (
     "INSERT INTO tasks (source, task_id, status, first_seen, updated_at, next_poll_at, polls, idle_polls, "
-    f"poll_errors) VALUES (:source, :task_id, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0)"
+    f"poll_errors) VALUES (:source, :task_id, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0) "
+    "ON CONFLICT (source, task_id) DO NOTHING"  # another `add` of the same id got there first
+)
+# PostgreSQL takes the ids as one array, in one statement each way: a statement per 500 ids is
+# planned without the unique index while the table is not yet analyzed, and then scans every task
+# of the source each time (100,000 ids: seconds, where these take well under one).
+_PG_KNOWN = text("SELECT task_id, id, status FROM tasks "
+                 "WHERE source = :source AND task_id = ANY(CAST(:ids AS text[]))")
+_PG_INSERT_TASKS = text(
+    "INSERT INTO tasks (source, task_id, status, first_seen, updated_at, next_poll_at, polls, idle_polls, "
+    f"poll_errors) SELECT :source, t, '{Status.PENDING.value}', :now, :now, :now, 0, 0, 0 "
+    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS given(t, n) ORDER BY n "
+    "ON CONFLICT (source, task_id) DO NOTHING"
 )
 
 
@@ -157,19 +169,26 @@ class Store:
         stamp = UTCDateTime().process_bind_param(now or utcnow(), None)
         wanted = list(dict.fromkeys(t.strip() for t in task_ids if t and t.strip()))
         known: dict[str, tuple[int, str]] = {}
+        postgres = self.dialect == "postgresql"
         with self.session() as s:
             conn = s.connection()
-            for part in chunks(wanted):
-                rows = conn.execute(select(Task.task_id, Task.id, Task.status)
-                                    .where(Task.source == source, col(Task.task_id).in_(part)))
+            for part in [wanted] if postgres else chunks(wanted):
+                rows = (conn.execute(_PG_KNOWN, {"source": source, "ids": list(part)}) if postgres else
+                        conn.execute(select(Task.task_id, Task.id, Task.status)
+                                     .where(Task.source == source, col(Task.task_id).in_(part))))
                 known.update((task_id, (pk, status)) for task_id, pk, status in rows)
             new = [{"source": source, "task_id": t, "now": stamp} for t in wanted if t not in known]
             failed = [{"id": pk, "now": stamp} for pk, status in known.values() if status == Status.FAILED.value]
-            if new:
-                run_many(conn, _INSERT_TASK, new)
+            inserted = 0
+            if new and postgres:
+                inserted = conn.execute(_PG_INSERT_TASKS, {"source": source, "now": stamp,
+                                                           "ids": [r["task_id"] for r in new]}).rowcount
+            elif new:
+                inserted = run_many(conn, _INSERT_TASK, new)
             if failed:
                 run_many(conn, _REQUEUE, failed)
-        return Added(len(new), len(failed), len(known) - len(failed))
+        # ids another `add` inserted between the lookup and the insert count as known
+        return Added(inserted, len(failed), len(known) - len(failed) + len(new) - inserted)
 
     def requeue(self, task_pks: Sequence[int], now: datetime | None = None) -> int:
         """Put tasks back in the queue, due now, their error counters reset; returns how many."""
@@ -422,12 +441,12 @@ class Store:
 
 
 def _storable_ids(record: TaskRecord) -> TaskRecord:
-    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a clip id
-    a provider sent with one is matched and stored in that spelling, so its row is found again."""
-    if not any("\x00" in clip.clip_id for clip in record.clips):
+    """PostgreSQL text holds no NUL (the engine writes U+FFFD instead, database.py): a task or
+    clip id a provider sent with one is matched and stored in that spelling, so its row is found again."""
+    if "\x00" not in record.task_id and not any("\x00" in clip.clip_id for clip in record.clips):
         return record
     clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
-    return replace(record, clips=clips)
+    return replace(record, task_id=record.task_id.replace("\x00", "\ufffd"), clips=clips)
 
 
 def _apply(conn: Connection, records: Sequence[TaskRecord], now: datetime, result: ApplyResult) -> None:

@@ -54,8 +54,9 @@ def _values(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
             for name in names for value in (row[name],)}
 
 
-def run_many(conn: Connection, sql: str, params: Any) -> None:
-    """A driver-level statement written with `:name` placeholders, on SQLite or psycopg.
+def run_many(conn: Connection, sql: str, params: Any) -> int:
+    """A driver-level statement written with `:name` placeholders, on SQLite or psycopg; the
+    number of rows it changed.
 
     SQLAlchemy's own statement layer would convert them but costs per row what this saves.
     """
@@ -63,7 +64,7 @@ def run_many(conn: Connection, sql: str, params: Any) -> None:
         from .pgdb import pyformat
 
         sql = pyformat(sql)
-    conn.exec_driver_sql(sql, params)
+    return int(conn.exec_driver_sql(sql, params).rowcount)
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -214,7 +214,30 @@ def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, 
                         else "") + ".")
     parts.append("The main thread (the event loop; libcurl's and the worker threads are not in it) "
                  "under cProfile, one extra run, by package: " + breakdown.describe_profile(groups, a_wall) + ".")
+    split = _thread_cpu(run, jobs)
+    if split:
+        c_cpu = median([s.cpu for s in timed["curl"]])
+        shown = ", ".join(f"{label} {split[label]:.2f} s ({split[label] / run.files * 1e3:.1f} ms a file)"
+                          for label in ("event loop", "file work", "transfers") if label in split)
+        parts.append(f"CPU by thread (bench/threadcpu.py, one extra run): {shown}; curl's whole run takes "
+                     f"{fmt_s(c_cpu)} of CPU for the same bytes. The event loop includes start-up and the poll; "
+                     "file work is what worker threads do for each file (the length check, tags, sha256, "
+                     "fsync, the rename); transfers are libcurl moving the bytes into each `.part`.")
     section.notes.append(" ".join(parts))
+
+
+def _thread_cpu(run: _Run, jobs: int) -> dict[str, float]:
+    """CPU seconds of one sync by thread group (bench/threadcpu.py); empty where /proc is absent."""
+    if not Path("/proc/self/task").is_dir():
+        return {}
+    env = run.fresh_library()
+    sample = measure([sys.executable, str(REPO / "bench" / "threadcpu.py"), "sync", "--jobs", str(jobs), "--json"],
+                     env=env, timeout=900)
+    run.done_with(run.library)
+    _check_report(sample, run.files)
+    lines = [line for line in sample.stderr.splitlines() if line.startswith('{"threadcpu"')]
+    groups = json.loads(lines[-1])["threadcpu"] if lines else {}
+    return {label: times["user"] + times["sys"] for label, times in groups.items()}
 
 
 def _curl(run: _Run, jobs: int) -> tuple[Sample, float]:

@@ -2,9 +2,11 @@
 database engine a test runs on.
 
 The CLI, sync and reliability modules listed in BOTH_ENGINES run each test that goes through the
-CLI (`run_cli`, `sim_cli`, `engine`) twice: on SQLite and on a PostgreSQL catalog (a throwaway
-cluster for the session, a fresh database per test; skipped, with the reason, where the server
-binaries are absent). A test that reads the SQLite file itself is marked `sqlite_only`.
+CLI (`run_cli`, `sim_cli`, `engine`, `catalog`, `pg_catalog`) twice: on SQLite and on a PostgreSQL
+catalog (a throwaway cluster for the session, a fresh database per test; skipped, with the reason,
+where the server binaries are absent). Tests read and stage catalog rows through `catalog`
+(archiver.testkit.Catalog), the same on both engines; a test about the SQLite file itself (its
+WAL, its locks, its corruption) is marked `sqlite_only` and says why.
 """
 
 from __future__ import annotations
@@ -33,17 +35,29 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Modules whose CLI tests run on both engines: the ones that exercise the store through the CLI.
-# The others fill or inspect the SQLite file directly (test_library, test_reliability_state, ...).
+# The others fill or inspect the SQLite file directly (test_library, test_migrations, ...).
 BOTH_ENGINES = frozenset({"test_core_cli", "test_sync", "test_reliability", "test_reliability_secrets2",
-                          "test_reliability_files", "test_reliability_output", "test_postgres"})
+                          "test_reliability_files", "test_reliability_output", "test_postgres",
+                          "test_reliability_state", "test_reliability_crash", "test_reliability_disk",
+                          "test_reliability_hang", "test_reliability_concurrency",
+                          "test_reliability_input", "test_reliability_secrets"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" not in metafunc.fixturenames:
+    if "engine" not in metafunc.fixturenames or _chooses_engine(metafunc):
         return
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in BOTH_ENGINES and metafunc.definition.get_closest_marker("sqlite_only") is None:
         metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+def _chooses_engine(metafunc: pytest.Metafunc) -> bool:
+    """A slow test may name its own cases per engine: `parametrize("engine, ...", ..., indirect=["engine"])`."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "engine" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return True
+    return False
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +93,20 @@ def db_url(engine: str, library: Path) -> str:
     if engine == "postgresql":
         return os.environ["ARCHIVER_DB"]
     return f"sqlite:///{library / 'archiver.db'}"
+
+
+@pytest.fixture
+def catalog(db_url: str) -> Any:
+    """The test library's catalog, read and written as an independent client (testkit.Catalog)."""
+    from archiver.testkit import Catalog
+
+    return Catalog(db_url)
+
+
+@pytest.fixture
+def pg_catalog(engine: str) -> str | None:
+    """For a testkit.Lib: the PostgreSQL catalog's URL on PostgreSQL, None on SQLite (its own file)."""
+    return os.environ["ARCHIVER_DB"] if engine == "postgresql" else None
 
 
 @pytest.fixture

@@ -299,6 +299,47 @@ def test_symlinks_pointing_outside_are_refused(tmp_path: Path) -> None:
     assert resolve_inside(root, PurePosixPath("inner/x.mp3")) == (root / "real" / "x.mp3").resolve()
 
 
+def _realpath_verdict(root: Path, rel: PurePosixPath) -> Path | None:
+    """The rule `resolve_inside` keeps, spelled with full `realpath` walks: None = refused."""
+    base = root.resolve()
+    try:
+        parent = base.joinpath(*rel.parts).parent.resolve()
+        landed = (parent / rel.name).resolve()
+    except RuntimeError:  # a link loop
+        return None
+    inside = parent == base or base in parent.parents
+    return parent / rel.name if inside and base in landed.parents else None
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=st.lists(st.tuples(st.sampled_from(["a", "a/b", "c", "a/b/s.mp3", "c/s.mp3"]),
+                                st.sampled_from(["in", "out", "root", "up", "loop"])), max_size=3, unique_by=lambda t: t[0]),
+       rel=st.sampled_from(["a/b/s.mp3", "a/s.mp3", "c/s.mp3", "c/d/e/s.mp3", "s.mp3", "a/b/c/s.mp3"]))
+def test_resolve_inside_agrees_with_realpath_on_planted_links(tmp_path_factory: Any, links: list[tuple[str, str]],
+                                                              rel: str) -> None:
+    """Whatever links are planted on the way, the quick per-component check gives the verdict
+    and the path that walking every link with realpath gives."""
+    top = tmp_path_factory.mktemp("tree")
+    root, outside = top / "lib", top / "outside"
+    (root / "in").mkdir(parents=True)
+    outside.mkdir()
+    targets = {"in": root / "in", "out": outside, "root": root, "up": top, "loop": root / "loop-x"}
+    for where, to in sorted(links, key=lambda link: link[0].count("/")):
+        path = root / where
+        if path.parent.is_dir() and not path.parent.is_symlink() and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(targets[to])
+    (root / "loop-x").symlink_to(root / "loop-x")
+    expected = _realpath_verdict(root, PurePosixPath(rel))
+    if expected is None:
+        with pytest.raises(UsageError):
+            resolve_inside(root, PurePosixPath(rel))
+    else:
+        assert resolve_inside(root, PurePosixPath(rel)) == expected
+        assert resolve_inside(root, PurePosixPath(rel), base=root.resolve()) == expected
+
+
 # ------------------------------------------------------------------ properties
 
 HOSTILE = [

@@ -208,18 +208,18 @@ def test_both_engines_have_the_same_tables_columns_and_views(pg_url: str, tmp_pa
 
 
 def test_provider_text_with_nul_is_stored_and_found_again(pg_url: str) -> None:
-    """PostgreSQL text holds no NUL: it is stored as U+FFFD, and a clip id with one still upserts."""
+    """PostgreSQL text holds no NUL: it is stored as U+FFFD, and a task or clip id with one still upserts."""
     from archiver.records import ClipRecord, Status, TaskRecord
     from archiver.store import Store
 
-    record = TaskRecord(source="acedata", task_id="t1", status=Status.SUCCEEDED, error="bad\x00byte",
+    record = TaskRecord(source="acedata", task_id="t\x001", status=Status.SUCCEEDED, error="bad\x00byte",
                         clips=(ClipRecord(clip_id="c\x001", title="a\x00b", lyrics="x\x00y"),))
     with Store(pg_url) as store:
         first = store.apply([record])
         again = store.apply([record])
-    assert (first.clips_added, again.clips_added) == (1, 0)
+    assert (first.tasks_added, first.clips_added, again.tasks_added, again.clips_added) == (1, 1, 0, 0)
     assert _rows(pg_url, "SELECT clip_id, title, lyrics FROM clips") == [("c\ufffd1", "a\ufffdb", "x\ufffdy")]
-    assert _rows(pg_url, "SELECT error FROM tasks") == [("bad\ufffdbyte",)]
+    assert _rows(pg_url, "SELECT task_id, error FROM tasks") == [("t\ufffd1", "bad\ufffdbyte")]
 
 
 def test_repair_and_retag_wait_for_the_fleet_to_stop(pg_url: str, tmp_path: Path, sim: Any) -> None:
@@ -252,3 +252,34 @@ def test_repair_and_retag_wait_for_the_fleet_to_stop(pg_url: str, tmp_path: Path
     done = archiver("verify", "--repair")
     assert done.returncode == 0 and audio.exists(), done.stdout + done.stderr
     assert archiver("retag").returncode == 0
+
+
+def test_two_adds_of_the_same_new_ids_at_once_both_succeed(db_url: str, engine: str) -> None:
+    """Two `add`s of the same new ids racing on one catalog (two hosts, or two shells on one):
+    each id is stored once, neither fails, and what they report adds up."""
+    from archiver.store import Store
+
+    ids = [f"task-{n:05d}" for n in range(20_000)]
+    stores = [Store(db_url), Store(db_url)]
+    start = threading.Barrier(2)
+    results: list[Any] = []
+
+    def add(store: Any) -> None:
+        start.wait()
+        try:
+            results.append(store.add_tasks("acedata", ids))
+        except Exception as exc:  # noqa: BLE001 - the failure is what the test reports
+            results.append(exc)
+
+    threads = [threading.Thread(target=add, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.close()
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(r.new for r in results) == len(ids)  # what each says it added adds up to what is there
+    assert sum(r.known for r in results) == len(ids)
+    with Store(db_url) as store, store.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT task_id) FROM tasks").one() == (len(ids), len(ids))

@@ -4,8 +4,9 @@ Each sync runs as `python -m archiver sync` in a subprocess (the simulator stays
 Kills alternate between armed points, which provably land in one phase (database commit, mid
 download, mid tagging, before and after the rename), and random moments after the run starts
 talking to the simulator. After the kills, one clean sync must leave every file present once,
-audio identical to the source, the database intact, no `.part` and no duplicate row.
-The long version (20+ kills) is `bench/torture.py`.
+audio identical to the source, the database intact, no `.part` and no duplicate row. On a
+PostgreSQL catalog the same holds, and a killed worker's claims are taken over by the next run
+once their (short) lease lapses. The long version (20+ kills) is `bench/torture.py`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from archiver.testkit import (
     Loopback,
     check_library,
     crash_loop,
-    integrity,
     point_kill,
     populate,
     spawn,
@@ -44,10 +44,10 @@ def clean_sync(lib: Lib) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def test_sigkill_at_random_moments_then_one_clean_sync(tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_then_one_clean_sync(tmp_path: Path, pg_catalog: str | None) -> None:
     rng = random.Random(int(os.environ.get("ARCHIVER_TORTURE_SEED", "11")))
     with Simulator(seed=rng.randrange(1 << 30)) as sim:
-        lib = Lib.create(sim, tmp_path / "crash", "connect_timeout = 2\nread_timeout = 2\n")
+        lib = Lib.create(sim, tmp_path / "crash", "connect_timeout = 2\nread_timeout = 2\n", pg_catalog)
         plan = populate(lib, rounds=4, rng=rng)
         kills = crash_loop(lib, plan, rng, KILLS)
         assert len(kills) >= KILLS and all(k.killed for k in kills)
@@ -70,15 +70,19 @@ def padded_mp3(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("point, nth", [("before-rename", 2), ("mid-tag", 1), ("after-rename", 2)])
-def test_kill_around_tagging_never_resumes_into_a_tagged_file(tmp_path: Path, point: str, nth: int) -> None:
+@pytest.mark.parametrize("engine, point, nth", [
+    ("sqlite", "before-rename", 2), ("sqlite", "mid-tag", 1), ("sqlite", "after-rename", 2),
+    ("postgresql", "mid-tag", 1),  # the tagged `.part` again, under a claim the next run takes over
+], indirect=["engine"])
+def test_kill_around_tagging_never_resumes_into_a_tagged_file(tmp_path: Path, pg_catalog: str | None, point: str,
+                                                             nth: int) -> None:
     """A `.part` already tagged is not a prefix of the source: resuming it with Range would splice
     the source's tail onto our tags and archive a corrupt song with a valid checksum."""
     source = padded_mp3(tmp_path / "source.mp3")
     with Simulator() as sim, Loopback() as loop:
         loop.routes["/song.mp3"] = lambda h: h.file(source, "audio/mpeg")
         loop.routes["/cover.jpg"] = lambda h: h.file((MEDIA / "cover.jpg").read_bytes(), "image/jpeg")
-        lib = Lib.create(sim, tmp_path / "lib", "connect_timeout = 2\nread_timeout = 2\n")
+        lib = Lib.create(sim, tmp_path / "lib", "connect_timeout = 2\nread_timeout = 2\n", pg_catalog)
         body = tmp_path / "body.json"
         body.write_text(json.dumps({"code": 200, "data": [
             {"clip_id": "clip-padded", "title": "Padded", "state": "succeeded", "duration": 4.0,
@@ -90,6 +94,6 @@ def test_kill_around_tagging_never_resumes_into_a_tagged_file(tmp_path: Path, po
         (row,) = lib.query("SELECT a.path, a.size, a.sha256 FROM assets a WHERE a.kind = 'audio'")
         data = (lib.root / row["path"]).read_bytes()
         assert strip_id3(data) == strip_id3(source)
-        assert len(data) == row["size"] and integrity(lib.db) == "ok"
+        assert len(data) == row["size"] and lib.integrity() == "ok"
         assert not list(lib.root.rglob("*.part"))
         assert sorted(p.suffix for p in lib.root.rglob("*") if p.is_file() and "Padded" in p.name) == [".jpg", ".mp3"]

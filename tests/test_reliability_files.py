@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from archiver import fs
+from archiver.claims import part_tag
 from archiver.errors import UnsafePath
 from archiver.tagging import read_tags
+from archiver.testkit import Catalog
 from conftest import sync_now as sync
 
 TEMPLATE = 'path_template = "{title}.{ext}"\n'
@@ -24,43 +25,21 @@ def add(sim_cli, source: str, *ids: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-ASSET_ROWS = "select a.*, c.clip_id from assets a join clips c on c.id = a.clip_pk order by a.id"
+def assets(catalog: Catalog) -> list[dict]:
+    """Every asset with its clip id."""
+    return [dict(r) for r in catalog.rows("select a.*, c.clip_id from assets a join clips c on c.id = a.clip_pk "
+                                          "order by a.id")]
 
 
-def rows(db: Path) -> list[dict]:
-    """Every asset with its clip id, from the test's catalog (the engine fixture's PostgreSQL one,
-    when it set ARCHIVER_DB, else the library's SQLite file)."""
-    url = os.environ.get("ARCHIVER_DB", "")
-    if url.startswith("postgresql"):
-        import psycopg
-        from psycopg.rows import dict_row
-
-        from archiver.pgdb import dsn
-
-        with psycopg.connect(dsn(url), row_factory=dict_row) as conn:
-            return [dict(r) for r in conn.execute(ASSET_ROWS)]
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    found = [dict(r) for r in con.execute(ASSET_ROWS)]
-    con.close()
-    return found
-
-
-def execute(db: Path, sql: str) -> None:
-    """One write to the test's catalog, on whichever engine the test runs (see `rows`)."""
-    url = os.environ.get("ARCHIVER_DB", "")
-    if url.startswith("postgresql"):
-        import psycopg
-
-        from archiver.pgdb import dsn
-
-        with psycopg.connect(dsn(url)) as conn:
-            conn.execute(sql)
-        return
-    con = sqlite3.connect(db)
-    with con:
-        con.execute(sql)
-    con.close()
+@pytest.fixture
+def catalog_elsewhere(engine: str, catalog: Catalog, tmp_path: Path) -> tuple[dict[str, str], Catalog]:
+    """A catalog that is not in the library folder, and the environment naming it: an SQLite file
+    in another folder, or the PostgreSQL catalog (never in the folder)."""
+    if engine == "postgresql":
+        return {}, catalog
+    db = tmp_path / "elsewhere" / "archiver.db"
+    db.parent.mkdir()
+    return {"ARCHIVER_DB": str(db)}, Catalog.sqlite(db)
 
 
 def digest(path: Path) -> str:
@@ -74,7 +53,7 @@ def clip_ids(sim, task_id: str, source: str = "acedata") -> list[str]:
 # ---------------------------------------------------------------- 1. never replace what is not ours
 
 
-def test_a_users_file_at_the_target_is_never_replaced(sim, sim_cli, library: Path) -> None:
+def test_a_users_file_at_the_target_is_never_replaced(sim, sim_cli, library: Path, catalog: Catalog) -> None:
     mine = library / "Song.mp3"
     mine.write_bytes(b"my own recording, not archiver's")
     cover = library / "Song.jpg"
@@ -86,12 +65,12 @@ def test_a_users_file_at_the_target_is_never_replaced(sim, sim_cli, library: Pat
     assert mine.read_bytes() == b"my own recording, not archiver's"
     assert cover.read_bytes() == b"my own picture"
     (clip,) = clip_ids(sim, task)
-    paths = sorted(r["path"] for r in rows(library / "archiver.db"))
+    paths = sorted(r["path"] for r in assets(catalog))
     assert paths == [f"Song [{clip[:8]}].jpg", f"Song [{clip[:8]}].mp3"]
     assert read_tags(library / f"Song [{clip[:8]}].mp3")["clip_id"] == clip
 
 
-def test_a_lost_database_never_lets_a_twin_overwrite_the_only_copy(sim, sim_cli, library: Path,
+def test_a_lost_database_never_lets_a_twin_overwrite_the_only_copy(sim, sim_cli, library: Path, catalog: Catalog,
                                                                    tmp_path: Path) -> None:
     first = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
     twin = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
@@ -101,9 +80,7 @@ def test_a_lost_database_never_lets_a_twin_overwrite_the_only_copy(sim, sim_cli,
     before = digest(only_copy)
     (first_clip,) = clip_ids(sim, first)
     sim.inject("gone", target="media", clip_id=first_clip, times=-1)  # its link has expired
-    for name in os.listdir(library):  # the database is lost
-        if name.startswith("archiver.db"):
-            (library / name).unlink()
+    catalog.drop()  # the database is lost
     add(sim_cli, "acedata", twin)
     code, summary = sync(sim_cli, extra_config=TEMPLATE)
     assert code == 0, summary
@@ -115,7 +92,7 @@ def test_a_lost_database_never_lets_a_twin_overwrite_the_only_copy(sim, sim_cli,
     add(sim_cli, "acedata", first)
     code, summary = sync(sim_cli, extra_config=TEMPLATE)
     assert code == 0 and summary["downloads_failed"] == 0, summary
-    recorded = {r["clip_id"]: r["path"] for r in rows(library / "archiver.db") if r["kind"] == "audio"}
+    recorded = {r["clip_id"]: r["path"] for r in assets(catalog) if r["kind"] == "audio"}
     assert recorded == {first_clip: "Song.mp3", twin_clip: twin_file.name}
     assert digest(only_copy) == before
 
@@ -143,22 +120,28 @@ def outside(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("planted", ["Song.mp3.part", "Song.jpg.part"])
-def test_a_planted_link_at_a_part_file_is_refused(sim, sim_cli, library: Path, outside: Path,
-                                                   planted: str) -> None:
+def test_a_planted_link_at_a_part_file_is_refused(sim, sim_cli, library: Path, catalog: Catalog, outside: Path,
+                                                   engine: str, planted: str) -> None:
+    """On PostgreSQL a worker's temporary names carry its tag (claims.part_tag): the link is
+    planted at the name this worker will use."""
+    worker: tuple[str, ...] = ()
+    if engine == "postgresql":
+        worker = ("--worker-id", "w1")
+        planted = planted.removesuffix(".part") + part_tag("w1") + ".part"
     before = outside.read_bytes()
     (library / planted).symlink_to(outside)
     task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
     add(sim_cli, "acedata", task)
-    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    code, summary = sync(sim_cli, *worker, extra_config=TEMPLATE)
     assert outside.read_bytes() == before
     assert (library / planted).is_symlink()  # left alone, reported
     assert code == 1 and any("symbolic link" in e for e in summary["errors"]), summary
-    for row in rows(library / "archiver.db"):
+    for row in assets(catalog):
         if row["path"]:
             assert not (library / row["path"]).is_symlink()
 
 
-def test_a_planted_link_at_the_final_path_is_never_written_through(sim, sim_cli, library: Path,
+def test_a_planted_link_at_the_final_path_is_never_written_through(sim, sim_cli, library: Path, catalog: Catalog,
                                                                    outside: Path) -> None:
     before = outside.read_bytes()
     (library / "Song.mp3").symlink_to(outside)
@@ -167,7 +150,7 @@ def test_a_planted_link_at_the_final_path_is_never_written_through(sim, sim_cli,
     code, summary = sync(sim_cli, extra_config=TEMPLATE)
     assert code == 0, summary
     assert outside.read_bytes() == before and (library / "Song.mp3").is_symlink()
-    for row in rows(library / "archiver.db"):
+    for row in assets(catalog):
         assert row["state"] == "downloaded" and not (library / row["path"]).is_symlink()
 
 
@@ -184,12 +167,12 @@ def test_lyrics_sidecar_never_writes_through_a_link(sim, sim_cli, library: Path,
     assert sidecars and all("la la la" in p.read_text() for p in sidecars)
 
 
-def test_verify_reports_an_archived_path_turned_into_a_link(sim, sim_cli, library: Path,
+def test_verify_reports_an_archived_path_turned_into_a_link(sim, sim_cli, library: Path, catalog: Catalog,
                                                            outside: Path) -> None:
     task = sim.add_task("acedata", clips=2, steps=0)
     add(sim_cli, "acedata", task)
     assert sync(sim_cli)[0] == 0
-    audio = next(r for r in rows(library / "archiver.db") if r["kind"] == "audio")
+    audio = next(r for r in assets(catalog) if r["kind"] == "audio")
     path = library / audio["path"]
     path.unlink()
     path.symlink_to(outside)
@@ -222,15 +205,14 @@ def test_safe_open_helpers_refuse_links(tmp_path: Path, outside: Path) -> None:
 
 @pytest.mark.parametrize("absent", ["emptied", "missing"])
 def test_sync_refuses_a_library_whose_files_are_all_gone(sim, sim_cli, library: Path, tmp_path: Path,
+                                                         catalog_elsewhere: tuple[dict[str, str], Catalog],
                                                          absent: str) -> None:
-    db = tmp_path / "elsewhere" / "archiver.db"
-    db.parent.mkdir()
-    env = {"ARCHIVER_DB": str(db)}
+    env, elsewhere = catalog_elsewhere
     task = sim.add_task("acedata", clips=2, steps=0)
     result = sim_cli("add", "acedata", task, env=env)
     assert result.exit_code == 0
     assert sync(sim_cli, env=env)[0] == 0
-    before = rows(db)
+    before = assets(elsewhere)
     saved = tmp_path / "unmounted"
     shutil.move(str(library), saved)
     if absent == "emptied":
@@ -238,7 +220,7 @@ def test_sync_refuses_a_library_whose_files_are_all_gone(sim, sim_cli, library: 
     sim.inject("gone", target="media", times=-1)  # every link has expired meanwhile
     refused = sim_cli("sync", "--now", env=env)
     assert refused.exit_code == 1 and "is its disk mounted" in refused.output
-    assert rows(db) == before  # nothing was marked missing or failed
+    assert assets(elsewhere) == before  # nothing was marked missing or failed
     shutil.rmtree(library, ignore_errors=True)
     shutil.move(str(saved), library)
     code, summary = sync(sim_cli, env=env)
@@ -246,16 +228,17 @@ def test_sync_refuses_a_library_whose_files_are_all_gone(sim, sim_cli, library: 
     assert sim_cli("verify", env=env).exit_code == 0
 
 
-def test_a_file_whose_content_matches_the_record_is_reattached(sim, sim_cli, library: Path) -> None:
+def test_a_file_whose_content_matches_the_record_is_reattached(sim, sim_cli, library: Path,
+                                                               catalog: Catalog) -> None:
     task = sim.add_task("acedata", clips=2, steps=0)
     add(sim_cli, "acedata", task)
     assert sync(sim_cli)[0] == 0
     # what an earlier release left after an unmounted disk: every asset failed, files orphaned
-    execute(library / "archiver.db", "update assets set state = 'failed', last_error = 'link expired'")
+    catalog.execute("update assets set state = 'failed', last_error = 'link expired'")
     sim.inject("gone", target="media", times=-1)
     code, summary = sync(sim_cli)
     assert code == 0 and summary["files_downloaded"] == 0, summary
-    assert all(r["state"] == "downloaded" for r in rows(library / "archiver.db"))
+    assert all(r["state"] == "downloaded" for r in assets(catalog))
     assert sim_cli("verify").exit_code == 0
 
 
@@ -286,8 +269,8 @@ def redirector():
     server.server_close()
 
 
-def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library: Path, tmp_path: Path,
-                                                                redirector: str) -> None:
+def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library: Path, catalog: Catalog,
+                                                                tmp_path: Path, redirector: str) -> None:
     import json
     from urllib.parse import quote
 
@@ -301,7 +284,7 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
     assert sim_cli("import", "--task-id", "t-redirect", str(payload)).exit_code == 0
     code, summary = sync(sim_cli)
     assert code == 1, summary
-    failed = [r for r in rows(library / "archiver.db") if r["kind"] == "audio"]
+    failed = [r for r in assets(catalog) if r["kind"] == "audio"]
     assert len(failed) == len(targets)
     for row in failed:
         assert row["state"] == "failed" and "refusing" in row["last_error"], row
@@ -311,7 +294,8 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
 # ---------------------------------------------------------------- messages of a run: inert and redacted
 
 
-def test_sync_messages_and_stored_errors_are_inert_and_hide_url_credentials(tmp_path: Path) -> None:
+def test_sync_messages_and_stored_errors_are_inert_and_hide_url_credentials(tmp_path: Path,
+                                                                           pg_catalog: str | None) -> None:
     from archiver.testkit import Lib, Loopback
 
     from archiver.simulator import Simulator
@@ -320,16 +304,15 @@ def test_sync_messages_and_stored_errors_are_inert_and_hide_url_credentials(tmp_
             'https://user:hunter2-pass@cdn.example/x \\u009b31m\\r\\nline two"}}').encode()
     with Simulator() as sim, Loopback() as loop:
         loop.routes["/api/producer/tasks"] = lambda h: h.reply(400, body, "application/json")
-        lib = Lib.create(sim, tmp_path / "inert", "connect_timeout = 2\nread_timeout = 2\nretry_budget = 1\n")
+        lib = Lib.create(sim, tmp_path / "inert", "connect_timeout = 2\nread_timeout = 2\nretry_budget = 1\n",
+                         pg_catalog)
         assert lib.cli("add", "acedata", "t-1").exit_code == 0
         result = lib.cli("sync", "--now", "--no-download", env={"ARCHIVER_ACEDATA_BASE_URL": loop.url("/api/")})
     assert result.exit_code == 1
     output = result.output + (result.stderr if result.stderr_bytes is not None else "")
     assert "hunter2-pass" not in output and "cdn.example" in output
     assert not any(ch in output for ch in "\x1b\x07\x9b\r"), repr(output)
-    con = sqlite3.connect(lib.db)
-    (stored,) = con.execute("select error_text from sync_runs").fetchone()
-    con.close()
+    ((stored,),) = lib.query("select error_text from sync_runs")
     assert "cdn.example" in stored and "hunter2-pass" not in stored
 
 
@@ -341,10 +324,9 @@ def test_an_absurd_duration_is_reported_by_sync(sim, sim_cli, library: Path) -> 
     assert "warning:" in result.output and "duration" in result.output
 
 
-def test_an_absent_library_root_is_not_recreated(sim, sim_cli, library: Path, tmp_path: Path) -> None:
-    db = tmp_path / "db" / "archiver.db"
-    db.parent.mkdir()
-    env = {"ARCHIVER_DB": str(db)}
+def test_an_absent_library_root_is_not_recreated(sim, sim_cli, library: Path, tmp_path: Path,
+                                                 catalog_elsewhere: tuple[dict[str, str], Catalog]) -> None:
+    env, _elsewhere = catalog_elsewhere
     assert sim_cli("add", "acedata", sim.add_task("acedata", clips=1, steps=0), env=env).exit_code == 0
     assert sync(sim_cli, env=env)[0] == 0
     shutil.move(str(library), tmp_path / "away")
@@ -353,11 +335,11 @@ def test_an_absent_library_root_is_not_recreated(sim, sim_cli, library: Path, tm
 
 
 def test_repair_fetches_a_changed_audio_file_even_when_its_tags_still_name_the_clip(
-        sim, sim_cli, library: Path) -> None:
+        sim, sim_cli, library: Path, catalog: Catalog) -> None:
     task = sim.add_task("acedata", clips=2, steps=0, audio_format="mp3")
     add(sim_cli, "acedata", task)
     assert sync(sim_cli)[0] == 0
-    audio = next(r for r in rows(library / "archiver.db") if r["kind"] == "audio")
+    audio = next(r for r in assets(catalog) if r["kind"] == "audio")
     path = library / audio["path"]
     good = path.read_bytes()
     path.write_bytes(good[:-4096] + bytes(4096))  # damaged audio frames, the tags intact
@@ -368,7 +350,8 @@ def test_repair_fetches_a_changed_audio_file_even_when_its_tags_still_name_the_c
     assert sim_cli("verify").exit_code == 0
 
 
-def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, sim_cli, library: Path) -> None:
+def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, sim_cli, library: Path,
+                                                                         catalog: Catalog) -> None:
     """A `.part` is named after its final path: one left by another song's killed transfer under the
     same name (or a file changed upstream) must start over, not be spliced onto this song."""
     from archiver.testkit import strip_id3
@@ -383,7 +366,7 @@ def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, si
     add(sim_cli, "acedata", task)
     code, summary = sync(sim_cli, extra_config=TEMPLATE)
     assert code == 0, summary
-    (audio,) = [r for r in rows(library / "archiver.db") if r["kind"] == "audio"]
+    (audio,) = [r for r in assets(catalog) if r["kind"] == "audio"]
     assert strip_id3((library / audio["path"]).read_bytes()) == strip_id3(source)
 
 
@@ -400,3 +383,39 @@ def test_lyrics_sidecar_never_replaces_the_users_own_text_file(sim, sim_cli, lib
     assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0
     assert "la la la" in notes.read_text(encoding="utf-8")
     assert sim_cli("retag", extra_config=TEMPLATE + "lyrics_sidecar = true\n").exit_code == 0  # ours: rewritten
+
+
+def test_a_cover_placed_for_a_failed_song_is_not_left_when_it_cannot_be_recorded(
+        sim, sim_cli, library: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while a song downloads and the catalog cannot take a write either: the
+    song's cover, already synced and moved into place, is recorded nowhere and has no song beside
+    it to prove whose it is. It must not stay as a stray file; the next run archives the clip."""
+    import archiver.archive as archive
+    from archiver.errors import DatabaseError
+    from archiver.store import Store
+
+    task = sim.add_task("acedata", clips=1, steps=0)
+    add(sim_cli, "acedata", task)
+    real_prepare = archive.Archiver._prepare
+
+    async def full_disk_for_audio(self, client, clip, task_, asset, target, assets_):
+        if asset.kind == "audio":
+            raise fs.storage_error(OSError(28, "No space left on device"), target)
+        return await real_prepare(self, client, clip, task_, asset, target, assets_)
+
+    def catalog_full(self, *args, **kwargs):
+        raise DatabaseError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(archive.Archiver, "_prepare", full_disk_for_audio)
+        patched.setattr(Store, "assets_done", catalog_full)
+        code, summary = sync(sim_cli)
+    assert code == 1 and "downloads stopped" in str(summary), summary
+    on_disk, _parts, _links = fs.walk_library(library)
+    recorded = {row["path"] for row in assets(catalog) if row["path"]}
+    assert {p for p in on_disk if p.endswith(".jpg")} <= recorded, (on_disk, recorded)
+    code, summary = sync(sim_cli)
+    assert code == 0 and summary["files_downloaded"] == 2, summary
+    on_disk, parts, _links = fs.walk_library(library)
+    recorded = {row["path"] for row in assets(catalog)}
+    assert parts == [] and {p for p in on_disk if not p.startswith("archiver.db")} == recorded, (on_disk, recorded)

@@ -4,14 +4,14 @@
 The simulator's "trickle" fault sends the normal answer one byte at a time. `archiver sync` runs as
 a real subprocess under a hard timeout, so a run that would hang fails the test instead of hanging
 it. Each run must end by itself, in bounded time, with exit 1 and a "stalled" error; the lock must
-be free afterwards and the database must not claim what did not arrive.
+be free afterwards (on PostgreSQL: every claim given back, so the next run does not wait for a
+lease) and the database must not claim what did not arrive.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from archiver.simulator import Simulator
+from archiver.testkit import Catalog, Row
 
 # read_timeout 1 s: a trickle's stall window; connect 2 + 2 x 1 = 4 s: an API request's deadline
 CONFIG = "connect_timeout = 2\nread_timeout = 1\nretry_budget = 3\n"
@@ -35,9 +36,11 @@ def sim() -> Iterator[Simulator]:
 
 
 class Library:
-    def __init__(self, sim: Simulator, where: Path) -> None:
+    def __init__(self, sim: Simulator, where: Path, db_url: str | None = None) -> None:
         self.sim = sim
         self.root = where / "library"
+        self.db_env = {"ARCHIVER_DB": db_url} if db_url else {}
+        self.catalog = Catalog(db_url) if db_url else Catalog.sqlite(self.root / "archiver.db")
         self.config = where / "config.toml"
         self.config.write_text(CONFIG, encoding="utf-8")
         self.config.chmod(0o600)
@@ -45,7 +48,7 @@ class Library:
     def run(self, *args: str) -> tuple[int, str, str, float]:
         """One CLI run as its own process: exit code, stdout, stderr and seconds taken."""
         env = {**os.environ, **self.sim.env(), "ARCHIVER_LIBRARY": str(self.root),
-               "ARCHIVER_CONFIG": str(self.config)}
+               "ARCHIVER_CONFIG": str(self.config), **self.db_env}
         started = time.monotonic()
         try:
             done = subprocess.run([sys.executable, "-m", "archiver", *args], env=env, capture_output=True,
@@ -61,13 +64,8 @@ class Library:
         assert lines, out + err
         return code, json.loads(lines[-1]), out + err, took
 
-    def rows(self, sql: str) -> list[sqlite3.Row]:
-        con = sqlite3.connect(self.root / "archiver.db")
-        con.row_factory = sqlite3.Row
-        try:
-            return list(con.execute(sql))
-        finally:
-            con.close()
+    def rows(self, sql: str) -> list[Row]:
+        return self.catalog.rows(sql)
 
 
 def _assert_ends_stalled(code: int, summary: dict[str, Any], output: str, took: float) -> None:
@@ -77,9 +75,10 @@ def _assert_ends_stalled(code: int, summary: dict[str, Any], output: str, took: 
     assert "Traceback" not in output
 
 
-def test_sync_ends_when_a_media_server_trickles(sim: Simulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # PostgreSQL: the API trickle below (half a minute each)
+def test_sync_ends_when_a_media_server_trickles(sim: Simulator, tmp_path: Path, pg_catalog: str | None) -> None:
     """4 B/s: each byte far inside read_timeout, the file far from ever arriving."""
-    lib = Library(sim, tmp_path)
+    lib = Library(sim, tmp_path, pg_catalog)
     task_id = sim.add_task("ccapi-suno", clips=1, steps=0)
     assert lib.run("add", "ccapi-suno", task_id)[0] == 0
     sim.inject("trickle", target="media", times=-1)
@@ -103,9 +102,11 @@ def test_sync_ends_when_a_media_server_trickles(sim: Simulator, tmp_path: Path) 
         assert (lib.root / row["path"]).is_file()
 
 
-def test_sync_ends_when_an_api_body_trickles(sim: Simulator, tmp_path: Path) -> None:
-    """httpx's read timeout restarts with every byte; the per-request deadline does not."""
-    lib = Library(sim, tmp_path)
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+def test_sync_ends_when_an_api_body_trickles(sim: Simulator, tmp_path: Path, pg_catalog: str | None) -> None:
+    """httpx's read timeout restarts with every byte; the per-request deadline does not. On
+    PostgreSQL the retry budget is the fleet's, counted in the catalog: it holds all the same."""
+    lib = Library(sim, tmp_path, pg_catalog)
     task_id = sim.add_task("ccapi-suno", clips=1, steps=0)
     assert lib.run("add", "ccapi-suno", task_id)[0] == 0
     sim.inject("trickle", target="api", provider="ccapi", times=-1)

@@ -3,7 +3,8 @@
 Hostile payloads (hypothesis) through the normalizers, the database and the path builder; media
 URLs that are not http(s) or not URLs at all; oversized media; redirect loops on the API and on
 the media host; API answers that are not JSON. Every case must end as a reported error on its
-own task or file, never as an internal error that stops the whole run.
+own task or file, never as an internal error that stops the whole run. On either engine: the
+database that hostile text goes into is SQLite's file or a PostgreSQL catalog.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ SAMPLE_MP3 = (Path(__file__).parents[1] / "archiver" / "data" / "media" / "sampl
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Lib, Loopback]]:
+def env(tmp_path: Path, pg_catalog: str | None) -> Iterator[tuple[Lib, Loopback]]:
     """A library (synced from the simulator) and a loopback server for the odd answers."""
     with Simulator() as sim, Loopback() as loop:
         yield Lib.create(sim, tmp_path / "input", "connect_timeout = 2\nread_timeout = 2\n"
-                                                   "max_file_size = 200000\nretry_budget = 1\n"), loop
+                                                   "max_file_size = 200000\nretry_budget = 1\n", pg_catalog), loop
 
 
 def import_clips(lib: Lib, clips: list[dict[str, Any]], task_id: str = "t-input") -> None:
@@ -157,7 +158,9 @@ NOT_JSON: dict[str, Callable[[Any], None]] = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(NOT_JSON))
+# Parsing is the same on both engines; on PostgreSQL one answer of each outcome (an error, a 404).
+@pytest.mark.parametrize("engine, kind", [*(("sqlite", kind) for kind in sorted(NOT_JSON)),
+                                          ("postgresql", "cut"), ("postgresql", "html-404")], indirect=["engine"])
 def test_api_answers_that_are_not_json_are_errors(env: tuple[Lib, Loopback], kind: str) -> None:
     lib, loop = env
     loop.routes["/api/producer/tasks"] = NOT_JSON[kind]
@@ -250,10 +253,14 @@ def payload_for(source: str, task_id: str, clip: dict[str, Any]) -> Any:
     return {"code": 200, "data": [clip]}
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[tuple[Store, Path]]:
+    """One store for every example: an SQLite file, or a PostgreSQL catalog."""
     root = tmp_path_factory.mktemp("hostile")
-    with Store(f"sqlite:///{root / 'archiver.db'}") as opened:
+    url = f"sqlite:///{root / 'archiver.db'}"
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("pg_cluster").database())
+    with Store(url) as opened:
         yield opened, root
 
 
@@ -319,3 +326,19 @@ def _valid(value: Any) -> str | None:
     from archiver.records import text
 
     return text(wire(value))
+
+
+
+def test_ids_holding_nul_are_imported_once(env: tuple[Lib, Loopback]) -> None:
+    """NUL is valid JSON; PostgreSQL text cannot hold it (stored as U+FFFD there): a saved body
+    whose task and clip ids hold one is imported once, and its rows are found again the next time."""
+    lib, _loop = env
+    body = lib.config.parent / "body.json"
+    body.write_text(json.dumps({"id": "t\x00nul", "response": {"task_id": "t\x00nul", "data": [
+        {"id": "c\x001", "title": "x", "state": "succeeded", "audio_url": "http://127.0.0.1:9/a.mp3"}]}}),
+        encoding="utf-8")
+    first, again = (lib.cli("import", "--source", "acedata", str(body)) for _ in range(2))
+    assert first.exit_code == 0 and "tasks: 1 added" in first.output, first.output
+    assert again.exit_code == 0 and "tasks: 0 added" in again.output and "clips: 0 added" in again.output, again.output
+    assert len(lib.query("SELECT id FROM tasks")) == 1 and len(lib.query("SELECT id FROM clips")) == 1
+    assert no_tracebacks(lib) == []

@@ -3,9 +3,9 @@
 Real-looking tokens go through every command, at every verbosity, under faults (401, 500,
 resets, stalls, a provider echoing the token back, a cross-origin redirect) and with
 ARCHIVER_DEBUG=1; then every place a token could end up is searched: stdout, stderr, log records
-of every library at DEBUG, exception text, the database and its WAL, every archived file (tags
-included) and the payloads `show` prints. A config file holding tokens that others can read gets
-a warning.
+of every library at DEBUG, exception text, the database and its WAL (on PostgreSQL: every row of
+the catalog, and nothing says the catalog's password either), every archived file (tags included)
+and the payloads `show` prints. A config file holding tokens that others can read gets a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 from archiver.testkit import BLANK, SYNC_ARGS, Lib, Loopback, spawn
+from archiver.testkit.postgres import PASSWORD
 
 from archiver.config import load_config
 from archiver.errors import ArchiverError
@@ -70,9 +71,10 @@ def leaks(where: str, text: str | bytes) -> list[str]:
     return sorted(set(found))
 
 
-def test_tokens_never_leak_anywhere(tmp_path: Path, logs: Capture) -> None:
+def test_tokens_never_leak_anywhere(tmp_path: Path, logs: Capture, pg_catalog: str | None) -> None:
     with Simulator(tokens=TOKENS) as sim, Loopback() as echo, Loopback() as elsewhere:
-        lib = Lib.create(sim, tmp_path / "secrets", "connect_timeout = 2\nread_timeout = 1\nretry_budget = 30\n")
+        lib = Lib.create(sim, tmp_path / "secrets", "connect_timeout = 2\nread_timeout = 1\nretry_budget = 30\n",
+                         pg_catalog)
         for source in SOURCES:
             assert lib.cli("add", source, sim.add_task(source, steps=1)).exit_code == 0
         faults: list[tuple[str, dict[str, Any]]] = [
@@ -104,8 +106,11 @@ def test_tokens_never_leak_anywhere(tmp_path: Path, logs: Capture) -> None:
         lib.cli("sync", "--now", "--json", env={"ARCHIVER_ACEDATA_BASE_URL": echo.url("/moved/")})
         assert elsewhere.seen and all("authorization" not in headers for _m, _p, headers, _b in elsewhere.seen)
 
-        debug = spawn(lib, *SYNC_ARGS[:-1], env={"ARCHIVER_DEBUG": "1"})  # not --quiet: everything it says
+        # Not --quiet: everything it says, over a few passes; t-echo stays unknown to the simulator,
+        # so the run ends at its timeout.
+        debug = spawn(lib, *SYNC_ARGS[:-3], "--timeout", "3", env={"ARCHIVER_DEBUG": "1"})
         debug_out, debug_err = debug.communicate(timeout=120)
+        assert "timeout reached" in debug_out + debug_err, debug_out + debug_err
         reading = [("ls",), ("ls", "--format", "json"), ("tasks", "--format", "json"), ("stats", "--format", "json"),
                    ("config",), ("config", "--format", "json"), ("export", "json"), ("verify",), ("search", "a")]
         for args in reading:
@@ -121,6 +126,10 @@ def test_tokens_never_leak_anywhere(tmp_path: Path, logs: Capture) -> None:
         found += leaks("tracebacks", "\n".join(lib.crashes))
         for path in sorted(p for p in lib.root.rglob("*") if p.is_file()):
             found += leaks(str(path.relative_to(lib.root)), path.read_bytes())
+        found += leaks("the catalog", lib.catalog.text())
+        if pg_catalog:
+            said = [*lib.outputs, debug_out, debug_err, *logs.lines, *lib.crashes]
+            found += [f"something said the catalog's password: {text[:80]!r}" for text in said if PASSWORD in text]
         assert found == []
         assert logs.lines  # the libraries did log (at DEBUG), and nothing they logged held a token
         assert any(r.status == 401 for r in sim.requests)

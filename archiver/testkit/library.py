@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,12 +21,16 @@ from click.testing import CliRunner, Result
 
 from ..fs import walk_library
 from ..simulator import PROVIDERS, Simulator
+from .catalog import Catalog, Row
 
 SOURCES = ("ccapi-suno", "ccapi-producer", "mountsea", "acedata", "aimusicapi")
 CONFIG = "connect_timeout = 2\nread_timeout = 1\n"  # short, so stalls cost about a second each
 # The person running the tests may have ARCHIVER_* set: the in-process CLI must not see any of it.
 BLANK: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ARCHIVER_")}
 SYNC = ("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "120", "--json")
+# On a PostgreSQL catalog: a killed worker's claims lapse after this many seconds (not the default
+# minute), so the run after a kill takes them over without a long wait.
+LEASE = "2"
 
 
 # ---------------------------------------------------------------------------- running the CLI
@@ -35,36 +38,51 @@ SYNC = ("sync", "--now", "--until-done", "--interval", "0.05", "--timeout", "120
 
 @dataclass
 class Lib:
-    """A library folder, its config file and the simulator it syncs from; keeps every output."""
+    """A library folder, its config file and the simulator it syncs from; keeps every output.
+
+    Its catalog is the SQLite file in the folder, or the PostgreSQL database at `db_url`.
+    """
 
     sim: Simulator
     root: Path
     config: Path
     outputs: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)  # tracebacks that escaped the CLI
+    db_url: str | None = None  # a PostgreSQL catalog (every run gets it as ARCHIVER_DB)
 
     @classmethod
-    def create(cls, sim: Simulator, where: Path, config: str = CONFIG) -> "Lib":
+    def create(cls, sim: Simulator, where: Path, config: str = CONFIG, db_url: str | None = None) -> "Lib":
         where.mkdir(parents=True, exist_ok=True)
         cfg = where / "config.toml"
         cfg.write_text(config, encoding="utf-8")
         cfg.chmod(0o600)
-        return cls(sim, where / "library", cfg)
+        return cls(sim, where / "library", cfg, db_url=db_url)
 
     @property
     def db(self) -> Path:
+        """The SQLite file (unused when the catalog is on PostgreSQL)."""
         return self.root / "archiver.db"
 
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.db_url) if self.db_url else Catalog.sqlite(self.db)
+
+    def _db_env(self) -> dict[str, str | None]:
+        if self.db_url:
+            return {"ARCHIVER_DB": self.db_url, "ARCHIVER_LEASE": LEASE}
+        return {"ARCHIVER_DB": None}
+
     def env(self) -> dict[str, str]:
-        """What a subprocess needs: the simulator's URLs and tokens, this library and config."""
-        return {**self.sim.env(), "ARCHIVER_LIBRARY": str(self.root), "ARCHIVER_CONFIG": str(self.config)}
+        """What a subprocess needs: the simulator's URLs and tokens, this library, config and catalog."""
+        found = {**self.sim.env(), "ARCHIVER_LIBRARY": str(self.root), "ARCHIVER_CONFIG": str(self.config)}
+        return found | {k: v for k, v in self._db_env().items() if v is not None}
 
     def cli(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
         """The real click CLI in this process; an escaped exception is recorded, not raised."""
         from archiver.cli import cli
 
         result = CliRunner().invoke(cli, ["--config", str(self.config), "--library", str(self.root), *args],
-                                    env={**BLANK, **self.sim.env(), **(env or {})}, input=input,
+                                    env={**BLANK, **self.sim.env(), **self._db_env(), **(env or {})}, input=input,
                                     catch_exceptions=True)
         self.outputs.append(result.output)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -77,13 +95,13 @@ class Lib:
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         return result.exit_code, json.loads(lines[-1]) if lines else {}
 
-    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
-        con = sqlite3.connect(self.db)
-        con.row_factory = sqlite3.Row
-        try:
-            return list(con.execute(sql, params))
-        finally:
-            con.close()
+    def query(self, sql: str, *params: Any) -> list[Row]:
+        """The rows of one statement (`?` placeholders) on this library's catalog."""
+        return self.catalog.rows(sql, *params)
+
+    def integrity(self) -> str:
+        """"ok", or what the catalog's engine found wrong with it (Catalog.integrity)."""
+        return self.catalog.integrity()
 
 
 # ---------------------------------------------------------------------------- the library
@@ -144,11 +162,8 @@ def age_unknown(lib: Lib, plan: Plan) -> None:
     from archiver.store import NOT_FOUND_AFTER, NOT_FOUND_POLLS
 
     since = (datetime.now(timezone.utc) - NOT_FOUND_AFTER - timedelta(hours=1)).isoformat(timespec="microseconds")
-    con = sqlite3.connect(lib.db)
-    with con:
-        con.executemany("UPDATE tasks SET not_found_since = ?, poll_errors = ? WHERE source = ? AND task_id = ?",
-                        [(since, NOT_FOUND_POLLS - 1, source, task_id) for source, task_id in plan.unknown])
-    con.close()
+    lib.catalog.executemany("UPDATE tasks SET not_found_since = ?, poll_errors = ? WHERE source = ? AND task_id = ?",
+                            [(since, NOT_FOUND_POLLS - 1, source, task_id) for source, task_id in plan.unknown])
 
 
 API_FAULTS: list[tuple[str, dict[str, Any]]] = [
@@ -207,7 +222,7 @@ def storm(lib: Lib, plan: Plan, max_runs: int = 8) -> list[int]:
 
 def pending_recoverable(lib: Lib, plan: Plan) -> int:
     """Assets of clips that can be archived but are not yet."""
-    if not lib.db.exists():
+    if not lib.catalog.exists():
         return 1
     marks = ",".join("?" * len(plan.gone)) or "''"
     rows = lib.query("SELECT COUNT(*) FROM assets a JOIN clips c ON c.id = a.clip_pk "
@@ -255,11 +270,8 @@ def audio_essence(data: bytes, ext: str) -> bytes:
 
 
 def integrity(db: Path) -> str:
-    con = sqlite3.connect(db)
-    try:
-        return str(con.execute("PRAGMA integrity_check").fetchone()[0])
-    finally:
-        con.close()
+    """`PRAGMA integrity_check` of an SQLite file (Lib.integrity checks either engine)."""
+    return Catalog.sqlite(db).integrity()
 
 
 @dataclass
@@ -289,17 +301,16 @@ def check_library(lib: Lib, plan: Plan, foreign: frozenset[str] = frozenset()) -
     """
     figures = Figures()
     problems = figures.problems
-    if not lib.db.exists():
+    if not lib.catalog.exists():
         return Figures(problems=["row: no database"])
-    if (check := integrity(lib.db)) != "ok":
-        problems.append(f"row: integrity_check says {check}")
+    if (check := lib.integrity()) != "ok":
+        problems.append(f"row: integrity check says {check}")
     for table, key in (("tasks", "source, task_id"), ("clips", "source, clip_id"), ("assets", "clip_pk, kind")):
         for row in lib.query(f"SELECT {key}, COUNT(*) FROM {table} GROUP BY {key} HAVING COUNT(*) > 1"):
             problems.append(f"row: duplicate {table} row {tuple(row)}")
     tasks = {(r["source"], r["task_id"]): r for r in lib.query("SELECT * FROM tasks")}
     clips = {(r["source"], r["clip_id"]): r for r in lib.query("SELECT * FROM clips")}
-    assets: dict[tuple[int, str], sqlite3.Row] = {(r["clip_pk"], r["kind"]): r
-                                                  for r in lib.query("SELECT * FROM assets")}
+    assets: dict[tuple[int, str], Row] = {(r["clip_pk"], r["kind"]): r for r in lib.query("SELECT * FROM assets")}
     figures.rows = len(tasks) + len(clips) + len(assets)
     for source, task_id in plan.tasks:
         task = tasks.get((source, task_id))
@@ -348,7 +359,7 @@ def check_library(lib: Lib, plan: Plan, foreign: frozenset[str] = frozenset()) -
     return figures
 
 
-def _check_asset(lib: Lib, clip: Any, kind: str, asset: sqlite3.Row | None, gone: bool,
+def _check_asset(lib: Lib, clip: Any, kind: str, asset: Row | None, gone: bool,
                  figures: Figures) -> None:
     problems = figures.problems
     if asset is None:
@@ -390,8 +401,8 @@ def snapshot(lib: Lib) -> dict[str, dict[str, Any]]:
 
 
 def drop_database(lib: Lib) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(lib.db) + suffix).unlink(missing_ok=True)
+    """The catalog lost (Catalog.drop)."""
+    lib.catalog.drop()
 
 
 def rebuild_matches(lib: Lib) -> list[str]:
