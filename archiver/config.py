@@ -1,8 +1,10 @@
 """Effective configuration: flag > environment > TOML file > default, with the origin of each value.
 
 `Config` is frozen and passed explicitly to every layer; nothing reads the environment later.
-The provider sections and their defaults come from the provider registry (`archiver.providers`).
-This module stays import-light (no httpx/sqlalchemy) because `archiver --help` loads it.
+The provider sections and their defaults come from the provider registry (`archiver.providers`),
+imported only when a command reads them or the file or environment sets one (`ProviderTable`).
+This module stays import-light (no httpx/sqlalchemy, no provider module, tomllib only for a file
+with something in it) because every command loads it.
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ import math
 import os
 import re
 import stat
-import string
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
-from .providers import provider_defaults
 from .redact import REDACTED, redact, redact_url, register, url_secrets
 
 GIB = 1024**3
@@ -31,6 +30,9 @@ TAG_NUMBERS: frozenset[str] = frozenset({"track", "tracks"})  # filled as intege
 
 @dataclass(frozen=True)
 class ProviderSettings:
+    """One `[providers.NAME]` section as a command uses it (a docstring also spares dataclass a
+    signature lookup at import)."""
+
     name: str
     base_url: str
     token: str | None = field(default=None, repr=False)
@@ -46,8 +48,36 @@ class ProviderSettings:
         )
 
 
+class ProviderTable(Mapping[str, ProviderSettings]):
+    """Provider settings built on first read: the registry imports every provider module, which
+    the read commands (`show`, `ls`, `search` ...) never need."""
+
+    def __init__(self, build: Callable[[], dict[str, ProviderSettings]]) -> None:
+        self._build = build
+        self._table: dict[str, ProviderSettings] | None = None
+
+    def _settings(self) -> dict[str, ProviderSettings]:
+        if self._table is None:
+            self._table = self._build()
+        return self._table
+
+    def __getitem__(self, name: str) -> ProviderSettings:
+        return self._settings()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._settings())
+
+    def __len__(self) -> int:
+        return len(self._settings())
+
+    def __repr__(self) -> str:
+        return repr(self._settings())
+
+
 @dataclass(frozen=True)
 class Config:
+    """Every setting, resolved once, with where each value came from (`origins`)."""
+
     library: Path
     db_url: str = field(repr=False)  # may hold a database password
     providers: Mapping[str, ProviderSettings]
@@ -111,16 +141,19 @@ def _plain(value: Any) -> Any:
 SECONDS_HINT = f"seconds, a finite number > 0 and <= {MAX_SECONDS:.0f}"
 
 
-@dataclass(frozen=True)
 class _Key:
-    attr: str
-    kind: type | tuple[type, ...]
-    env: str | None = None
-    convert: Callable[[Any], Any] | None = None
-    check: Callable[[Any], bool] | None = None
-    hint: str = ""
-    explain: Callable[[Any], str | None] | None = None  # why a value is invalid, None when valid
-    secret: bool = False  # never echoed in an error message
+    """How one setting is read: its Config attribute, type, variable, conversion and checks (a plain
+    class: every command defines it, and a dataclass or NamedTuple costs a millisecond more)."""
+
+    __slots__ = ("attr", "check", "convert", "env", "explain", "hint", "kind", "secret")
+
+    def __init__(self, attr: str, kind: type | tuple[type, ...], env: str | None = None,
+                 convert: Callable[[Any], Any] | None = None, check: Callable[[Any], bool] | None = None,
+                 hint: str = "", explain: Callable[[Any], str | None] | None = None, secret: bool = False) -> None:
+        self.attr, self.kind, self.env, self.convert = attr, kind, env, convert
+        self.check, self.hint = check, hint
+        self.explain = explain  # why a value is invalid, None when valid
+        self.secret = secret  # never echoed in an error message
 
 
 def _positive(value: Any) -> bool:
@@ -146,6 +179,8 @@ def tag_template_problem(template: str) -> str | None:
     Only plain `{field}` names from TAG_FIELDS: positional `{0}`, attribute or index access, or a
     nested field would otherwise fail (or leak objects) on every clip, at tagging time.
     """
+    import string  # its import compiles a regex: only a tag template in the config needs it
+
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -274,6 +309,10 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if not data.replace(b"\r\n", b"\n").strip(b" \t\n"):  # an empty document, without the parser
+        return {}
+    import tomllib
+
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -337,7 +376,12 @@ def load_config(
             values[key] = _coerce("command line", key, spec, overrides[key])
             origins[key] = "flag"
 
-    providers = _providers(path, data.get("providers", {}), env, origins, file_label)
+    table = data.get("providers", {})
+    providers: Mapping[str, ProviderSettings]
+    if table or not isinstance(table, Mapping) or _sets_a_provider(env):
+        providers = _registered(_providers(path, table, env, origins, file_label))
+    else:  # defaults only: nothing here can fail, so the registry waits for a command that reads them
+        providers = ProviderTable(lambda: _registered(_providers(path, {}, {}, {}, file_label)))
 
     library = values.pop("library", None) or default_library()
     library = Path(library).expanduser()
@@ -346,8 +390,7 @@ def load_config(
     if not db_value:
         origins["db"] = "default (<library>/archiver.db)"
     kwargs = {TOP_KEYS[k].attr: v for k, v in values.items()}
-    register([*(p.token for p in providers.values()), *url_secrets(db_url), values.get("serve_token"),
-              *(s for p in providers.values() for s in url_secrets(p.base_url))])
+    register([*url_secrets(db_url), values.get("serve_token")])
     return Config(
         library=library,
         db_url=db_url,
@@ -358,11 +401,26 @@ def load_config(
     )
 
 
+def _sets_a_provider(env: Mapping[str, str]) -> bool:
+    """Whether a variable could be ARCHIVER_<PROVIDER>_<KEY>: judged without the registry's names."""
+    ends = tuple(f"_{key.upper()}" for key in PROVIDER_KEYS)
+    return any(value and name.startswith("ARCHIVER_") and name.endswith(ends) for name, value in env.items())
+
+
+def _registered(providers: dict[str, ProviderSettings]) -> dict[str, ProviderSettings]:
+    """The tokens, and passwords in base URLs, join the secrets every output is scrubbed of."""
+    register([*(p.token for p in providers.values()),
+              *(s for p in providers.values() for s in url_secrets(p.base_url))])
+    return providers
+
+
 def _providers(
     path: Path, table: Any, env: Mapping[str, str], origins: dict[str, str], file_label: str
 ) -> dict[str, ProviderSettings]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: providers must be a table like [providers.ccapi]")
+    from .providers import provider_defaults
+
     known = provider_defaults()
     for name in table:
         if name not in known:

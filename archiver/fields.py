@@ -1,4 +1,4 @@
-"""The library's vocabulary: one table of clip fields, the asset kinds and states, the run counters.
+"""The library's vocabulary: one table of clip fields, task statuses, asset kinds and states, run counters.
 
 `CLIP_TABLE` has one row per clip field, in the style of beets' mediafile: how a raw provider value
 is parsed, which raw keys providers use for it, how the query language matches it, and whether it
@@ -100,7 +100,24 @@ def _iso(value: str) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-# ---------------------------------------------------------------- assets
+# ---------------------------------------------------------------- tasks and assets
+
+
+class Status(StrEnum):
+    """Where a task stands; the value is what the `tasks.status` column holds."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
 
 class AssetKind(StrEnum):
@@ -122,24 +139,30 @@ class AssetState(StrEnum):
 # ---------------------------------------------------------------- the clip-field table
 
 
-@dataclass(frozen=True)
 class ClipField:
-    """One clip field and every fact the package needs about it."""
+    """One clip field and every fact the package needs about it (a plain class: every command
+    loads this table, and defining it as a dataclass costs about a millisecond at each start)."""
 
-    name: str  # attribute of ClipRecord, column of `clips`
-    parse: Callable[[Any], Any]  # raw provider value -> stored value (None when unusable)
-    aliases: tuple[str, ...] = ()  # raw keys providers use, in order of preference (name first)
-    query: str | None = None  # query-language kind: text | id | number | date; None = not queryable
-    query_name: str | None = None  # its name in the query language (defaults to `name`)
-    folded_sort: bool = False  # sorts case-insensitively
-    template: str | None = None  # its name in path templates; None = not a template field
-    listed: bool = False  # a column of `ls`/`search` output and of the `tracks` view
-    asset: AssetKind | None = None  # the URL of this kind of file
-    sticky: bool = True  # a later, sparser payload without it keeps what an earlier one said
+    __slots__ = ("aliases", "asset", "folded_sort", "listed", "name", "parse", "query", "query_name", "sticky",
+                 "template")
 
-    def __post_init__(self) -> None:
-        if not self.aliases:
-            object.__setattr__(self, "aliases", (self.name,))
+    def __init__(self, name: str, parse: Callable[[Any], Any], aliases: tuple[str, ...] = (), *,
+                 query: str | None = None, query_name: str | None = None, folded_sort: bool = False,
+                 template: str | None = None, listed: bool = False, asset: AssetKind | None = None,
+                 sticky: bool = True) -> None:
+        self.name = name  # attribute of ClipRecord, column of `clips`
+        self.parse = parse  # raw provider value -> stored value (None when unusable)
+        self.aliases = aliases or (name,)  # raw keys providers use, in order of preference (name first)
+        self.query = query  # query-language kind: text | id | number | date; None = not queryable
+        self.query_name = query_name  # its name in the query language (defaults to `name`)
+        self.folded_sort = folded_sort  # sorts case-insensitively
+        self.template = template  # its name in path templates; None = not a template field
+        self.listed = listed  # a column of `ls`/`search` output and of the `tracks` view
+        self.asset = asset  # the URL of this kind of file
+        self.sticky = sticky  # a later, sparser payload without it keeps what an earlier one said
+
+    def __repr__(self) -> str:
+        return f"ClipField({self.name!r})"
 
 
 CLIP_TABLE: tuple[ClipField, ...] = (

@@ -18,12 +18,11 @@ from typing import Sequence
 
 from .config import Config
 from .errors import DatabaseError
-from .fields import RUN_COUNTERS, AssetState
+from .fields import RUN_COUNTERS, TERMINAL, AssetState, Status
 from . import dirstamp
 from .fs import sidecars, walk_library
 from .lock import LibraryLock
 from .readdb import SCHEMA_VERSION, ReadDB
-from .records import TERMINAL, Status
 from .report import SyncReport
 
 

@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .query import compile_query, compile_sort, fts_query, register_functions
 from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
-from .pgdb import FLEET_COLUMNS, FLEET_SQL, PgReadDB, pyformat
-from .pgsearch import search_parts
+from .query import compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .readdb import ReadDB
 from .render import clean_line
 
 if TYPE_CHECKING:
+    from .pgdb import PgReadDB
     from .store import Store
 
-Reader = Union[ReadDB, PgReadDB, "Store"]
+Reader = Union[ReadDB, "PgReadDB", "Store"]
 
 TASK_COLUMNS = ("source", "task_id", "status", "provider_status", "progress", "error", "clips",
                 "created_at", "finished_at", "first_seen", "last_polled", "next_poll_at")
@@ -98,11 +97,14 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     if isinstance(db, ReadDB):
         register_functions(db.conn)
         return db.rows(sql, params)
-    if isinstance(db, PgReadDB):
-        return db.rows(sql, params)
-    with db.connect() as conn:
-        if db.dialect == "postgresql":
+    if db.dialect == "postgresql":  # PostgreSQL's modules load for a PostgreSQL catalog only
+        from .pgdb import PgReadDB, pyformat
+
+        if isinstance(db, PgReadDB):
+            return db.rows(sql, params)
+        with db.connect() as conn:
             return [dict(r._mapping) for r in conn.exec_driver_sql(pyformat(sql), params or {})]
+    with db.connect() as conn:
         register_functions(conn.connection.driver_connection)  # sqlite3 takes the `:name` style as written
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
 
@@ -252,6 +254,8 @@ def _fts(store: Reader, text_: str) -> tuple[str, str, dict[str, Any], str]:
     """(snippet and score columns, FROM ... WHERE, parameters, order) of a full-text search on the
     store's engine: FTS5 on SQLite, a tsvector on PostgreSQL (pgsearch.py); both take AND terms."""
     if store.dialect == "postgresql":
+        from .pgsearch import search_parts
+
         return (*search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS), "score DESC, c.id")
     columns = (",\n           snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet,\n"
                f"           bm25(clips_fts, {', '.join(str(w) for w in FTS_WEIGHTS)}) AS score")
@@ -308,16 +312,20 @@ def resolve(store: Reader, ident: str) -> tuple[str, int]:
     ident = ident.strip()
     if not ident:
         raise UsageError("give a task or clip id (a unique prefix is enough)")
-    pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    params: dict[str, Any] = {"pattern": ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"}
     parts = []
     if "task" in kinds:
         parts.append("SELECT 'task' AS kind, id AS pk, source, task_id AS id FROM tasks "
                      "WHERE task_id LIKE :pattern ESCAPE '\\'")
     if "clip" in kinds:
+        within = ""
+        if store.dialect == "sqlite":  # bounds the clip_id index can seek to; LIKE still decides
+            params["low"], params["high"] = prefix_bounds(ident)
+            within = "clip_id >= :low AND " + ("clip_id < :high AND " if params["high"] else "")
         parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
-                     "WHERE clip_id LIKE :pattern ESCAPE '\\'")
+                     f"WHERE {within}clip_id LIKE :pattern ESCAPE '\\'")
     sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
-    candidates = _query(store, sql, {"pattern": pattern})
+    candidates = _query(store, sql, params)
     exact = [c for c in candidates if c["id"] == ident]
     chosen = exact if exact else candidates
     if not chosen:
@@ -462,6 +470,8 @@ def stats(store: Reader) -> dict[str, Any]:
 
 def fleet(store: Reader) -> list[dict[str, Any]]:
     """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
+    from .pgdb import FLEET_COLUMNS, FLEET_SQL
+
     return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {})]
 
 

@@ -220,8 +220,8 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
 # Three kinds of template share str.format syntax and string.Formatter's parser, each checked
 # before any clip is touched, but not one renderer, because what a value may become differs: a
 # path is rendered here component by component, every value sanitized and shortened to fit 255
-# bytes, a missing value "unknown"; a one-line `--format` template (query.template_renderer) shows
-# any listed field as text, a missing one blank; a tag template (`artist`, `album`: checked by
+# bytes, a missing value "unknown"; a one-line `--format` template (rowtemplate.template_renderer)
+# shows any listed field as text, a missing one blank; a tag template (`artist`, `album`: checked by
 # config.tag_template_problem, filled by retag.tag_data) sees only config.TAG_FIELDS, never a path.
 
 

@@ -23,26 +23,27 @@ from __future__ import annotations
 import functools
 import math
 import re
-import string
 import unicodedata
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
-from .errors import ArchiverError, UsageError
+from .errors import UsageError
 from .fields import CLIP_TABLE, ClipField
 
 FOLD_FUNCTION = "archiver_fold"  # SQL function name; see register_functions
 
 
-@dataclass(frozen=True)
 class Field:
-    """A queryable field: its SQL expression, how values match, and how it sorts."""
+    """A queryable field: its SQL expression, how values match, and how it sorts (plain classes,
+    this and Compiled: every read command loads this module, and a dataclass or NamedTuple costs
+    far more to define)."""
 
-    name: str
-    column: str
-    kind: str  # text | id | number | date | year | flag
-    sort: str | None = None  # SQL to order by; defaults to `column`
+    __slots__ = ("column", "kind", "name", "sort")
+
+    def __init__(self, name: str, column: str, kind: str, sort: str | None = None) -> None:
+        self.name, self.column = name, column
+        self.kind = kind  # text | id | number | date | year | flag
+        self.sort = sort  # SQL to order by; defaults to `column`
 
 
 def _clip_field(row: ClipField) -> Field:
@@ -103,13 +104,13 @@ def register_functions(dbapi_conn: Any) -> None:
     dbapi_conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
 
 
-@dataclass
 class Compiled:
     """A WHERE expression ("" for no condition) and its bound parameters."""
 
-    where: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    dialect: str = "sqlite"
+    def __init__(self, where: str = "", params: dict[str, Any] | None = None, dialect: str = "sqlite") -> None:
+        self.where = where
+        self.params: dict[str, Any] = {} if params is None else params
+        self.dialect = dialect
 
     def bind(self, value: Any) -> str:
         name = f"q{len(self.params)}"
@@ -122,6 +123,23 @@ class Compiled:
 
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """(low, high): every text that SQLite's `LIKE 'prefix%'` matches is >= low and < high (no end
+    when None) in its BINARY order, so an index on the column can find them without a full scan.
+
+    LIKE folds ASCII letters only, and BINARY compares code points: a match lies between the prefix
+    in capitals and the prefix in small letters with its last character one higher.
+    """
+    small = prefix.translate(_ASCII_LOWER)
+    after = ord(small[-1]) + 1 if small else 0x110000
+    after = 0xE000 if 0xD800 <= after < 0xE000 else after  # no surrogate is text
+    return prefix.translate(_ASCII_UPPER), small[:-1] + chr(after) if after <= 0x10FFFF else None
 
 
 def _like(q: Compiled, column: str, needle: str, *, pattern: str) -> str:
@@ -317,62 +335,3 @@ def fts_query(text: str) -> str:
     if not phrases:
         raise UsageError(f"nothing to search for in {text!r}; give at least one word")
     return " ".join(phrases)
-
-
-# --- output templates ---------------------------------------------------------------------------
-
-
-class _Template(string.Formatter):
-    """str.format over row fields, without attribute or index access, blank for missing values.
-
-    One line of text from named values: `--format` rows and the tag templates (`artist`, `album`)
-    have the same needs. Path templates do not (paths.py says why) and have their own renderer.
-    """
-
-    def __init__(self, fields: Sequence[str], error: type[ArchiverError] = UsageError) -> None:
-        super().__init__()
-        self.fields = set(fields)
-        self.error = error
-
-    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        if field_name not in self.fields:
-            raise self.error(f"unknown template field {{{field_name}}}; valid fields: "
-                             f"{', '.join(sorted(self.fields))}")
-        return kwargs.get(field_name), field_name
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if value is None:
-            return ""
-        for candidate in (value, str(value)):
-            try:
-                return format(candidate, format_spec)
-            except (TypeError, ValueError):
-                continue
-        return str(value)
-
-
-def template_renderer(template: str, fields: Sequence[str], *, what: str = "--format template",
-                      error: type[ArchiverError] = UsageError) -> Callable[[Mapping[str, Any]], str]:
-    """A function row -> text; the template is checked once, so a bad one fails before output.
-
-    `what` and `error` name the template and the error class in messages (a tag template in the
-    configuration is a ConfigError).
-    """
-    formatter = _Template(fields, error)
-    try:
-        parsed = list(formatter.parse(template))
-    except ValueError as exc:
-        raise error(f"bad {what} {template!r}: {exc}") from None
-    for _, name, _, _ in parsed:
-        if name is not None:
-            if name == "" or name.isdigit():
-                raise error(f"bad {what} {template!r}: use named fields like {{title}}")
-            formatter.get_field(name, (), {})
-
-    def render(row: Mapping[str, Any]) -> str:
-        try:
-            return formatter.vformat(template, (), row)
-        except (ValueError, TypeError) as exc:
-            raise error(f"bad {what} {template!r}: {exc}") from None
-
-    return render

@@ -20,25 +20,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Mapping
 
-from .fields import CLIP_ALIASES, CLIP_TABLE, MAX_DURATION, duration, plausible_duration, text, timestamp
+from .fields import (CLIP_ALIASES, CLIP_TABLE, MAX_DURATION, TERMINAL, Status, duration, plausible_duration, text,
+                     timestamp)
 
-__all__ = ["CLIP_ALIASES", "MAX_DURATION", "ClipRecord", "PollKind", "PollOutcome", "Status", "TaskRecord", "clip_from",
-           "duration", "pick", "plausible_duration", "progress", "text", "timestamp"]
+__all__ = ["CLIP_ALIASES", "MAX_DURATION", "TERMINAL", "ClipRecord", "PollKind", "PollOutcome", "Status", "TaskRecord",
+           "clip_from", "duration", "pick", "plausible_duration", "progress", "text", "timestamp"]
 
-
-class Status(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
 @dataclass(frozen=True)
 class ClipRecord:

@@ -11,7 +11,6 @@ escapes those that a terminal would act on (`json_text`).
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import re
@@ -25,6 +24,7 @@ _ESCAPE_SEQUENCE = (
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
     r"|\x1b[ -/]*[0-~]"
 )
+_INTRODUCERS = "\x1b\x9b\x90\x98\x9d\x9e\x9f"  # every sequence above starts with one of them
 # Characters that reorder or hide the text around them on screen.
 BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # Characters some terminals or readers take as a line break.
@@ -41,15 +41,21 @@ def _pattern(source: str) -> re.Pattern[str]:
     return re.compile(source)
 
 
+def _without_sequences(text: str) -> str:
+    """Escape sequences removed whole; text without an introducer (nearly all) needs no regex."""
+    if any(introducer in text for introducer in _INTRODUCERS):
+        return _pattern(_ESCAPE_SEQUENCE).sub("", text)
+    return text
+
+
 def clean_line(value: Any) -> str:
     """`value` as inert text on one line: no escape sequence, control or bidi character survives."""
-    return _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).translate(_LINE)
+    return _without_sequences(str(value)).translate(_LINE)
 
 
 def clean_text(value: Any) -> str:
     """Like `clean_line`, but line breaks (\\r\\n, \\r, U+2028, ...) stay, as plain newlines."""
-    text = _pattern(_ESCAPE_SEQUENCE).sub("", str(value)).replace("\r\n", "\n")
-    return text.translate(_TEXT)
+    return _without_sequences(str(value)).replace("\r\n", "\n").translate(_TEXT)
 
 
 def json_text(data: Any, *, indent: int | None = 2) -> str:
@@ -113,6 +119,8 @@ def rows_json(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
 
 
 def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    import csv  # only CSV output needs it
+
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:

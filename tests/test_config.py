@@ -146,3 +146,43 @@ def test_default_config_path_is_platformdirs_answer(tmp_path: Path, xdg: str | N
     ours, theirs, loaded = json.loads(out.stdout)
     assert ours == theirs
     assert loaded == bool(xdg)  # only a set XDG_CONFIG_HOME asks platformdirs
+
+
+@pytest.mark.parametrize("text, env", [
+    ("", {}), ("  \r\n\t\n", {}), ("# only a comment\n", {}), ("[providers]\n", {}),
+    ("[providers.acedata]\nbatch_size = 7\n", {}), ("", {"ARCHIVER_MOUNTSEA_TOKEN": TOKEN}),
+])
+def test_provider_modules_load_when_a_provider_is_set_or_read(tmp_path: Path, text: str, env: dict[str, str]) -> None:
+    """Read commands never read the provider settings: unless the file or the environment sets one
+    (then a mistake stops every command at once), the registry and its modules wait, and the
+    settings they give are the registry's defaults either way."""
+    import subprocess
+    import sys
+
+    cfg = write(tmp_path / "c.toml", text)
+    probe = ("import json, sys; from archiver.config import load_config; "
+             "config = load_config(config_file=sys.argv[1], env=json.loads(sys.argv[2])); "
+             "early = sorted(m for m in sys.modules if m.startswith('archiver.providers') or m == 'tomllib'); "
+             "table = {n: [p.base_url, p.batch_size, bool(p.token)] for n, p in config.providers.items()}; "
+             "print(json.dumps([early, 'archiver.providers.acedata' in sys.modules, table]))")
+    out = subprocess.run([sys.executable, "-c", probe, str(cfg), json.dumps(env)], capture_output=True, text=True,
+                         check=True)
+    early, loaded, table = json.loads(out.stdout)
+    configured = "providers." in text or bool(env)
+    assert ("archiver.providers" in early) is configured, early
+    assert ("tomllib" in early) is ("#" in text or "[" in text), early  # an empty file needs no parser
+    assert loaded  # reading the settings imports the registry
+    assert table["acedata"] == ["https://api.acedata.cloud/", 7 if "= 7" in text else 50, False]
+    assert table["mountsea"][2] is bool(env) and list(table) == ["ccapi", "mountsea", "acedata", "aimusicapi"]
+
+
+@pytest.mark.parametrize("text, env, key", [
+    ("[providers.ccapy]\ntoken = 'sk-1234567890'\n", {}, "providers.ccapy"),
+    ("", {"ARCHIVER_ACEDATA_BATCH_SIZE": "lots"}, "ARCHIVER_ACEDATA_BATCH_SIZE"),
+    ("providers = []\n", {}, "providers must be a table"),
+])
+def test_a_bad_provider_setting_stops_a_command_that_reads_none(run_cli, tmp_path: Path, text: str,
+                                                                 env: dict[str, str], key: str) -> None:
+    cfg = write(tmp_path / "c.toml", text)
+    result = run_cli("--config", str(cfg), "show", "no-such-clip", env=env)
+    assert result.exit_code == 2 and key in result.output, result.output

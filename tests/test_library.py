@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, text
 
 from archiver.library import CLIP_COLUMNS, list_clips, search
+from archiver.query import prefix_bounds
 from archiver.records import ClipRecord, Status, TaskRecord
 from archiver.store import Store
 
@@ -492,6 +495,33 @@ def test_show_ambiguous_and_missing(run_cli, data) -> None:
     assert run_cli("show", "dup-a2").exit_code == 0
     missing = run_cli("show", "no-such-id")
     assert missing.exit_code == 1 and "no-such-id" in missing.output
+
+
+ID_CHARS = st.sampled_from([*"aAbBzZ09_%\\-:", "é", "É", "\ud7ff", "\ue000", "\U0010ffff"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids=st.lists(st.text(ID_CHARS, min_size=1, max_size=6), min_size=1, max_size=30),
+       prefix=st.text(ID_CHARS, min_size=1, max_size=3))
+def test_prefix_bounds_hold_every_id_sqlite_like_matches(ids: list[str], prefix: str) -> None:
+    """`show` seeks the clip_id index between these bounds: they must keep all that LIKE keeps."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE clips (clip_id TEXT)")
+    conn.execute("CREATE INDEX ix ON clips (clip_id)")
+    conn.executemany("INSERT INTO clips VALUES (?)", [(i,) for i in ids])
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    low, high = prefix_bounds(prefix)
+    like = "clip_id LIKE ? ESCAPE '\\'"
+    everything = sorted(r[0] for r in conn.execute(f"SELECT clip_id FROM clips WHERE {like}", (pattern,)))
+    within = "clip_id >= ? AND " + ("clip_id < ? AND " if high else "")
+    bounded = sorted(r[0] for r in conn.execute(f"SELECT clip_id FROM clips WHERE {within}{like}",
+                                                (low, *([high] if high else []), pattern)))
+    assert bounded == everything
+    assert everything == sorted(i for i in ids if _ascii_fold(i[:len(prefix)]) == _ascii_fold(prefix))
+
+
+def _ascii_fold(value: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in value)
 
 
 # --- stats ----------------------------------------------------------------------------------------

@@ -34,3 +34,13 @@ def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "archiver", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("archiver, version ")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["show", "--help"]])
+def test_help_and_version_load_no_configuration_or_provider(args: list[str]) -> None:
+    """Help reads no config file, so neither the config module nor the provider registry loads."""
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(["archiver"])],
+                         capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "archiver.cli" in loaded
+    assert not loaded & {"archiver.config", "archiver.providers", "archiver.records"}, loaded

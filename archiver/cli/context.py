@@ -7,12 +7,14 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar
 
 import click
 
-from ..config import Config, load_config
 from ..errors import EXIT_USAGE, ArchiverError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +28,9 @@ class Context:
         self._config: Config | None = None
 
     def config(self, **overrides: Any) -> Config:
+        """Loaded on first use: `--help` and `--version` need no configuration."""
+        from ..config import load_config
+
         if self._config is None or overrides:
             merged = {**self.overrides, **overrides}
             self._config = load_config(config_file=self.config_file, overrides=merged)

@@ -51,8 +51,8 @@ def _formatter(fmt: str, allowed: Sequence[str]) -> Callable[[dict[str, Any]], s
     """A template renderer when `fmt` holds `{`; None for a named format; UsageError otherwise."""
     if "{" in fmt:
         from ..library import CLIP_COLUMNS
-        from ..query import template_renderer
         from ..render import clean_line, length
+        from ..rowtemplate import template_renderer
 
         render = template_renderer(fmt, CLIP_COLUMNS + TEMPLATE_EXTRAS)
 

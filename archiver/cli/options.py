@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import click
 
-from ..records import Status
+from ..fields import Status
 
 F = TypeVar("F", bound=Callable[..., Any])
 

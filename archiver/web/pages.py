@@ -13,10 +13,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from ..errors import ArchiverError, UsageError
-from ..fields import AssetKind, AssetState
+from ..fields import AssetKind, AssetState, Status
 from ..library import (archived_path, clips_per_month, count_clips, exact_detail, facets, list_clips, list_tasks,
                        m3u, search, stats)
-from ..records import Status
 from .files import file_response
 from .views import (FILTERS, PAGE_SIZE, SORTS, clip_url, filter_terms, lyrics_sections, month_chart, query_terms,
                     title_of)
