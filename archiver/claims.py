@@ -43,7 +43,7 @@ from .database import db_message, is_damage
 from .errors import DatabaseError, LockHeld
 from .fields import AssetState
 from .fs import discard
-from .models import UTCDateTime, utcnow
+from .models import UTCDateTime
 from .pgdb import server_time
 from .providers.http import RetryBudget
 from .records import TERMINAL, Status
@@ -107,7 +107,7 @@ class Fleet:
         self.me = worker
         self.tag = part_tag(worker)
         self.lease = timedelta(seconds=max(1.0, lease))
-        self.started = utcnow()  # a file that failed in this run waits for the next one (this host's clock wrote both)
+        self.started = self.server_now()  # a file that failed in this run waits for the next one (server's clock)
         self.seen_tasks: set[int] = set()  # claimed in this pass (a guard: a pass claims a task once)
         self.seen_clips: set[int] = set()  # claimed in this run (the same guard for clips)
         # The claimed files this worker is archiving: checked before work on them goes on and when

@@ -413,7 +413,7 @@ class Store:
                 return False
             asset.state, asset.last_error = AssetState.FAILED, error
             asset.attempts += 1
-            asset.updated_at = utcnow()
+            asset.updated_at = utcnow() if self.fleet is None else self.fleet.server_now()  # see Fleet.claim_clips
         return True
 
     # --- sync runs -----------------------------------------------------------------------

@@ -426,3 +426,24 @@ def test_the_catalog_server_going_away_mid_run_stops_it_cleanly(tmp_path: Path, 
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert "internal error" not in result.output and "database" in result.output.lower(), result.output
     assert PASSWORD not in result.output
+
+
+def test_a_file_failed_on_a_host_whose_clock_runs_ahead_is_retried_by_the_next_run_elsewhere(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Failed in this run, retried in the next" is judged by the server's clock: a failure
+    recorded by a host five hours ahead must not look newer than every later run."""
+    with Store(pg_url) as store:
+        _catalog(store)
+        _skew(monkeypatch, timedelta(hours=5))
+        ahead = Fleet(store.engine, "ahead")
+        ahead.check_name()
+        store.fleet = ahead
+        claimed = ahead.claim_clips(10)  # the one clip's files
+        assert claimed
+        for asset_id in claimed:
+            assert store.asset_failed(asset_id, "cut off")
+        ahead.finish(1)
+        monkeypatch.undo()  # this host's clock is right
+        later = Fleet(store.engine, "later")  # a run started after the failure, on another host
+        later.check_name()
+        assert sorted(later.claim_clips(10)) == sorted(claimed)
