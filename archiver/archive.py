@@ -465,8 +465,9 @@ class Archiver:
         if found is None:
             target.parent.mkdir(parents=True, exist_ok=True)
             return target, None
-        self.store.asset_done(asset.id or 0, path=found.rel.as_posix(), size=found.size, sha256=found.sha256,
-                              tagged=asset.kind == "audio")
+        if not self.store.asset_done(asset.id or 0, path=found.rel.as_posix(), size=found.size, sha256=found.sha256,
+                                     tagged=asset.kind == "audio"):
+            raise ClaimLost(f"{found.rel} was taken over by another worker; not recorded")
         asset.tagged = asset.kind == "audio"
         self.summary.adopted += 1
         return target, found.rel
