@@ -46,6 +46,8 @@ def db_message(url: str, exc: BaseException) -> str:
 
 
 def _without_nul(value: Any) -> Any:
+    if isinstance(value, list):  # an array parameter (ids given to one statement)
+        return [_without_nul(v) for v in value]
     return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 

@@ -454,7 +454,7 @@ def resolve_inside(root: Path, rel: PurePosixPath, *, base: Path | None = None) 
     try:
         base = base or Path(root).resolve()
         target = base.joinpath(*rel.parts)
-        if _no_links(base, rel.parts):
+        if os.name != "nt" and _no_links(base, rel.parts):  # a Windows junction is no S_ISLNK
             return target
         parent = target.parent.resolve()
         final = parent / target.name

@@ -170,6 +170,8 @@ class Store:
         wanted = list(dict.fromkeys(t.strip() for t in task_ids if t and t.strip()))
         known: dict[str, tuple[int, str]] = {}
         postgres = self.dialect == "postgresql"
+        if postgres:  # compared as stored: PostgreSQL text holds no NUL (database._scrub_nul)
+            wanted = list(dict.fromkeys(t.replace("\x00", "\ufffd") for t in wanted))
         with self.session() as s:
             conn = s.connection()
             for part in [wanted] if postgres else chunks(wanted):

@@ -362,8 +362,8 @@ def test_a_file_recorded_elsewhere_by_the_worker_that_took_it_over_is_removed_wi
 
 def test_two_workers_writing_one_folders_cover_at_once_spoil_neither_file(
         pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each under its own temporary name, and the first cover placed stays: before, both wrote
-    `cover.jpg.part`, one removed the other's mid-write and that one failed (or placed the other's)."""
+    """Each writes under its own temporary name, and the first cover placed stays: with one shared
+    `cover.jpg.part`, one would remove the other's mid-write and that one fail (or place the other's)."""
     library = tmp_path / "library"
     folder = library / "acedata" / "t1"
     folder.mkdir(parents=True)

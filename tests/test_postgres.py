@@ -283,3 +283,13 @@ def test_two_adds_of_the_same_new_ids_at_once_both_succeed(db_url: str, engine: 
     assert sum(r.known for r in results) == len(ids)
     with Store(db_url) as store, store.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT task_id) FROM tasks").one() == (len(ids), len(ids))
+
+
+def test_an_added_id_with_nul_is_stored_as_on_sqlite(pg_url: str) -> None:
+    """Ids given to one statement as an array are cleaned of NUL like any other text."""
+    from archiver.store import Store
+
+    with Store(pg_url) as store:
+        assert store.add_tasks("acedata", ["t\x00nul", "plain"]).new == 2
+        assert store.add_tasks("acedata", ["t\x00nul"]).known == 1  # the same id, found again
+    assert sorted(r[0] for r in _rows(pg_url, "SELECT task_id FROM tasks")) == ["plain", "t\ufffdnul"]
