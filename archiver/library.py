@@ -1,11 +1,12 @@
-"""Read-side queries over the library: what `tasks`, `ls`, `search`, `show` and `stats` show.
+"""Read-side queries over the library: what `tasks`, `ls`, `search` and `show` list.
 
 Plain SQL, one query per listing, never one per row, so browsing 20,000 clips stays quick. The
 read commands pass a readdb.ReadDB (the standard library's sqlite3: no ORM to import), or a
 pgdb.PgReadDB on PostgreSQL; code that holds a writable Store (retag, the demo) passes that, and
 the same SQL runs on its engine. Every reader says its `dialect`; the few statements that differ
 (query terms, paging, full-text search) are written for it.
-Query terms are compiled by query.py into bound parameters.
+Query terms are compiled by query.py into bound parameters. `select` and `shape_row` are the one
+way every read-side module (this one, overview.py) runs SQL and spells a row.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .fields import CLIP_TABLE, MAX_DURATION, STORED_FIELDS, AssetKind, AssetState, plausible_duration
+from .fields import CLIP_TABLE, STORED_FIELDS, AssetKind, AssetState, plausible_duration
 from .query import compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .readdb import ReadDB
 from .render import clean_line
@@ -78,7 +79,8 @@ def _iso_z(value: Any) -> str | None:
 _PLANS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
 
 
-def _row(mapping: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+def shape_row(mapping: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """`columns` of a result row, spelled as every reader shows them: times in Z form, sane durations."""
     key = tuple(columns)
     plan = _PLANS.get(key)
     if plan is None:
@@ -92,7 +94,7 @@ def _row(mapping: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def select(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run one statement on a connection that knows the query helpers (archiver_fold)."""
     if isinstance(db, ReadDB):
         register_functions(db.conn)
@@ -109,8 +111,9 @@ def _query(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
 
 
-def _values(db: Reader, sql: str) -> list[tuple[Any, ...]]:
-    return [tuple(r.values()) for r in _query(db, sql)]
+def select_values(db: Reader, sql: str) -> list[tuple[Any, ...]]:
+    """`select` as tuples, for aggregates read by position."""
+    return [tuple(r.values()) for r in select(db, sql)]
 
 
 def _in(name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
@@ -136,7 +139,7 @@ def list_tasks(store: Reader, *, sources: Sequence[str] | None = None,
                t.created_at, t.finished_at, t.first_seen, t.last_polled, t.next_poll_at
         FROM tasks t{where}
         ORDER BY t.source, COALESCE(t.created_at, t.first_seen), t.task_id"""
-    return [_row(r, TASK_COLUMNS) for r in _query(store, sql, params)]
+    return [shape_row(r, TASK_COLUMNS) for r in select(store, sql, params)]
 
 
 # c = clips, t = tasks, au/im = the clip's downloaded audio/image asset (at most one each:
@@ -179,7 +182,7 @@ def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
         sql = f"{CLIP_SELECT}{CLIP_FROM} WHERE c.id IN ({ids}) ORDER BY {order}"
     else:
         sql = _page(f"{CLIP_SELECT}{CLIP_FROM}{compiled.clause()} ORDER BY {order}", params, limit, offset, dialect)
-    return [_row(r, CLIP_COLUMNS) for r in _query(store, sql, params)]
+    return [shape_row(r, CLIP_COLUMNS) for r in select(store, sql, params)]
 
 
 # The same listing as JSON objects made by SQLite itself: encoding 20,000 rows is most of what
@@ -276,7 +279,7 @@ def count_clips(store: Reader, terms: Sequence[str] = (), *, text_: str | None =
         source = ("FROM clips c" + (" JOIN tasks t ON t.id = c.task_pk" if re.search(r"\bt\.", where) else "")
                   + (_FILES if re.search(r"\b(au|im)\.", where) else ""))
         sql = f"SELECT COUNT(*) AS n {source}{compiled.clause()}"
-    return int(_query(store, sql, params)[0]["n"])
+    return int(select(store, sql, params)[0]["n"])
 
 
 def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequence[str] = (),
@@ -290,7 +293,7 @@ def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequen
     params.update(compiled.params)
     sql = f"{CLIP_SELECT}{columns}{source}{compiled.clause(' AND ')}\n        ORDER BY {order}"
     sql = _page(sql, params, limit, offset, store.dialect)
-    rows = [_row(r, SEARCH_COLUMNS) for r in _query(store, sql, params)]
+    rows = [shape_row(r, SEARCH_COLUMNS) for r in select(store, sql, params)]
     sign = 1 if store.dialect == "postgresql" else -1  # show higher = better on both
     for row in rows:
         row["score"] = round(sign * float(row["score"]), 4)
@@ -325,7 +328,7 @@ def resolve(store: Reader, ident: str) -> tuple[str, int]:
         parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
                      f"WHERE {within}clip_id LIKE :pattern ESCAPE '\\'")
     sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
-    candidates = _query(store, sql, params)
+    candidates = select(store, sql, params)
     exact = [c for c in candidates if c["id"] == ident]
     chosen = exact if exact else candidates
     if not chosen:
@@ -345,8 +348,8 @@ def _assets_by_clip(store: Reader, clip_pks: Sequence[int]) -> dict[int, list[di
     sql = (f"SELECT clip_pk, {', '.join(ASSET_COLUMNS)} FROM assets WHERE clip_pk IN "
            f"({_in('pk', clip_pks, params)}) ORDER BY clip_pk, {_KIND_ORDER}")
     out: dict[int, list[dict[str, Any]]] = {}
-    for r in _query(store, sql, params):
-        asset = _row(r, ASSET_COLUMNS)
+    for r in select(store, sql, params):
+        asset = shape_row(r, ASSET_COLUMNS)
         asset["tagged"] = bool(asset["tagged"])
         out.setdefault(r["clip_pk"], []).append(asset)
     return out
@@ -369,11 +372,11 @@ def _clip_details(store: Reader, where: str, params: dict[str, Any]) -> list[dic
     sql = (f"SELECT c.id AS pk, c.task_pk, t.task_id, t.status AS task_status, c.raw_json, "
            f"{', '.join('c.' + n for n in _CLIP_DETAIL)} FROM clips c JOIN tasks t ON t.id = c.task_pk "
            f"WHERE {where} ORDER BY c.created_at, c.clip_id")
-    rows = _query(store, sql, params)
+    rows = select(store, sql, params)
     assets = _assets_by_clip(store, [r["pk"] for r in rows])
     clips = []
     for r in rows:
-        clip = {"kind": "clip", **_row(r, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
+        clip = {"kind": "clip", **shape_row(r, ("source", "task_id", "task_status") + _CLIP_DETAIL[1:])}
         clip["files"] = assets.get(r["pk"], [])
         audio = [a for a in clip["files"] if a["kind"] == AssetKind.AUDIO and a["state"] == AssetState.DOWNLOADED]
         clip["tagged"] = audio[0]["tagged"] if audio else None  # None: nothing on disk to tag yet
@@ -392,7 +395,7 @@ def detail(store: Reader, ident: str) -> dict[str, Any]:
 def exact_detail(store: Reader, kind: str, source: str, ident: str) -> dict[str, Any] | None:
     """`detail` of the task or clip named exactly by source and id (links carry both); None if none."""
     table, column = ("tasks", "task_id") if kind == "task" else ("clips", "clip_id")
-    found = _query(store, f"SELECT id FROM {table} WHERE source = :source AND {column} = :ident",
+    found = select(store, f"SELECT id FROM {table} WHERE source = :source AND {column} = :ident",
                    {"source": source, "ident": ident})
     return _detail(store, kind, found[0]["id"]) if found else None
 
@@ -411,68 +414,10 @@ def _detail(store: Reader, kind: str, pk: int) -> dict[str, Any]:
 
 def _task_row(store: Reader, pk: int) -> dict[str, Any]:
     sql = f"SELECT {', '.join(_TASK_DETAIL)}, raw_json FROM tasks WHERE id = :pk"
-    row = _query(store, sql, {"pk": pk})[0]
-    out = _row(row, _TASK_DETAIL)
+    row = select(store, sql, {"pk": pk})[0]
+    out = shape_row(row, _TASK_DETAIL)
     out["raw"] = _raw(row["raw_json"])
     return out
-
-
-# --- stats ---------------------------------------------------------------------------------------
-
-
-def stats(store: Reader) -> dict[str, Any]:
-    """Counts by source and status, duration, bytes on disk, file states and the last sync."""
-    by_source: dict[str, dict[str, Any]] = {}
-    by_status: dict[str, int] = {}
-    for source, status, count in _values(store, "SELECT source, status, COUNT(*) FROM tasks GROUP BY 1, 2"):
-        entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
-        entry["tasks"] += count
-        entry["statuses"][status] = count
-        by_status[status] = by_status.get(status, 0) + count
-    clips_total, duration_total = 0, 0.0
-    plausible = f"CASE WHEN duration > 0 AND duration < {MAX_DURATION!r} THEN duration END"
-    for source, count, duration in _values(
-            store, f"SELECT source, COUNT(*), COALESCE(SUM({plausible}), 0) FROM clips GROUP BY 1"):
-        entry = by_source.setdefault(source, {"tasks": 0, "statuses": {}, "clips": 0, "duration": 0.0})
-        entry["clips"], entry["duration"] = count, float(duration)
-        clips_total += count
-        duration_total += float(duration)
-    files = {state.value: 0 for state in (AssetState.DOWNLOADED, AssetState.PENDING, AssetState.FAILED)}
-    bytes_on_disk = 0
-    for state, count, size in _values(
-            store, "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM assets GROUP BY 1"):
-        files[state] = count
-        if state == AssetState.DOWNLOADED:
-            bytes_on_disk = int(size)
-    runs = _query(store, "SELECT COUNT(*) OVER () AS runs, started_at, finished_at, exit_code, errors, "
-                         "error_text FROM sync_runs ORDER BY started_at DESC, id DESC LIMIT 5")
-    recent = [_row(r, ("started_at", "finished_at", "exit_code", "errors", "error_text")) for r in runs]
-    for run in recent:  # sync.run_sync records an interrupted run with "interrupted" first
-        run["interrupted"] = (run["error_text"] or "").startswith("interrupted")
-    last_sync = None
-    if recent:
-        last_sync = {**recent[0], "runs": runs[0]["runs"]}
-    result = {
-        "tasks": sum(by_status.values()),
-        "tasks_by_status": dict(sorted(by_status.items())),
-        "clips": clips_total,
-        "duration": round(duration_total, 3),
-        "files": files,
-        "bytes_on_disk": bytes_on_disk,
-        "sources": {name: by_source[name] for name in sorted(by_source)},
-        "last_sync": last_sync,
-        "recent_syncs": recent,
-    }
-    if store.dialect == "postgresql":
-        result["fleet"] = fleet(store)
-    return result
-
-
-def fleet(store: Reader) -> list[dict[str, Any]]:
-    """The sync workers of a PostgreSQL catalog: alive (lease not over), their claims, their last run."""
-    from .pgdb import FLEET_COLUMNS, FLEET_SQL
-
-    return [_row(r, FLEET_COLUMNS) for r in _query(store, FLEET_SQL, {})]
 
 
 # --- playlists and files -------------------------------------------------------------------------
@@ -503,26 +448,9 @@ def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None
 # --- what the web app adds -----------------------------------------------------------------------
 
 
-def facets(store: Reader) -> dict[str, list[str]]:
-    """The values the web app's filters offer: sources, models and years present in the library."""
-    return {
-        "source": [r[0] for r in _values(store, "SELECT DISTINCT source FROM clips ORDER BY 1")],
-        "model": [r[0] for r in _values(store, "SELECT DISTINCT model FROM clips WHERE model IS NOT NULL "
-                                               "AND model != '' ORDER BY 1 LIMIT 500")],
-        "year": [r[0] for r in _values(store, "SELECT DISTINCT substr(created_at, 1, 4) FROM clips "
-                                              "WHERE created_at IS NOT NULL ORDER BY 1 DESC")],
-    }
-
-
-def clips_per_month(store: Reader) -> list[tuple[str, int]]:
-    """(YYYY-MM, clips created that month), oldest first; clips without a time are left out."""
-    return [(str(m), int(n)) for m, n in _values(
-        store, "SELECT substr(created_at, 1, 7), COUNT(*) FROM clips WHERE created_at IS NOT NULL GROUP BY 1 ORDER BY 1")]
-
-
 def archived_path(store: Reader, source: str, clip_id: str, kind: str) -> str | None:
     """The library-relative path of a clip's downloaded file of `kind`; None when there is none."""
-    rows = _query(store, "SELECT a.path FROM assets a JOIN clips c ON c.id = a.clip_pk WHERE c.source = :source "
+    rows = select(store, "SELECT a.path FROM assets a JOIN clips c ON c.id = a.clip_pk WHERE c.source = :source "
                          "AND c.clip_id = :clip AND a.kind = :kind AND a.state = :done AND a.path IS NOT NULL",
                   {"source": source, "clip": clip_id, "kind": kind, "done": AssetState.DOWNLOADED.value})
     return rows[0]["path"] if rows else None

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from archiver.library import detail, list_clips, list_tasks, search, stats
+from archiver.library import detail, list_clips, list_tasks, search
+from archiver.overview import stats
 from archiver.store import Store
 
 from conftest import PAYLOADS

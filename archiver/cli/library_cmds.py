@@ -1,7 +1,7 @@
 """Read-side commands: `tasks`, `ls`, `search`, `show`, `stats` and `export`.
 
-The SQL lives in library.py and the query language in query.py; this module parses options and
-prints. None of these commands creates or writes a library.
+The SQL lives in library.py and overview.py, the query language in query.py; this module parses
+options and prints. None of these commands creates or writes a library.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def stats_cmd(ctx: Context, fmt: str) -> None:
       archiver stats
       archiver stats --format json | jq .files
     """
-    from ..library import stats
+    from ..overview import stats
     from ..render import clean_line, json_text, length, rows_table
 
     with ctx.store(readonly=True) as store:

@@ -1,4 +1,4 @@
-"""The pages and files of `archiver serve`, each read through library.py and query.py.
+"""The pages and files of `archiver serve`, each read through library.py, overview.py and query.py.
 
 Handlers are plain functions: Starlette runs them in its worker threads, and each opens its own
 read-only connection (readdb.ReadDB), so a page never waits on another and never blocks a sync.
@@ -14,8 +14,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from ..errors import ArchiverError, UsageError
 from ..fields import AssetKind, AssetState, Status
-from ..library import (archived_path, clips_per_month, count_clips, exact_detail, facets, list_clips, list_tasks,
-                       m3u, search, stats)
+from ..library import archived_path, count_clips, exact_detail, list_clips, list_tasks, m3u, search
+from ..overview import clips_per_month, facets, stats
 from .files import file_response
 from .views import (FILTERS, PAGE_SIZE, SORTS, clip_url, filter_terms, lyrics_sections, month_chart, query_terms,
                     title_of)
