@@ -167,31 +167,40 @@ def test_workers_started_at_once_under_one_name_let_one_go_on(pg_url: str) -> No
     assert sorted(outcomes) == ["exits 75"] * 5 + ["goes on"]
 
 
+def _sync(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "archiver", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _suspend_mid_audio(sim: Simulator, pg_url: str, tmp_path: Path,
+                       *extra: str) -> tuple[dict[str, str], subprocess.Popen[str], float]:
+    """Worker A (1 s leases) syncing one clip into tmp_path/library, SIGSTOPped while its audio
+    transfers (a suspended VM): the environment for more commands, A (to be continued), and the
+    deadline, a minute from A's start, by which the test's waits must be over."""
+    task = sim.add_task("acedata", clips=1, steps=0, audio_bytes=400_000)
+    env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(tmp_path / "library"),
+                                    "ARCHIVER_LEASE": "1", "PYTHONPATH": str(ROOT),
+                                    "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert _sync(env, "add", "acedata", task).wait(60) == 0
+    a = _sync(env, "sync", "--worker-id", "A", "--jobs", "1", *extra)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(r.target == "media" and not r.path.endswith(".jpg")
+                                                  for r in sim.requests):
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.kill(a.pid, signal.SIGSTOP)
+    return env, a, deadline
+
+
 def test_a_worker_suspended_mid_download_leaves_the_file_to_the_one_that_took_over(
         pg_url: str, tmp_path: Path) -> None:
     """SIGSTOP (a suspended VM) in the middle of a transfer, B takes the clip over and archives it,
     then A wakes and finishes its transfer: it places and records nothing, and writes into no file of B's."""
     library = tmp_path / "library"
     with Simulator(media_rate=200_000) as sim:
-        task = sim.add_task("acedata", clips=1, steps=0, audio_bytes=400_000)
-        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
-                                        "ARCHIVER_LEASE": "1", "PYTHONPATH": str(ROOT),
-                                        "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-
-        def archiver(*args: str) -> subprocess.Popen[str]:
-            return subprocess.Popen([sys.executable, "-m", "archiver", *args], env=env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-        assert archiver("add", "acedata", task).wait(60) == 0
-        a = archiver("sync", "--worker-id", "A", "--jobs", "1")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r.target == "media" and not r.path.endswith(".jpg")
-                                                      for r in sim.requests):
-            time.sleep(0.01)
-        time.sleep(0.3)
-        os.kill(a.pid, signal.SIGSTOP)
+        env, a, _deadline = _suspend_mid_audio(sim, pg_url, tmp_path)
         try:
-            b = archiver("sync", "--worker-id", "B", "--until-done", "--timeout", "60", "--json", "--jobs", "1")
+            b = _sync(env, "sync", "--worker-id", "B", "--until-done", "--timeout", "60", "--json", "--jobs", "1")
             out, err = b.communicate(timeout=90)
             assert b.returncode == 0, err
             assert json.loads(out.splitlines()[-1])["files_downloaded"] == 2
@@ -209,9 +218,6 @@ def test_a_worker_suspended_mid_download_leaves_the_file_to_the_one_that_took_ov
     assert parts == []
 
 
-def _sync(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "archiver", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_temporary_files_of_dead_workers_are_cleared_and_a_live_workers_kept(pg_url: str, tmp_path: Path) -> None:
@@ -267,18 +273,7 @@ def test_a_worker_that_wakes_to_find_its_temporary_files_cleared_fails_them_clea
     (no file in place, no temporary file); the next run archives them."""
     library = tmp_path / "library"
     with Simulator(media_rate=200_000) as sim:
-        task = sim.add_task("acedata", clips=1, steps=0, audio_bytes=400_000)
-        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
-                                        "ARCHIVER_LEASE": "1", "PYTHONPATH": str(ROOT),
-                                        "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-        assert _sync(env, "add", "acedata", task).wait(60) == 0
-        a = _sync(env, "sync", "--worker-id", "A", "--jobs", "1", "--json")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r.target == "media" and not r.path.endswith(".jpg")
-                                                      for r in sim.requests):
-            time.sleep(0.01)
-        time.sleep(0.3)
-        os.kill(a.pid, signal.SIGSTOP)
+        env, a, deadline = _suspend_mid_audio(sim, pg_url, tmp_path, "--json")
         try:
             while not _rows(pg_url, "SELECT 1 FROM workers WHERE name = 'A' "
                                     "AND lease_until::timestamptz <= clock_timestamp()"):
