@@ -39,8 +39,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .database import db_message, is_damage
-from .errors import DatabaseError, LockHeld
+from .database import catalog_errors
+from .errors import LockHeld
 from .fields import AssetState
 from .fs import discard
 from .models import UTCDateTime
@@ -61,13 +61,8 @@ _TERMINAL = ", ".join(f"'{s.value}'" for s in TERMINAL)
 def _begin(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """A transaction on the fleet's catalog. The server gone or refusing mid-run is a DatabaseError,
     which stops the downloads cleanly as anywhere else the catalog fails, not a traceback."""
-    try:
-        with engine.begin() if write else engine.connect() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        if is_damage(exc):
-            raise DatabaseError(db_message(str(engine.url), exc)) from None
-        raise
+    with catalog_errors(str(engine.url)), engine.begin() if write else engine.connect() as conn:
+        yield conn
 
 
 def default_worker_id() -> str:

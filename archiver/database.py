@@ -11,6 +11,8 @@ as it is; its read-only engines run every transaction read-only.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -21,7 +23,7 @@ from . import pgdb, readdb
 from .errors import DatabaseError
 from .readdb import existing_file, readonly_uri, schema_problem, sqlite_path
 
-__all__ = ["check_readable", "db_message", "is_damage", "open_readonly", "open_writable", "sqlite_path"]
+__all__ = ["catalog_errors", "check_readable", "db_message", "is_damage", "open_readonly", "open_writable", "sqlite_path"]
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -130,3 +132,15 @@ def is_damage(exc: BaseException) -> bool:
     if not isinstance(exc, SQLAlchemyError) or orig is None:
         return False
     return readdb.is_damage(orig) or pgdb.is_outage(orig)
+
+
+@contextmanager
+def catalog_errors(url: str) -> Iterator[None]:
+    """Damage to the catalog, or its server gone, met by any statement inside becomes a
+    DatabaseError naming the catalog (never its password); any other error passes unchanged."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        if is_damage(exc):
+            raise DatabaseError(db_message(url, exc)) from None
+        raise

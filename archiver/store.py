@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from .database import check_readable, db_message, is_damage, open_readonly, open_writable
+from .database import catalog_errors, check_readable, db_message, open_readonly, open_writable
 from .errors import DatabaseError
 from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
@@ -133,14 +133,12 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with catalog_errors(self.url), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
-            except BaseException as exc:
+            except BaseException:
                 session.rollback()
-                if is_damage(exc):
-                    raise DatabaseError(db_message(self.url, exc)) from None
                 raise
 
     @contextmanager
@@ -150,13 +148,8 @@ class Store:
         Opening checks only the header and schema: a bad page elsewhere surfaces in whatever
         query reads it, so every query goes through here or `session`.
         """
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            if is_damage(exc):
-                raise DatabaseError(db_message(self.url, exc)) from None
-            raise
+        with catalog_errors(self.url), self.engine.connect() as conn:
+            yield conn
 
     # --- tasks ---------------------------------------------------------------------------
 
