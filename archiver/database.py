@@ -23,7 +23,8 @@ from . import pgdb, readdb
 from .errors import DatabaseError
 from .readdb import existing_file, readonly_uri, schema_problem, sqlite_path
 
-__all__ = ["catalog_errors", "check_readable", "db_message", "is_damage", "open_readonly", "open_writable", "sqlite_path"]
+__all__ = ["as_stored", "catalog_errors", "check_readable", "db_message", "is_damage", "open_readonly", "open_writable",
+           "sqlite_path"]
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -47,9 +48,11 @@ def db_message(url: str, exc: BaseException) -> str:
     return pgdb.message(url, exc) if pgdb.is_postgres(url) else readdb.db_message(url, exc)
 
 
-def _without_nul(value: Any) -> Any:
+def as_stored(value: Any) -> Any:
+    """`value` as a PostgreSQL catalog stores it: NUL in text becomes U+FFFD (also in a list, an
+    array parameter); anything else unchanged."""
     if isinstance(value, list):  # an array parameter (ids given to one statement)
-        return [_without_nul(v) for v in value]
+        return [as_stored(v) for v in value]
     return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 
@@ -59,9 +62,9 @@ def _scrub_nul(_conn: Any, _cursor: Any, statement: str, parameters: Any, _conte
     it becomes U+FFFD, the replacement character, instead of failing the whole batch."""
     def clean(row: Any) -> Any:
         if isinstance(row, dict):
-            return {k: _without_nul(v) for k, v in row.items()}
+            return {k: as_stored(v) for k, v in row.items()}
         if isinstance(row, (list, tuple)):
-            return type(row)(_without_nul(v) for v in row)
+            return type(row)(as_stored(v) for v in row)
         return row
 
     if executemany and isinstance(parameters, (list, tuple)):

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from .database import catalog_errors, check_readable, db_message, open_readonly, open_writable
+from .database import as_stored, catalog_errors, check_readable, db_message, open_readonly, open_writable
 from .errors import DatabaseError
 from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
@@ -163,8 +163,8 @@ class Store:
         wanted = list(dict.fromkeys(t.strip() for t in task_ids if t and t.strip()))
         known: dict[str, tuple[int, str]] = {}
         postgres = self.dialect == "postgresql"
-        if postgres:  # compared as stored: PostgreSQL text holds no NUL (database._scrub_nul)
-            wanted = list(dict.fromkeys(t.replace("\x00", "\ufffd") for t in wanted))
+        if postgres:  # compared as stored: PostgreSQL text holds no NUL (database.as_stored)
+            wanted = list(dict.fromkeys(as_stored(wanted)))
         with self.session() as s:
             conn = s.connection()
             for part in [wanted] if postgres else chunks(wanted):
@@ -440,8 +440,8 @@ def _storable_ids(record: TaskRecord) -> TaskRecord:
     clip id a provider sent with one is matched and stored in that spelling, so its row is found again."""
     if "\x00" not in record.task_id and not any("\x00" in clip.clip_id for clip in record.clips):
         return record
-    clips = tuple(replace(c, clip_id=c.clip_id.replace("\x00", "\ufffd")) for c in record.clips)
-    return replace(record, task_id=record.task_id.replace("\x00", "\ufffd"), clips=clips)
+    clips = tuple(replace(c, clip_id=as_stored(c.clip_id)) for c in record.clips)
+    return replace(record, task_id=as_stored(record.task_id), clips=clips)
 
 
 def _apply(conn: Connection, records: Sequence[TaskRecord], now: datetime, result: ApplyResult) -> None:
