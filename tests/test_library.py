@@ -431,6 +431,38 @@ def test_listing_is_one_statement(library: Path, data) -> None:
     assert all("rain" not in s and "acedata" not in s for s in statements)  # values are bound, not spliced
 
 
+def _ranked_in_one_statement(store: Store, text_: str, terms: list[str], limit: int, offset: int) -> list[Any]:
+    """The oracle: every match ranked and given its snippet in a single SELECT."""
+    from archiver.library import _FILES, CLIP_SELECT, FTS_WEIGHTS, SNIPPET_MARKS
+    from archiver.query import compile_query, fts_query
+
+    compiled = compile_query(terms)
+    sql = (f"{CLIP_SELECT}, snippet(clips_fts, -1, :open, :close, '…', 12) AS snippet, "
+           f"bm25(clips_fts, {', '.join(map(str, FTS_WEIGHTS))}) AS score FROM clips_fts "
+           f"JOIN clips c ON c.id = clips_fts.rowid JOIN tasks t ON t.id = c.task_pk{_FILES} "
+           f"WHERE clips_fts MATCH :match{compiled.clause(' AND ')} ORDER BY score, c.id LIMIT :limit OFFSET :offset")
+    params = {**compiled.params, "match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1],
+              "limit": limit, "offset": offset}
+    with store.engine.connect() as conn:
+        return [(r.clip_id, r.title, r.audio_path, r.image_path, r.snippet, round(-float(r.score), 4))
+                for r in conn.execute(text(sql), params)]
+
+
+@pytest.mark.parametrize("terms", [[], ["^source:acedata"], ["duration:60.."], ["downloaded:yes"], ["-downloaded:yes", "^title:a"],
+                                   ["status:succeeded", "year:2025..2026"]])
+@pytest.mark.parametrize("words", ["rain", "rain window", "lightho*", "ballad"])
+def test_search_pages_match_ranking_every_hit_at_once(library: Path, data, terms: list[str], words: str) -> None:
+    """Ranking first and reading only the page's rows (and snippets) gives what one statement over
+    every match gives: the same rows, order, snippets and scores, with filters and deep pages."""
+    with Store(f"sqlite:///{library / 'archiver.db'}") as store:
+        total = len(search(store, words, terms=terms))
+        for limit, offset in [(3, 0), (2, 1), (50, 0), (1, max(0, total - 1)), (5, total + 3)]:
+            got = [(r["clip_id"], r["title"], r["audio_path"], r["image_path"], r["snippet"], r["score"])
+                   for r in search(store, words, terms=terms, limit=limit, offset=offset)]
+            assert got == _ranked_in_one_statement(store, words, terms, limit, offset), (limit, offset)
+    assert total or words == "ballad" or terms
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 
