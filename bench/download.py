@@ -76,7 +76,11 @@ def download(bench: Bench) -> Section:
                "it records a file, which makes it archiver's floor; `aria2c -j N -x 1 -i urls.txt`; "
                "`gallery-dl -i urls.txt` and `yt-dlp -a urls.txt`, which download one file at a time "
                "whatever N is (measured once, under the first N). Every tool's output is counted (files "
-               "and bytes) after each run: a tool that skipped or cut a file has no figure. The `httpx` "
+               "and bytes) after each run: a tool that skipped or cut a file has no figure. `Python + "
+               "libcurl, durable` is bench/floor_pycurl.py: N threads on pycurl writing and hashing each "
+               "body as it arrives, then fsync, rename and one folder fsync, the durability archiver gives a "
+               "file with none of its other work (poll, database, checks, tags), in its own language and "
+               "transfer library. The `httpx` "
                "rows are bench/floor_httpx.py (the same URLs through httpx alone: stream, sha256, write), "
                "with archiver's libcurl transport and (first N only) httpx's own; the `diagnostic` rows (first "
                "N only) are bench/ablate.py, `archiver sync` with the fsyncs, then tagging too, switched "
@@ -119,7 +123,8 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
            sequential: dict[str, list[Sample]], first: bool) -> None:
     bench, plan = run.bench, run.bench.plan
     floors = (("httpx", "httpx"), ("httpx-curl", "curl")) if first else (("httpx-curl", "curl"),)
-    timed: dict[str, list[Sample]] = {"curl": [], "archiver": [], **{name: [] for name, _ in floors}}
+    timed: dict[str, list[Sample]] = {"curl": [], "archiver": [], "pycurl": [],
+                                      **{name: [] for name, _ in floors}}
     synced: list[float] = []
     fails: dict[str, str] = {}
     ours = [name for name in installed.binaries if first or name not in peers.SEQUENTIAL]
@@ -138,6 +143,11 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
                     timed[name].append(_peer(run, name, installed.binaries[name], jobs))
                 except (CommandFailed, RuntimeError) as exc:
                     fails[name] = str(exc).strip().splitlines()[0][:300]
+        if "pycurl" not in fails:
+            try:
+                timed["pycurl"].append(_pycurl_floor(run, jobs))
+            except (CommandFailed, RuntimeError) as exc:
+                fails["pycurl"] = str(exc).strip().splitlines()[-1][:300]
         for name, transport in floors:
             if name not in fails:
                 try:
@@ -154,6 +164,7 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
     floor = median(synced)
     labels = {"curl": "curl --parallel", "httpx": "httpx, its own transport",
               "httpx-curl": "httpx + libcurl transport", "archiver": "**archiver sync**",
+              "pycurl": "Python + libcurl, durable (sha256, fsync, rename)",
               **PEER_LABELS, **ABLATIONS}
 
     def row(name: str, samples: list[Sample]) -> list[str]:
@@ -167,7 +178,7 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
     section.rows.append([str(jobs), "curl --parallel, then `sync -f` (floor)", fmt_s(floor),
                          f"{run.total / MB / floor:.0f}", "", "", "1.00×"])
     section.rows += [row(name, timed[name]) for name in ours]
-    section.rows += [row(name, timed[name]) for name in ("httpx", "httpx-curl", "archiver") if name in timed]
+    section.rows += [row(name, timed[name]) for name in ("pycurl", "httpx", "httpx-curl", "archiver") if name in timed]
     section.rows += [row(name, timed[name]) for name in ABLATIONS if name in timed]
     a_wall = median([s.wall for s in timed["archiver"]])
     start = len(section.checks)
@@ -208,6 +219,12 @@ def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, 
     parts = [f"**Where archiver's time goes (N={jobs}).** The floor is {fmt_s(floor)} (`curl + sync`): "
              f"the same bytes fetched and made durable. archiver takes {fmt_s(a_wall)}. Of that, "
              f"{breakdown.describe_imports(found)} before any work (`-X importtime`, one extra run)."]
+    if timed.get("pycurl"):
+        py = median([s.wall for s in timed["pycurl"]])
+        parts.append(f"A Python program with the same durability and nothing else (bench/floor_pycurl.py) takes "
+                     f"{fmt_s(py)}, so the language and libcurl are not the limit: the {fmt_s(a_wall - py)} "
+                     "between it and archiver is archiver's own work (start-up and the poll, the per-file "
+                     "steps on the event loop and their hand-offs to threads, tags, the database).")
     if "nofsync" in ablated:
         parts.append(f"Without its fsyncs it takes {fmt_s(ablated['nofsync'])}"
                      + (f", without tags as well {fmt_s(ablated['nofsync-notag'])}" if "nofsync-notag" in ablated
@@ -270,6 +287,19 @@ def _httpx_floor(run: _Run, jobs: int, transport: str) -> Sample:
     try:
         return measure([sys.executable, str(REPO / "bench" / "floor_httpx.py"), str(run.urls), str(out), str(jobs),
                         transport], timeout=600)
+    finally:
+        run.done_with(out)
+
+
+def _pycurl_floor(run: _Run, jobs: int) -> Sample:
+    """bench/floor_pycurl.py over the same URLs: archiver's durability in Python, nothing else."""
+    out = run.bench.work / "pycurl-out"
+    reset(out)
+    try:
+        sample = measure([sys.executable, str(REPO / "bench" / "floor_pycurl.py"), str(run.urls), str(out),
+                          str(jobs)], timeout=600)
+        peers.check_output("floor_pycurl.py", out, run.files, run.total)
+        return sample
     finally:
         run.done_with(out)
 
