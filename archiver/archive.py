@@ -37,8 +37,9 @@ from .media import final_ext
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
-from .finishing import finish_audio, storage_cause, truncated
+from .finishing import Finished, Prelude, finish_audio, finish_prelude, storage_cause, truncated
 from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
+from .tagging import TagData
 from .store import Store
 
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
@@ -316,31 +317,31 @@ class Archiver:
         part = temp_path(target, target.name, self.part_tag + PART)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
+        prelude = None  # audio: its tags, built as its first bytes arrive (MP3) or written after
+        if asset.kind == "audio":
+            prelude = Prelude(tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, [])),
+                              self._cover_path(clip, assets), self.config.id3_version)
         try:
-            fetched = await self._fetch(client, clip, task, asset, part, handle)
+            fetched = await self._fetch(client, clip, task, asset, part, handle, prelude)
             if asset.kind == "audio":
-                fetched = await self._check_length(client, clip, task, asset, fetched, handle)
+                fetched = await self._check_length(client, clip, task, asset, fetched, handle, prelude)
             final = target.with_name(f"{target.name.rpartition('.')[0]}.{final_ext(fetched.kind, asset.kind)}")
             final_rel = PurePosixPath(final.relative_to(self.base).as_posix())
             tagged, warning = False, asset.warning
-            if asset.kind == "audio":
-                # Tags rewrite the file, so it stops being a prefix of the source: a run killed
-                # from here on must not leave it where the next one resumes with Range (that
-                # spliced the source's tail onto our tags); this name is only ever cleaned up.
+            if prelude is not None:
+                # Tagged audio is not a prefix of the source: a run killed from here on must not
+                # leave it where the next one resumes with Range (that spliced the source's tail
+                # onto our tags); this name is only ever cleaned up. An MP3 whose tags were built
+                # as it arrived is written there once, tags first; any other file is moved there
+                # and tagged in place.
                 tagging = temp_path(target, target.name.rpartition(".")[0], self.part_tag + TAGGING)
-                await asyncio.to_thread(os.replace, part, tagging)
+                done = await asyncio.to_thread(finish_prelude, part, tagging, fetched, prelude)
+                if done is None:
+                    await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                data = tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, []))
-                try:
-                    done = await asyncio.to_thread(finish_audio, part, data, self._cover_path(clip, assets),
-                                                   self.config.id3_version)
-                except TaggingError as exc:
-                    full = storage_cause(exc)
-                    if full is None:
-                        raise
-                    part.unlink(missing_ok=True)  # a full disk while tagging stops every download
-                    raise storage_error(full, part) from None
+                if done is None:
+                    done = await self._tag(part, prelude.data, clip, assets)
                 tagged, size, digest = done.outcome.tagged, done.size, done.sha256
                 if tagged and done.had_cover:
                     self.covered.add(asset.id or 0)
@@ -359,6 +360,18 @@ class Archiver:
         finally:
             self.reporter.download_finished(handle)
         return _Ready(part, final, final_rel, size, digest, tagged, warning, fetched.size)
+
+    async def _tag(self, part: Path, data: TagData, clip: Clip, assets: dict[str, Asset]) -> Finished:
+        """Tag a file in place (then hash and fsync it); a full disk while tagging stops every download."""
+        try:
+            return await asyncio.to_thread(finish_audio, part, data, self._cover_path(clip, assets),
+                                           self.config.id3_version)
+        except TaggingError as exc:
+            full = storage_cause(exc)
+            if full is None:
+                raise
+            part.unlink(missing_ok=True)
+            raise storage_error(full, part) from None
 
     async def _commit(self, clip: Clip, asset: Asset, ready: _Ready) -> None:
         """Move a ready file into place and record it (then its lyrics sidecar, for audio)."""
@@ -423,28 +436,30 @@ class Archiver:
             self.summary.bytes += sum(ready.transferred for _, ready in group)
 
     async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
-                     handle: object) -> Fetched:
+                     handle: object, prelude: Prelude | None = None) -> Fetched:
         async def refresh() -> str | None:
             if self.refresh_task is None or not await self.refresh_task(clip.source, task.task_id):
                 return None
             return self.store.asset_url(asset.id or 0)
 
-        # Audio is hashed once tagged (tags rewrite it): hashing it while it streams would be wasted.
+        # Audio is hashed as it streams only behind a prelude (its tags come first); other audio is
+        # hashed once tagged, since tags rewrite it.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
-                       hash=asset.kind != "audio", tuning=self.tuning, on_total=lambda total, done: self.reporter.download_total(handle, total, done))
+                       hash=asset.kind != "audio", prelude=prelude, tuning=self.tuning,
+                       on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,
                            on_bytes=lambda n: self.reporter.download_advanced(handle, n),
                            warn=self.reporter.warning)
 
     async def _check_length(self, client: Any, clip: Clip, task: Task, asset: Asset, fetched: Fetched,
-                            handle: object) -> Fetched:
+                            handle: object, prelude: Prelude | None) -> Fetched:
         """A file much shorter than the payload's duration is fetched once more before it is kept."""
         real = await asyncio.to_thread(audio_length, fetched.part)
         if not truncated(real, clip.duration):
             return fetched
         first = fetched.sha256 or (await asyncio.to_thread(sha256_file, fetched.part))[1]
         fetched.part.unlink(missing_ok=True)
-        again = await self._fetch(client, clip, task, asset, fetched.part, handle)
+        again = await self._fetch(client, clip, task, asset, fetched.part, handle, prelude)
         real = await asyncio.to_thread(audio_length, again.part)
         if truncated(real, clip.duration):
             second = again.sha256 or (await asyncio.to_thread(sha256_file, again.part))[1]

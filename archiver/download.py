@@ -24,7 +24,7 @@ from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
 from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, regular_size, storage_error
-from .media import expected_kinds, looks_complete, sniff
+from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, Stalled
 
 
@@ -50,6 +50,8 @@ class Fetched:
     sha256: str
     kind: str  # sniffed format: "mp3", "m4a", "jpg", ...
     unsized: bool = False  # the body came without Content-Length: its end is confirmed separately
+    prelude: bytes = b""  # tags to write before the body (see Transfer.prelude); sha256 covers them
+    skip: int = 0  # with a prelude: the body's own leading bytes it replaces (the source's tag)
 
 
 @dataclass
@@ -61,6 +63,10 @@ class Transfer:
     tuning: Tuning = field(default_factory=Tuning)
     on_total: Callable[[int | None, int], None] | None = None  # (size, resumed-from) once headers arrive
     hash: bool = True  # False when the caller rewrites the file and hashes it after (tagged audio)
+    # Given the body's first bytes and how many of them are its own ID3 tag, the tags the file is
+    # to start with instead (None: none). The `.part` still gets the body as sent (a resume needs
+    # that); the hash is the finished file's, prelude first, so nothing is read again to hash it.
+    prelude: Callable[[bytes, int], bytes | None] | None = None
 
 
 class _NoDigest:
@@ -136,6 +142,9 @@ class _PartSink:
         self.digest: Any = _NoDigest()
         self.error: BaseException | None = None  # why the sink stopped the transfer
         self.refused = False  # the stated size is over max_file_size: nothing was written
+        self.lead: bytearray | None = None  # the body's first bytes while a prelude waits on them
+        self.prelude = b""
+        self.skip = 0
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         if status not in (200, 206) or self.error is not None:
@@ -152,6 +161,10 @@ class _PartSink:
             self.digest = hashlib.sha256() if self.job.hash else _NoDigest()
             if resumed and self.job.hash:
                 _hash_existing(self.job.part, self.digest)
+            if self.job.prelude is not None:
+                self.lead = bytearray()
+                if resumed:
+                    self._resume_prelude(offset)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return True  # taken, so the first write stops the transfer with this error
@@ -170,10 +183,51 @@ class _PartSink:
                 _check_head(self.head, self.job.expect, final=False)
             _write(self.fd, data)
             self.digest.update(data)  # hashlib lets go of the GIL for a piece this size
+            if self.lead is not None:
+                self._gather(data)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return False
         return True
+
+    def _gather(self, data: bytes) -> None:
+        """Hold the body's first bytes until its own tag and what follows it are in, then ask for
+        the prelude: the hash starts with it and goes on after the source's tag."""
+        assert self.lead is not None and self.job.prelude is not None
+        self.lead += data
+        extent = id3_extent(bytes(self.lead[:10]))
+        if extent is None or len(self.lead) < extent + PRELUDE_LOOKAHEAD:
+            if extent is not None and extent > PRELUDE_MAX_TAG:
+                self.lead = None  # a source tag this big is tag_file's to rewrite
+            return
+        lead, self.lead = bytes(self.lead), None
+        self._start_prelude(lead, extent, lead[extent:])
+
+    def _start_prelude(self, lead: bytes, extent: int, rest: bytes) -> None:
+        assert self.job.prelude is not None
+        prelude = self.job.prelude(lead[:extent + PRELUDE_LOOKAHEAD], extent)
+        if prelude is None:
+            return
+        self.prelude, self.skip = prelude, extent
+        self.digest = hashlib.sha256(prelude)
+        self.digest.update(rest)
+
+    def _resume_prelude(self, offset: int) -> None:
+        """A resumed body: the prelude again (it is built from the same bytes) and the hash of
+        what the `.part` holds after the source's tag; none when the `.part` is too short."""
+        self.lead = None
+        with open_read(self.job.part) as fh:
+            head = fh.read(10)
+            extent = id3_extent(head)
+            if extent is None or extent > PRELUDE_MAX_TAG or offset < extent + PRELUDE_LOOKAHEAD:
+                return
+            lead = head + fh.read(extent + PRELUDE_LOOKAHEAD - len(head))
+            self._start_prelude(lead, extent, b"")
+            if not self.prelude:
+                return
+            fh.seek(extent)
+            while block := fh.read(HASH_BLOCK):
+                self.digest.update(block)
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
@@ -218,6 +272,8 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
     return None
 
 
+PRELUDE_LOOKAHEAD = 16  # bytes after the source's tag a prelude looks at (the first frame's header)
+PRELUDE_MAX_TAG = 16 * 1024 * 1024  # a bigger source tag is not held in memory: tag_file rewrites it
 PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
 
 
@@ -326,7 +382,8 @@ def _finished(job: Transfer, sink: _PartSink, total: int | None) -> Fetched:
     kind = _check_head(head, job.expect, final=True)
     if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, sink.size, sink.digest.hexdigest(), kind or "bin", unsized=total is None)
+    return Fetched(job.part, sink.size, sink.digest.hexdigest(), kind or "bin", unsized=total is None,
+                   prelude=sink.prelude, skip=sink.skip)
 
 
 async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> None:

@@ -2,15 +2,24 @@
 its cover, tag it, hash it and fsync it. One hand-off to a thread per song instead of four keeps
 the event loop free for the transfers (each hand-off is an executor submit and two loop wake-ups,
 paid under the GIL the transfers' threads also want).
+
+An MP3 skips most of that: its tags are built while it downloads (`Prelude`) and its hash taken as
+it streams, so finishing writes it once, tags first (`finish_prelude`), instead of rewriting it to
+make room for the tags and reading it again to hash it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 from .errors import ArchiverError
-from .fs import STORAGE_ERRNOS, read_bytes, sha256_file, sync_file
-from .tagging import TagData, TagOutcome, tag_file
+from .fs import STORAGE_ERRNOS, open_read, read_bytes, sha256_file, storage_error, sync_file, write_joined
+from .tagging import TagData, TagOutcome, id3_prelude, tag_file
+
+if TYPE_CHECKING:
+    from .download import Fetched
 
 
 @dataclass(frozen=True)
@@ -27,16 +36,66 @@ def finish_audio(part: Path, data: TagData, cover: Path | None, id3_version: int
     A cover that cannot be read (gone, a link) only leaves the tags without it; a TaggingError
     or a storage error propagates for the caller to judge.
     """
-    image: bytes | None = None
-    if cover is not None:
-        try:
-            image = read_bytes(cover)
-        except (OSError, ArchiverError):
-            image = None
+    image = _read_cover(cover)
     outcome = tag_file(part, replace(data, cover=image) if image is not None else data, id3_version=id3_version)
     size, digest = sha256_file(part)
     sync_file(part)  # after tagging: its bytes reach the disk once
     return Finished(outcome, image is not None, size, digest)
+
+
+class Prelude:
+    """The tags an MP3 starts with, built in its transfer's thread once the source's own tag is
+    in (download.Transfer.prelude): the file is then written once, never rewritten to tag it."""
+
+    def __init__(self, data: TagData, cover: Path | None, id3_version: int) -> None:
+        self.data = data
+        self.cover = cover
+        self.id3_version = id3_version
+        self.outcome: TagOutcome | None = None
+        self.had_cover = False
+
+    def __call__(self, lead: bytes, extent: int) -> bytes | None:
+        image = _read_cover(self.cover)
+        data = replace(self.data, cover=image) if image is not None else self.data
+        built = id3_prelude(lead, extent, data, id3_version=self.id3_version)
+        if built is None:
+            return None
+        tags, self.outcome = built
+        self.had_cover = image is not None
+        return tags
+
+
+def finish_prelude(part: Path, tagging: Path, fetched: Fetched, prelude: Prelude) -> Finished | None:
+    """`tagging` = the prelude, then the `.part` after the source's tag, fsynced; the `.part` goes.
+
+    None when the source ends in an ID3v1 tag, which `tag_file` updates too: such a file is tagged
+    the usual way.
+    """
+    if prelude.outcome is None or not fetched.prelude:
+        return None
+    with open_read(part) as fh:
+        fh.seek(max(0, fetched.size - 128))
+        if fh.read(3) == b"TAG":
+            return None
+    try:
+        size = write_joined(tagging, fetched.prelude, part, fetched.skip)
+    except BaseException as exc:
+        tagging.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, tagging) from None  # a full disk stops every download
+        raise
+    part.unlink()
+    return Finished(prelude.outcome, prelude.had_cover, size, fetched.sha256)
+
+
+def _read_cover(cover: Path | None) -> bytes | None:
+    """The cover's bytes; one that cannot be read (gone, a link) leaves the tags without it."""
+    if cover is None:
+        return None
+    try:
+        return read_bytes(cover)
+    except (OSError, ArchiverError):
+        return None
 
 
 def storage_cause(exc: BaseException) -> OSError | None:

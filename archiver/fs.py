@@ -141,6 +141,35 @@ def sha256_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
+    """A new file at `path` holding `head` then `source` from `offset` on, fsynced; its size.
+
+    The kernel copies the tail (copy_file_range), so the bytes never pass through Python.
+    """
+    with open_read(source) as src:
+        fd = new_fd(path)
+        try:
+            view = memoryview(head)
+            while view:
+                view = view[os.write(fd, view):]
+            left = os.fstat(src.fileno()).st_size - offset
+            size = len(head) + max(0, left)
+            while left > 0:
+                try:
+                    moved = os.copy_file_range(src.fileno(), fd, left, offset)
+                except OSError as exc:  # a file system or kernel without it: copy through a buffer
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    moved = os.write(fd, os.pread(src.fileno(), min(left, HASH_BLOCK), offset))
+                if moved == 0:
+                    raise OSError(errno.EIO, f"{source} ended before its recorded size")
+                offset, left = offset + moved, left - moved
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return size
+
+
 def read_bytes(path: Path) -> bytes:
     with open_read(path) as fh:
         return fh.read()

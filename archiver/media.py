@@ -46,6 +46,19 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def id3_extent(head: bytes) -> int | None:
+    """Bytes an ID3v2 tag at the start of `head` takes (0 when there is none), from its 10-byte
+    header; None until those 10 bytes are in."""
+    if len(head) < 10:
+        return None if b"ID3".startswith(head[:3]) else 0
+    if head[:3] != b"ID3" or any(b & 0x80 for b in head[6:10]):
+        return 0
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | byte
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
 def final_ext(kind: str, asset_kind: str) -> str:
     """File extension for a sniffed format (an MP4 container holding audio is .m4a)."""
     if asset_kind == "audio" and kind == "mp4":

@@ -9,6 +9,7 @@ code paths. The format is always sniffed from the file's bytes, because callers 
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TaggingError
+from mutagen.id3 import ID3
+
 from .tagging_codecs import FORMATS, MULTI_SEP, Codec, prepare_cover
 
 
@@ -245,26 +248,62 @@ def tag_file(path: Path, data: TagData, *, id3_version: int = 3) -> TagOutcome:
     fmt = detect_format(path)
     if fmt is None:
         return TagOutcome(None, False, f"{path}: not a supported audio format; left untagged")
-    codec = FORMATS[fmt][1](id3_version)
-    warnings: list[str] = []
     audio = _open(path, fmt)
     try:
-        codec.ensure_tags(audio)
-        for field in FIELDS:
-            text = _encode(field, getattr(data, field.name), codec, warnings)
-            if text is not None:
-                codec.put(audio.tags, _key(field, codec), text)
-                if field.mp4_old and codec.column == "mp4":
-                    codec.delete(audio.tags, field.mp4_old)
-        cover = prepare_cover(data.cover, data.cover_mime, warnings)
-        if cover is not None:
-            problem = codec.put_cover(audio, cover)
-            if problem:
-                warnings.append(problem)
-        codec.save(audio)
+        return _write(audio, FORMATS[fmt][1](id3_version), data, fmt)
     except Exception as exc:  # noqa: BLE001 - wrap whatever mutagen raised, naming the file
         raise TaggingError(f"cannot write {fmt} tags to {path}: {_reason(exc)}") from exc
+
+
+def _write(audio: Any, codec: Codec, data: TagData, fmt: str) -> TagOutcome:
+    """Every field of the table, then the cover, into `audio`'s tags, and save them."""
+    warnings: list[str] = []
+    codec.ensure_tags(audio)
+    for field in FIELDS:
+        text = _encode(field, getattr(data, field.name), codec, warnings)
+        if text is not None:
+            codec.put(audio.tags, _key(field, codec), text)
+            if field.mp4_old and codec.column == "mp4":
+                codec.delete(audio.tags, field.mp4_old)
+    cover = prepare_cover(data.cover, data.cover_mime, warnings)
+    if cover is not None:
+        problem = codec.put_cover(audio, cover)
+        if problem:
+            warnings.append(problem)
+    codec.save(audio)
     return TagOutcome(fmt, True, "; ".join(warnings) or None)
+
+
+class _HeldTag:
+    """An ID3 tag in memory, shaped like the mutagen file the codec saves: `save` renders it."""
+
+    def __init__(self, tags: ID3) -> None:
+        self.tags = tags
+        self.rendered = b""
+
+    def save(self, **options: Any) -> None:
+        out = io.BytesIO()
+        self.tags.save(out, **options)
+        self.rendered = out.getvalue()
+
+
+def id3_prelude(lead: bytes, extent: int, data: TagData, *, id3_version: int = 3) -> tuple[bytes, TagOutcome] | None:
+    """The ID3 tag `tag_file` would leave at the start of an MP3 whose first bytes are `lead`
+    (its own tag is `lead[:extent]`), rendered in memory: the file is then this tag followed by
+    everything after the source's tag, written once, with no rewrite of the audio afterwards.
+
+    None when the bytes after the tag are not an MPEG frame (a second tag, another format) or the
+    source's tag cannot be read: `tag_file` judges those files as it always has.
+    """
+    after = lead[extent:extent + 2]
+    if len(after) < 2 or after[0] != 0xFF or after[1] & 0xE0 != 0xE0 or not after[1] & 0x06:
+        return None
+    try:
+        held = _HeldTag(ID3(io.BytesIO(lead[:extent])) if extent else ID3())
+        outcome = _write(held, FORMATS["mp3"][1](id3_version), data, "mp3")
+    except Exception:  # noqa: BLE001 - a tag mutagen cannot parse or render is tag_file's to report
+        return None
+    return held.rendered, outcome
 
 
 def read_tags(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -58,6 +59,7 @@ def check_archived(sim: Simulator, library: Path) -> list[dict]:
         assert path.is_file(), row
         data = path.read_bytes()
         assert len(data) == row["size"]
+        assert hashlib.sha256(data).hexdigest() == row["sha256"], row  # recorded as it is on disk
         served = sim.media_bytes(row["url"])
         if row["kind"] == "image":
             assert data == served

@@ -66,14 +66,15 @@ elif point in ("before-rename", "after-rename"):
 elif point == "mid-tag":
     import archiver.finishing as finishing
 
-    real_tag = finishing.tag_file
+    def killing(real):  # tagging in place, or writing an MP3 tags first (its tagging step)
+        def wrapper(*args, **kwargs):
+            if due():
+                threading.Timer(random.uniform(0, 0.004), die).start()
+            return real(*args, **kwargs)
+        return wrapper
 
-    def tag_file(*args, **kwargs):
-        if due():
-            threading.Timer(random.uniform(0, 0.004), die).start()
-        return real_tag(*args, **kwargs)
-
-    finishing.tag_file = tag_file
+    finishing.tag_file = killing(finishing.tag_file)
+    finishing.write_joined = killing(finishing.write_joined)
 elif point == "mid-download":
     import archiver.download as download
 
