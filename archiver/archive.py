@@ -457,12 +457,12 @@ class Archiver:
         real = await asyncio.to_thread(audio_length, fetched.part)
         if not truncated(real, clip.duration):
             return fetched
-        first = fetched.sha256 or (await asyncio.to_thread(sha256_file, fetched.part))[1]
+        first = (await asyncio.to_thread(sha256_file, fetched.part))[1]  # the bytes as sent (a prelude's hash is not)
         fetched.part.unlink(missing_ok=True)
         again = await self._fetch(client, clip, task, asset, fetched.part, handle, prelude)
         real = await asyncio.to_thread(audio_length, again.part)
         if truncated(real, clip.duration):
-            second = again.sha256 or (await asyncio.to_thread(sha256_file, again.part))[1]
+            second = (await asyncio.to_thread(sha256_file, again.part))[1]
             if second != first:
                 raise DownloadError(f"audio is {real or 0:.1f} s long, payload says {clip.duration:.1f} s "
                                     "(truncated twice, differently); will retry")

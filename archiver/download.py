@@ -273,7 +273,7 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
 
 
 PRELUDE_LOOKAHEAD = 16  # bytes after the source's tag a prelude looks at (the first frame's header)
-PRELUDE_MAX_TAG = 16 * 1024 * 1024  # a bigger source tag is not held in memory: tag_file rewrites it
+PRELUDE_MAX_TAG = 8 * 1024 * 1024  # a bigger source tag is not held in memory: tag_file rewrites it
 PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
 
 

@@ -118,12 +118,17 @@ def is_link(path: Path) -> bool:
     return os.path.islink(path)
 
 
+def fsync_fd(fd: int) -> None:
+    """The one fsync every durable write here ends with."""
+    os.fsync(fd)
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or directory by name (a directory's fsync makes a rename in it durable)."""
     flags = os.O_RDONLY | _CLOEXEC | (0 if os.path.isdir(path) else _NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        os.fsync(fd)
+        fsync_fd(fd)
     finally:
         os.close(fd)
 
@@ -164,7 +169,7 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
                 if moved == 0:
                     raise OSError(errno.EIO, f"{source} ended before its recorded size")
                 offset, left = offset + moved, left - moved
-            os.fsync(fd)
+            fsync_fd(fd)
         finally:
             os.close(fd)
     return size
