@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -25,7 +25,7 @@ from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
 from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, regular_size, storage_error
 from .media import expected_kinds, id3_extent, looks_complete, sniff
-from .transport import SINK, THROUGHPUT, CurlTransport, Stalled
+from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
 
 
@@ -98,24 +98,22 @@ def check_url(url: str | None) -> str:
     return url
 
 
-async def _check_hop(request: httpx.Request) -> None:
-    """Every request, redirects included, must pass `check_url`: a Location header pointing at
-    file:, ftp: or a port over 65535 fails its file alone instead of escaping the error handling."""
-    check_url(str(request.url))
+def next_hop(url: str, location: str) -> str:
+    """Where a redirect leads, checked like the first URL: a Location of file:, data:, a port over
+    65535 or no URL at all fails its file alone, for good."""
+    try:
+        target = urljoin(url, location)
+    except ValueError:  # "http://[::1": not a URL
+        raise RefusedURL("refusing to follow a redirect to a malformed URL") from None
+    return check_url(target)
 
 
-def media_client(config: Config, jobs: int) -> httpx.AsyncClient:
-    """httpx for the protocol (redirects with a check per hop, timeouts, errors), libcurl for the
-    bytes (see `transport`). Proxy variables are read by libcurl itself, hence no `trust_env`."""
-    return httpx.AsyncClient(
-        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
-        timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-        transport=CurlTransport(jobs=jobs),
-        trust_env=False,
-        follow_redirects=True,
-        max_redirects=5,
-        event_hooks={"request": [_check_hop]},
-    )
+def media_client(config: Config, jobs: int) -> MediaClient:
+    """libcurl for the bytes, at most 5 redirects each checked by `next_hop`, httpx's types for
+    the responses and errors (see `transport`). Proxy variables are read by libcurl itself."""
+    return MediaClient(CurlTransport(jobs=jobs),
+                       headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
+                       connect=config.connect_timeout, read=config.read_timeout, redirects=5, next_hop=next_hop)
 
 
 def _write(fd: int, data: bytes) -> None:
@@ -277,7 +275,7 @@ PRELUDE_MAX_TAG = 8 * 1024 * 1024  # a bigger source tag is not held in memory: 
 PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
 
 
-async def _same_prefix(client: httpx.AsyncClient, job: Transfer, offset: int) -> bool:
+async def _same_prefix(client: MediaClient, job: Transfer, offset: int) -> bool:
     """Whether a leftover `.part` ends with what the server has at those offsets.
 
     A `.part` is named after its final path, so one left by another clip's killed transfer under
@@ -289,7 +287,7 @@ async def _same_prefix(client: httpx.AsyncClient, job: Transfer, offset: int) ->
     want = offset - start
     body = bytearray()
     try:
-        async with client.stream("GET", job.url, headers={"Range": f"bytes={start}-{offset - 1}"}) as response:
+        async with client.stream(job.url, headers={"Range": f"bytes={start}-{offset - 1}"}) as response:
             if response.status_code != 206 or _content_range_start(response.headers.get("content-range")) != start:
                 return True
             async for chunk in response.aiter_raw():
@@ -304,7 +302,7 @@ async def _same_prefix(client: httpx.AsyncClient, job: Transfer, offset: int) ->
     return bytes(body[:want]) == ours
 
 
-async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
+async def fetch_once(client: MediaClient, job: Transfer, on_bytes: Callable[[int], None]) -> Fetched:
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
     # A link planted at the `.part` is refused, never followed; asked from a worker thread, as a
     # lookup in a folder that other transfers are writing into can wait on the disk.
@@ -317,7 +315,7 @@ async def fetch_once(client: httpx.AsyncClient, job: Transfer, on_bytes: Callabl
     extensions = {THROUGHPUT: (job.tuning.min_speed, job.tuning.stall_window), SINK: sink}
     try:
         try:
-            async with client.stream("GET", job.url, headers=headers, extensions=extensions) as response:
+            async with client.stream(job.url, headers=headers, extensions=extensions) as response:
                 total = _check_response(response, job, offset)
                 async for _chunk in response.aiter_raw():
                     pass  # the sink takes the body in the transfer's thread: this waits for the end
@@ -386,13 +384,13 @@ def _finished(job: Transfer, sink: _PartSink, total: int | None) -> Fetched:
                    prelude=sink.prelude, skip=sink.skip)
 
 
-async def _confirm_end(client: httpx.AsyncClient, job: Transfer, size: int) -> None:
+async def _confirm_end(client: MediaClient, job: Transfer, size: int) -> None:
     """A body without Content-Length ends when the connection closes, which is also how a cut
     one ends; formats whose header states the full length (FLAC, say) cannot tell the two apart.
     Asking for what follows it (`Range: bytes=<size>-`) can: a 416 naming this size means the
     file is whole, a 206 or a longer stated size means it was cut, and the `.part` is resumed."""
     try:
-        async with client.stream("GET", job.url, headers={"Range": f"bytes={size}-"}) as response:
+        async with client.stream(job.url, headers={"Range": f"bytes={size}-"}) as response:
             status = response.status_code
             real = _total_from(response, size) if status in (200, 206, 416) else None
     except (httpx.HTTPError, httpx.InvalidURL):
@@ -427,7 +425,7 @@ class _NewLink(Exception):
     """The link expired and the task gave a fresh one: try again at once, from scratch."""
 
 
-async def fetch(client: httpx.AsyncClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
+async def fetch(client: MediaClient, job: Transfer, *, refresh: Callable[[], Awaitable[str | None]],
                 on_bytes: Callable[[int], None], warn: Callable[[str], None]) -> Fetched:
     """Transfer with retries and resume; re-polls for a fresh URL when the link expired.
 

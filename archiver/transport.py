@@ -1,9 +1,10 @@
 """An httpx transport that moves media bytes with libcurl (pycurl), one worker thread per transfer.
 
-Downloads keep httpx's client API (streaming, redirects checked hop by hop by an event hook,
-timeouts, its exception types); only the bytes on the wire go through libcurl. httpx's own
-HTTP/1.1 stack parses every read in Python: on the benchmark machine it moved about a quarter
-of what `curl` does from the same server (docs/performance.md), while libcurl's loop runs at
+Downloads go through `MediaClient`: httpx's response and exception types, redirects followed and
+checked hop by hop, timeouts; the bytes on the wire go through libcurl (`CurlTransport` is also an
+httpx transport, for an `httpx.AsyncClient`). httpx's own HTTP/1.1 stack parses every read in
+Python: on the benchmark machine it moved about a quarter of what `curl` does from the same
+server (docs/performance.md), while libcurl's loop runs at
 curl's speed and releases the GIL while it waits. The body reaches the event loop in chunks of
 about CHUNK bytes (or what arrived in FLUSH_EVERY seconds, whichever comes first) through a queue
 bounded at MAX_BUFFERED, so memory stays flat for any file size; a slow consumer pauses the
@@ -23,10 +24,12 @@ bytes a second, each under the read timeout, would otherwise hold a download ope
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Protocol
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
 import httpx
 import pycurl
@@ -243,7 +246,7 @@ class _Body(httpx.AsyncByteStream):
 class CurlTransport(httpx.AsyncBaseTransport):
     """GET requests through libcurl; easy handles are reused, so connections stay alive.
 
-    Redirects are not followed here: httpx follows them, so its hooks see every hop. A response
+    Redirects are not followed here: httpx, or `MediaClient`, follows them and checks every hop. A response
     must move at least `min_speed` bytes/s over each `stall_window` seconds; the window is the
     request's read timeout unless a shorter one is given. A request may set both through its
     THROUGHPUT extension, `(min_speed, stall_window)`.
@@ -260,11 +263,25 @@ class CurlTransport(httpx.AsyncBaseTransport):
         if request.method not in ("GET", "HEAD"):
             raise httpx.UnsupportedProtocol(f"the media transport only sends GET, not {request.method}")
         timeouts = request.extensions.get("timeout", {})
+        headers = [f"{name}: {value}" for name, value in request.headers.items()
+                   if name.lower() not in ("host", "content-length")]
+        return await self._open(str(request.url), headers, request.extensions, method=request.method,
+                                connect=timeouts.get("connect"), read=timeouts.get("read"), request=request)
+
+    async def get(self, url: str, headers: Mapping[str, str], extensions: Mapping[str, Any], *,
+                  connect: float | None, read: float | None) -> httpx.Response:
+        """GET `url` without httpx's client (no redirect followed). Errors are httpx's exception
+        types, as through `handle_async_request`."""
+        return await self._open(url, [f"{name}: {value}" for name, value in headers.items()], extensions,
+                                connect=connect, read=read)
+
+    async def _open(self, url: str, headers: list[str], extensions: Mapping[str, Any], *, method: str = "GET",
+                    connect: float | None, read: float | None, request: httpx.Request | None = None) -> httpx.Response:
         loop = asyncio.get_running_loop()
-        min_speed, window = self._throughput(request, timeouts.get("read"))
-        transfer = _Transfer(loop, timeouts.get("read"), min_speed=min_speed, window=window,
-                             sink=request.extensions.get(SINK))
-        running = loop.run_in_executor(self._threads, self._perform, request, transfer, timeouts.get("connect"))
+        min_speed, window = self._throughput(extensions, read)
+        transfer = _Transfer(loop, read, min_speed=min_speed, window=window, sink=extensions.get(SINK))
+        call = _Call(url, method, headers, connect, request)
+        running = loop.run_in_executor(self._threads, self._perform, call, transfer)
         try:
             await asyncio.shield(transfer.head)
         except asyncio.CancelledError:
@@ -276,27 +293,26 @@ class CurlTransport(httpx.AsyncBaseTransport):
         if not transfer.head_done:  # ended before a whole response head: the error is the transfer's
             await running
             raise httpx.RemoteProtocolError("no response", request=request)
-        headers = list(transfer.headers)
-        return httpx.Response(transfer.status, headers=headers, stream=_Body(transfer, running),
+        return httpx.Response(transfer.status, headers=list(transfer.headers), stream=_Body(transfer, running),
                               request=request, extensions={"reason_phrase": transfer.reason.encode()})
 
-    def _throughput(self, request: httpx.Request, read_timeout: float | None) -> tuple[float, float | None]:
+    def _throughput(self, extensions: Mapping[str, Any], read_timeout: float | None) -> tuple[float, float | None]:
         """(minimum bytes/s, window): the request's own, else the transport's, the window capped
         by the read timeout, since moving next to nothing for that long is as good as silence."""
-        min_speed, window = request.extensions.get(THROUGHPUT, (self._min_speed, self._stall_window))
+        min_speed, window = extensions.get(THROUGHPUT, (self._min_speed, self._stall_window))
         windows = [w for w in (window, read_timeout) if w is not None and w > 0]
         return float(min_speed), min(windows) if windows else None
 
-    def _perform(self, request: httpx.Request, transfer: _Transfer, connect_timeout: float | None) -> None:
+    def _perform(self, call: _Call, transfer: _Transfer) -> None:
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         error: BaseException | None = None
         transfer.last_activity = time.monotonic()  # the read timeout starts now, not when queued
         try:
-            self._configure(handle, request, transfer, connect_timeout)
+            self._configure(handle, call, transfer)
             try:
                 handle.perform()
             except pycurl.error as exc:
-                error = _httpx_error(exc.args[0] if exc.args else -1, transfer, request)
+                error = _httpx_error(exc.args[0] if exc.args else -1, transfer, call.request)
         finally:
             handle.reset()  # drops the callbacks and options; keeps the live connection
             self._idle.append(handle)
@@ -308,17 +324,15 @@ class CurlTransport(httpx.AsyncBaseTransport):
         if error is not None and not transfer.head_done:
             raise error  # before the whole head: `handle_async_request` raises it
 
-    def _configure(self, handle: pycurl.Curl, request: httpx.Request, transfer: _Transfer,
-                   connect_timeout: float | None) -> None:
-        handle.setopt(pycurl.URL, str(request.url))
+    def _configure(self, handle: pycurl.Curl, call: _Call, transfer: _Transfer) -> None:
+        handle.setopt(pycurl.URL, call.url)
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        if request.method == "HEAD":
+        if call.method == "HEAD":
             handle.setopt(pycurl.NOBODY, 1)
-        if connect_timeout is not None:
-            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(connect_timeout * 1000)))
-        handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in request.headers.items()
-                                          if name.lower() not in ("host", "content-length")])
+        if call.connect is not None:
+            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(call.connect * 1000)))
+        handle.setopt(pycurl.HTTPHEADER, call.headers)
         handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         if self._ca_file:
             handle.setopt(pycurl.CAINFO, self._ca_file)
@@ -333,6 +347,57 @@ class CurlTransport(httpx.AsyncBaseTransport):
             self._idle.pop().close()
 
 
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class MediaClient:
+    """GET requests for media straight through `CurlTransport.get`, with the client's headers,
+    timeouts and redirect limit: per request, httpx's client machinery (request building, hooks,
+    its own redirect loop) cost more of the event loop than the transfer itself. Each redirect's
+    target goes through `next_hop` (joined to the URL it came from and checked) before it is asked."""
+
+    def __init__(self, transport: CurlTransport, *, headers: Mapping[str, str], connect: float | None,
+                 read: float | None, redirects: int, next_hop: Callable[[str, str], str]) -> None:
+        self.transport = transport
+        self.headers = dict(headers)
+        self.connect, self.read, self.redirects, self.next_hop = connect, read, redirects, next_hop
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: str, *, headers: Mapping[str, str] | None = None,
+                     extensions: Mapping[str, Any] | None = None) -> AsyncIterator[httpx.Response]:
+        sent = {**self.headers, **(headers or {})}
+        for _hop in range(self.redirects + 1):
+            response = await self.transport.get(url, sent, extensions or {}, connect=self.connect, read=self.read)
+            location = response.headers.get("location") if response.status_code in REDIRECTS else None
+            if location is None:
+                break
+            await response.aclose()
+            url = self.next_hop(url, location)
+        else:
+            raise httpx.TooManyRedirects(f"more than {self.redirects} redirects")
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def __aenter__(self) -> "MediaClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.transport.aclose()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request as the worker thread hands it to libcurl."""
+
+    url: str
+    method: str
+    headers: list[str]  # "Name: value" lines
+    connect: float | None  # connect timeout, seconds
+    request: httpx.Request | None  # named in errors when the call came through httpx
+
+
 def _ca_file() -> str | None:
     """certifi's bundle, the one httpx verifies against, so both paths trust the same roots."""
     try:
@@ -342,7 +407,7 @@ def _ca_file() -> str | None:
     return certifi.where()
 
 
-def _httpx_error(code: int, transfer: _Transfer, request: httpx.Request) -> httpx.TransportError:
+def _httpx_error(code: int, transfer: _Transfer, request: httpx.Request | None) -> httpx.HTTPError:
     """libcurl's error codes as httpx's exceptions; messages name the code, never the URL."""
     if transfer.stalled:
         return Stalled(transfer.stalled, request=request)

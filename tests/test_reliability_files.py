@@ -275,7 +275,7 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
     from urllib.parse import quote
 
     targets = ["data:audio/mpeg;base64,AAAA", "about:blank", "ftp://example.invalid/a.mp3",
-               "file:///etc/passwd"]
+               "file:///etc/passwd", "http://[::1", "http://127.0.0.1:99999/a.mp3"]
     body = {"code": 200, "message": "success", "data": [
         {"clip_id": f"c{i}", "title": f"T{i}", "audio_url": redirector + quote(t, safe=""), "state": "succeeded"}
         for i, t in enumerate(targets)]}
@@ -289,6 +289,7 @@ def test_a_redirect_to_a_non_http_url_is_a_clear_download_error(sim_cli, library
     for row in failed:
         assert row["state"] == "failed" and "refusing" in row["last_error"], row
         assert "internal error" not in row["last_error"]
+    assert summary["retries"] == 0 and not any("retrying" in e for e in summary["errors"])  # refused for good
 
 
 # ---------------------------------------------------------------- messages of a run: inert and redacted

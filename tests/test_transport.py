@@ -15,14 +15,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import pytest
 
-from archiver.download import Transfer, Tuning, fetch_once
-from archiver.errors import TransientError
-from archiver.transport import CHUNK, MAX_BUFFERED, THROUGHPUT, CurlTransport, Stalled
+from archiver.download import Transfer, Tuning, fetch_once, next_hop
+from archiver.errors import RefusedURL, TransientError
+from archiver.transport import CHUNK, MAX_BUFFERED, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
 BIG = 24 * 1024 * 1024
 
@@ -174,6 +174,32 @@ def test_redirects_are_followed_by_httpx_so_hooks_see_each_hop(server: str) -> N
     assert seen == ["/redirect", "/big"]
 
 
+def test_media_client_follows_redirects_checking_each_hop(server: str) -> None:
+    """MediaClient follows a redirect itself, every target through `next_hop`; a hop it refuses
+    ends the request with that refusal, and a chain longer than the limit is TooManyRedirects."""
+    hops: list[tuple[str, str]] = []
+
+    def checked(url: str, location: str) -> str:
+        hops.append((url.rsplit("/", 1)[1], location))
+        return next_hop(url, location)
+
+    def refuse(url: str, location: str) -> str:
+        raise RefusedURL("refusing this hop")
+
+    async def main(check: Callable[[str, str], str], redirects: int = 5) -> tuple[int, int]:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=redirects,
+                               next_hop=check) as http:
+            async with http.stream(f"{server}/redirect") as response:
+                return response.status_code, sum([len(chunk) async for chunk in response.aiter_raw()])
+
+    assert asyncio.run(main(checked)) == (200, BIG)
+    assert hops == [("redirect", "/big")]
+    with pytest.raises(RefusedURL):
+        asyncio.run(main(refuse))
+    with pytest.raises(httpx.TooManyRedirects):
+        asyncio.run(main(checked, redirects=0))
+
+
 def test_errors_are_httpx_exceptions(server: str) -> None:
     async def fetch(url: str, **kwargs: object) -> bytes:
         async with client(**kwargs) as http:  # type: ignore[arg-type]
@@ -310,7 +336,7 @@ def test_download_reports_a_trickling_media_server_as_stalled(server: str, tmp_p
 
     async def main() -> None:
         transport = CurlTransport(jobs=1, stall_window=1.0)
-        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
+        async with MediaClient(transport, headers={}, connect=5.0, read=5.0, redirects=5, next_hop=next_hop) as http:
             await asyncio.wait_for(fetch_once(http, job, lambda _n: None), 20)
 
     with pytest.raises(TransientError, match="stalled"):
