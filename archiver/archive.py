@@ -27,9 +27,9 @@ from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
-                     TaggingError, UnsafePath)
+                     UnsafePath)
 from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, removed_part, sha256_file,
-                 storage_error, sync_file, temp_path)
+                 sync_file, temp_path)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
@@ -37,9 +37,8 @@ from .media import final_ext
 from .models import Asset, Clip, Task
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
-from .finishing import Finished, Prelude, finish_audio, finish_prelude, storage_cause, truncated
+from .finishing import Prelude, finish_audio, finish_prelude, truncated
 from .retag import SIDECAR, created_of, retag_file, tag_data, tracks_of, write_lyrics
-from .tagging import TagData
 from .store import Store
 
 GROUP_FILES = 32  # files committed together (one folder fsync each, one transaction)
@@ -340,8 +339,9 @@ class Archiver:
                     await asyncio.to_thread(os.replace, part, tagging)
                 self.keep_parts.discard(part)
                 part = tagging
-                if done is None:
-                    done = await self._tag(part, prelude.data, clip, assets)
+                if done is None:  # a full disk while tagging is a StorageError: every download stops
+                    done = await asyncio.to_thread(finish_audio, part, prelude.data, self._cover_path(clip, assets),
+                                                   self.config.id3_version)
                 tagged, size, digest = done.outcome.tagged, done.size, done.sha256
                 if tagged and done.had_cover:
                     self.covered.add(asset.id or 0)
@@ -360,18 +360,6 @@ class Archiver:
         finally:
             self.reporter.download_finished(handle)
         return _Ready(part, final, final_rel, size, digest, tagged, warning, fetched.size)
-
-    async def _tag(self, part: Path, data: TagData, clip: Clip, assets: dict[str, Asset]) -> Finished:
-        """Tag a file in place (then hash and fsync it); a full disk while tagging stops every download."""
-        try:
-            return await asyncio.to_thread(finish_audio, part, data, self._cover_path(clip, assets),
-                                           self.config.id3_version)
-        except TaggingError as exc:
-            full = storage_cause(exc)
-            if full is None:
-                raise
-            part.unlink(missing_ok=True)
-            raise storage_error(full, part) from None
 
     async def _commit(self, clip: Clip, asset: Asset, ready: _Ready) -> None:
         """Move a ready file into place and record it (then its lyrics sidecar, for audio)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ArchiverError
+from .errors import ArchiverError, TaggingError
 from .fs import STORAGE_ERRNOS, open_read, read_bytes, sha256_file, storage_error, sync_file, write_joined
 from .tagging import TagData, TagOutcome, id3_prelude, tag_file
 
@@ -33,11 +33,19 @@ class Finished:
 def finish_audio(part: Path, data: TagData, cover: Path | None, id3_version: int) -> Finished:
     """Tag `part` with `data` and the cover at `cover` (when it can be read), then hash and fsync it.
 
-    A cover that cannot be read (gone, a link) only leaves the tags without it; a TaggingError
-    or a storage error propagates for the caller to judge.
+    A cover that cannot be read (gone, a link) only leaves the tags without it; a full disk while
+    tagging is a StorageError (the file removed: every download stops), any other TaggingError or
+    storage error propagates for the caller to judge.
     """
     image = _read_cover(cover)
-    outcome = tag_file(part, replace(data, cover=image) if image is not None else data, id3_version=id3_version)
+    try:
+        outcome = tag_file(part, replace(data, cover=image) if image is not None else data, id3_version=id3_version)
+    except TaggingError as exc:
+        full = storage_cause(exc)
+        if full is None:
+            raise
+        part.unlink(missing_ok=True)  # a full disk while tagging stops every download
+        raise storage_error(full, part) from None
     size, digest = sha256_file(part)
     sync_file(part)  # after tagging: its bytes reach the disk once
     return Finished(outcome, image is not None, size, digest)

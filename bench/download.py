@@ -238,8 +238,9 @@ def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, 
                           for label in ("event loop", "file work", "transfers") if label in split)
         parts.append(f"CPU by thread (bench/threadcpu.py, one extra run): {shown}; curl's whole run takes "
                      f"{fmt_s(c_cpu)} of CPU for the same bytes. The event loop includes start-up and the poll; "
-                     "file work is what worker threads do for each file (the length check, tags, sha256, "
-                     "fsync, the rename); transfers are libcurl moving the bytes into each `.part`.")
+                     "file work is what worker threads do for each file (the length check, the tags-first "
+                     "write of an MP3, fsync, the rename); transfers are libcurl moving the bytes into "
+                     "each `.part`, hashing them and building an MP3's tags as its first bytes arrive.")
     section.notes.append(" ".join(parts))
 
 

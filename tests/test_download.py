@@ -358,7 +358,7 @@ def test_no_progress_bar_when_not_a_tty(sim, sim_cli) -> None:
 
 
 def test_a_full_disk_behind_a_tagging_error_is_recognised() -> None:
-    from archiver.archive import storage_cause
+    from archiver.finishing import storage_cause
     from archiver.errors import TaggingError
 
     def wrapped(errno_value: int) -> TaggingError:
