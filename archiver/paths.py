@@ -68,6 +68,9 @@ _PICTOGRAPHIC = ((0x1F000, 0x1FAFF), (0x2190, 0x21FF), (0x2300, 0x23FF), (0x25A0
 # What may sit between an emoji and the ZWJ that joins it: variation selectors, skin tones.
 _EMOJI_MODIFIERS = ((0xFE00, 0xFE0F), (0x1F3FB, 0x1F3FF), (0xE0020, 0xE007F))
 _WINDOWS_INVALID = frozenset(':*?"<>|')
+# Text made only of these, with single spaces and no dot or space at either end, is a component
+# already: no rule here or in pathvalidate changes it (a property test holds the shortcut to that).
+_PLAIN = re.compile(r"[A-Za-z0-9_\-,'()!&+#@=~\[\]]+(?:[ .][A-Za-z0-9_\-,'()!&+#@=~\[\]]+)*")
 # Characters our own rules remove per pathvalidate platform (others get the strict Windows set).
 _PLATFORM_INVALID = {"linux": frozenset(""), "posix": frozenset(""), "macos": frozenset(":")}
 _RESERVED = frozenset(
@@ -203,7 +206,10 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
     """
     if not 8 <= max_bytes <= MAX_COMPONENT_BYTES:
         raise ValueError(f"max_bytes must be between 8 and {MAX_COMPONENT_BYTES}")
-    text = _settle(str(value), platform, max_bytes)
+    text = str(value)
+    if len(text) <= max_bytes and _PLAIN.fullmatch(text) and _unreserve(text) == text:
+        return text  # an everyday title, as most are: nothing below would change it
+    text = _settle(text, platform, max_bytes)
     if not text:
         return ""
     try:

@@ -403,3 +403,27 @@ def test_property_sanitize_component(value: str | None, max_bytes: int) -> None:
     if result:
         assert result == result.strip(" .") and unicodedata.is_normalized("NFC", result)
         validate_filename(result, platform="universal")
+
+
+_PLAIN_ALPHABET = "abcXYZ0189_-,'()!&+#@=~[] ." + ':*?"<>|\\/%$^;{}`\t'  # the last ones are never plain
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=_PLAIN_ALPHABET, max_size=40) | st.sampled_from(
+    ["Echoes in the Stairwell", "con", "CON.mp3", "lpt1", "a..b", "Vol. 2", "v1.2 mix", "x" * 300]),
+    platform=st.sampled_from(["universal", "windows", "linux", "macos"]), max_bytes=st.integers(8, 255))
+def test_the_plain_text_shortcut_gives_what_every_rule_gives(text: str, platform: str, max_bytes: int) -> None:
+    """sanitize_component returns plain text untouched without running its rules: for any such
+    text, the rules (ours, then pathvalidate's, then ours again) would have returned it unchanged."""
+    from pathvalidate import sanitize_filename
+    from pathvalidate.handler import ReservedNameHandler
+
+    from archiver.paths import _PLAIN, _settle, _unreserve
+
+    if not (len(text) <= max_bytes and _PLAIN.fullmatch(text) and _unreserve(text) == text):
+        return
+    ruled = _settle(text, platform, max_bytes)
+    assert ruled == text
+    assert str(sanitize_filename(ruled, platform=platform, max_len=max_bytes, fs_encoding="utf-8",
+                                 reserved_name_handler=ReservedNameHandler.add_trailing_underscore)) == text
+    assert sanitize_component(text, platform=platform, max_bytes=max_bytes) == text
