@@ -54,6 +54,10 @@ class Redactor:
         self._pattern = (
             re.compile("|".join("".join(_char_pattern(c) for c in s) for s in kept)) if kept else None
         )
+        # The pattern sees a secret in a JSON text in every spelling but two: a control character
+        # written as \n, \t, ... and a character beyond the BMP written as a surrogate pair. A
+        # secret holding neither is found in the undecoded text or not at all.
+        self.escapes_hide = any(c in "\b\f\n\r\t" or ord(c) >= 0x10000 for s in kept for c in s)
 
     def text(self, text: str) -> str:
         text = self.secrets_out(text)

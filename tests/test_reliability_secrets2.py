@@ -177,6 +177,33 @@ def test_redact_finds_the_token_in_any_json_spelling(token: str, choices: list[s
     assert redact(f"{before} {pct} {after}", [token]).count(REDACTED) >= 1
 
 
+@given(token=st.text(st.sampled_from("ab9-_\n\t\r\x08\x0c\U0001f3b5\U00010348é"), min_size=8, max_size=24),
+       ascii_only=st.booleans())
+@PROPERTY
+def test_redact_finds_a_token_behind_short_escapes_and_surrogate_pairs(token: str, ascii_only: bool) -> None:
+    """The spellings the token's pattern cannot see in the undecoded body (\\n, \\t, ... and a
+    surrogate pair for a character beyond the BMP) still never come through."""
+    body = json.dumps({"message": f"echo {token} back", token: [token]}, ensure_ascii=ascii_only).encode()
+    payload = parse_json(body, secrets=[token])
+    assert token not in json.dumps(payload, ensure_ascii=False) and REDACTED in payload["message"]
+
+
+def test_a_body_whose_escapes_cannot_hide_the_token_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lyrics full of \\n do not make every string of a poll's body go through the redactor when
+    the token cannot hide behind such escapes: the undecoded body is searched once instead."""
+    from archiver.redact import Redactor
+
+    def walked(self: Redactor, value: object) -> object:
+        raise AssertionError("the decoded body was walked")
+
+    monkeypatch.setattr(Redactor, "value", walked)
+    body = rb'{"lyrics": "[Verse]\nla la\n\"quoted\"\t\u00e9", "title": "a\/b"}'
+    assert parse_json(body, secrets=["sk-live-0123456789"]) == json.loads(body)
+    monkeypatch.undo()
+    leaked = json.dumps({"lyrics": "la\nsk-live-0123456789"}).encode()
+    assert parse_json(leaked, secrets=["sk-live-0123456789"]) == {"lyrics": f"la\n{REDACTED}"}
+
+
 @given(text=st.text(st.characters(blacklist_characters="%\\", blacklist_categories=("Cs",)), max_size=60),
        token=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=8, max_size=20))
 @PROPERTY

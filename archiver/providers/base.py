@@ -135,7 +135,7 @@ def parse_json(data: bytes | str, *, secrets: Iterable[str | None] = ()) -> Any:
         suspect = "\\ud" in text or "\\uD" in text or _pattern(_LONE_SURROGATE).search(text) is not None
     payload = json.loads(text)
     scrub = redactor(secrets)
-    if scrub.secrets and ("\\" in text or scrub.holds_secret(text)):  # no escape: strings are raw text
+    if scrub.secrets and (scrub.holds_secret(text) or (scrub.escapes_hide and "\\" in text)):
         payload = scrub.value(_valid_text(payload) if suspect else payload)
     elif suspect:
         payload = _valid_text(payload)
