@@ -129,6 +129,17 @@ Fixed in product code:
    shell replays the new SQL too, so item 6's ratio for `search` grows (its reference got
    faster by more than archiver's fixed start-up).
 
+17. **Every string of every polled body went through the redactor** (`providers/base.py`,
+   `redact.py`): a body with any backslash (lyrics are full of `\n`) was walked string by string
+   for the token, though the token's pattern already finds it in the undecoded text in every
+   spelling JSON allows but two (short escapes such as `\n`, and surrogate pairs); the walk now
+   runs only when the text holds the token or the token holds such a character. About 10–30 µs
+   of CPU per polled task, on 10,000 tasks in alternating runs.
+18. **Every path component ran every sanitizing rule** (`paths.sanitize_component`): an everyday
+   title (plain ASCII, single spaces, no dot or space at the ends) is returned as it is; a
+   property test holds the shortcut to what the rules (ours and pathvalidate's) give. Rendering a
+   clip's path: 0.19 ms → 0.05 ms, on the event loop.
+
 Tried and not kept:
 
 - **Dropping httpx for media altogether** (pycurl writing the `.part` with no httpx types):
@@ -136,7 +147,8 @@ Tried and not kept:
   response and error types and drops only its client.
 - **Separate transfer and clip slots** (N transfers at a time, 2N clips in progress, so one
   clip's tagging and fsync overlap other transfers): no measurable change; on 2 cores archiver
-  is CPU-bound, not waiting on the disk.
+  is CPU-bound, not waiting on the disk. Tried again after items 14–15 made each file's work
+  lighter: 1.05× wall (A/B, alternating), still nothing.
 - **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
   change beyond the run-to-run noise.
 - **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
