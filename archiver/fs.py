@@ -159,13 +159,20 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
                 view = view[os.write(fd, view):]
             left = os.fstat(src.fileno()).st_size - offset
             size = len(head) + max(0, left)
+            copy_range = getattr(os, "copy_file_range", None)  # Linux only
             while left > 0:
-                try:
-                    moved = os.copy_file_range(src.fileno(), fd, left, offset)
-                except OSError as exc:  # a file system or kernel without it: copy through a buffer
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                        raise
-                    moved = os.write(fd, os.pread(src.fileno(), min(left, HASH_BLOCK), offset))
+                if copy_range is not None:
+                    try:
+                        moved = copy_range(src.fileno(), fd, left, offset)
+                    except OSError as exc:  # a file system or kernel without it: copy through a buffer
+                        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                            raise
+                        copy_range = None
+                        continue
+                else:
+                    src.seek(offset)
+                    block = src.read(min(left, HASH_BLOCK))
+                    moved = os.write(fd, block) if block else 0
                 if moved == 0:
                     raise OSError(errno.EIO, f"{source} ended before its recorded size")
                 offset, left = offset + moved, left - moved

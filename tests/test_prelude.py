@@ -194,3 +194,29 @@ def test_a_sync_writes_each_mp3_once_tags_first(sim, sim_cli, library: Path, mon
         if row["kind"] == "audio":
             tags = read_tags(library / row["path"])
             assert row["tagged"] and tags["clip_id"] == row["clip_id"] and tags["has_cover"]
+
+
+@pytest.mark.parametrize("kernel", ["copy_file_range", "refuses", "absent"])
+def test_write_joined_gives_the_same_file_with_or_without_copy_file_range(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
+    """The tail is copied by the kernel where it can, through a buffer where it cannot (another OS,
+    a file system that refuses): the same bytes either way, fsynced under a new name."""
+    import errno
+    import os
+
+    from archiver import fs
+
+    source = tmp_path / "body.part"
+    body = os.urandom(3 * 1024 * 1024 + 77)
+    source.write_bytes(body)
+    if kernel == "refuses":
+        def refuse(*args: object) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    elif kernel == "absent":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    target = tmp_path / "song.tagging"
+    target.symlink_to(tmp_path / "elsewhere")  # a planted link is replaced, never written through
+    size = fs.write_joined(target, b"TAGS", source, 1000)
+    assert target.read_bytes() == b"TAGS" + body[1000:] and size == 4 + len(body) - 1000
+    assert not target.is_symlink() and not (tmp_path / "elsewhere").exists()
