@@ -317,10 +317,10 @@ class Archiver:
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         prelude = None  # audio: its tags, built as its first bytes arrive (MP3) or written after
-        if asset.kind == "audio":
-            prelude = Prelude(tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, [])),
-                              self._cover_path(clip, assets), self.config.id3_version)
         try:
+            if asset.kind == "audio":
+                prelude = Prelude(tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, [])),
+                                  self._cover_path(clip, assets), self.config.id3_version)
             fetched = await self._fetch(client, clip, task, asset, part, handle, prelude)
             if asset.kind == "audio":
                 fetched = await self._check_length(client, clip, task, asset, fetched, handle, prelude)
