@@ -159,10 +159,10 @@ class _PartSink:
             self.digest = hashlib.sha256() if self.job.hash else _NoDigest()
             if resumed and self.job.hash:
                 _hash_existing(self.job.part, self.digest)
-            if self.job.prelude is not None:
+            if self.job.prelude is not None and resumed:
+                self._resume_prelude(offset)
+            elif self.job.prelude is not None:
                 self.lead = bytearray()
-                if resumed:
-                    self._resume_prelude(offset)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return True  # taken, so the first write stops the transfer with this error
@@ -213,19 +213,15 @@ class _PartSink:
     def _resume_prelude(self, offset: int) -> None:
         """A resumed body: the prelude again (it is built from the same bytes) and the hash of
         what the `.part` holds after the source's tag; none when the `.part` is too short."""
-        self.lead = None
         with open_read(self.job.part) as fh:
             head = fh.read(10)
             extent = id3_extent(head)
             if extent is None or extent > PRELUDE_MAX_TAG or offset < extent + PRELUDE_LOOKAHEAD:
                 return
             lead = head + fh.read(extent + PRELUDE_LOOKAHEAD - len(head))
-            self._start_prelude(lead, extent, b"")
-            if not self.prelude:
-                return
-            fh.seek(extent)
-            while block := fh.read(HASH_BLOCK):
-                self.digest.update(block)
+        self._start_prelude(lead, extent, b"")
+        if self.prelude:
+            _hash_existing(self.job.part, self.digest, start=extent)
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
@@ -239,8 +235,9 @@ class _PartSink:
         self.on_bytes(nbytes)
 
 
-def _hash_existing(path: Path, digest: Any) -> None:
+def _hash_existing(path: Path, digest: Any, start: int = 0) -> None:
     with open_read(path) as fh:
+        fh.seek(start)
         while block := fh.read(HASH_BLOCK):
             digest.update(block)
 

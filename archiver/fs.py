@@ -369,7 +369,7 @@ def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
         with create_new(tmp) as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            fsync_fd(fh.fileno())
         if os.path.islink(path):
             raise UnsafePath(f"refusing to replace a symbolic link at {path}")
         os.replace(tmp, path)

@@ -46,17 +46,22 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def id3_span(header: bytes) -> int:
+    """Bytes the ID3v2 tag whose 10-byte header this is takes: header, body and any footer."""
+    size = 0
+    for byte in header[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    return 10 + size + (10 if header[5] & 0x10 else 0)
+
+
 def id3_extent(head: bytes) -> int | None:
-    """Bytes an ID3v2 tag at the start of `head` takes (0 when there is none), from its 10-byte
-    header; None until those 10 bytes are in."""
+    """Bytes an ID3v2 tag at the start of `head` takes (0 when there is none, or when its size is
+    not synchsafe), from its 10-byte header; None until those 10 bytes are in."""
     if len(head) < 10:
         return None if b"ID3".startswith(head[:3]) else 0
     if head[:3] != b"ID3" or any(b & 0x80 for b in head[6:10]):
         return 0
-    size = 0
-    for byte in head[6:10]:
-        size = (size << 7) | byte
-    return 10 + size + (10 if head[5] & 0x10 else 0)
+    return id3_span(head)
 
 
 def final_ext(kind: str, asset_kind: str) -> str:

@@ -17,9 +17,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .errors import TaggingError
 from mutagen.id3 import ID3
 
+from .errors import TaggingError
+from .media import id3_span
 from .tagging_codecs import FORMATS, MULTI_SEP, Codec, prepare_cover
 
 
@@ -116,10 +117,7 @@ def _skip_id3(fh: Any) -> tuple[bytes, bool]:
     offset, seen = 0, False
     head = fh.read(512)
     while head[:3] == b"ID3" and len(head) >= 10:
-        size = 0
-        for b in head[6:10]:
-            size = (size << 7) | (b & 0x7F)
-        offset += 10 + size + (10 if head[5] & 0x10 else 0)
+        offset += id3_span(head)
         fh.seek(offset)
         head, seen = fh.read(512), True
     return head, seen
@@ -295,8 +293,7 @@ def id3_prelude(lead: bytes, extent: int, data: TagData, *, id3_version: int = 3
     None when the bytes after the tag are not an MPEG frame (a second tag, another format) or the
     source's tag cannot be read: `tag_file` judges those files as it always has.
     """
-    after = lead[extent:extent + 2]
-    if len(after) < 2 or after[0] != 0xFF or after[1] & 0xE0 != 0xE0 or not after[1] & 0x06:
+    if _sniff_audio(lead[extent:], after_id3=False) != "mp3":  # an MPEG frame must follow the tag
         return None
     try:
         held = _HeldTag(ID3(io.BytesIO(lead[:extent])) if extent else ID3())
