@@ -186,7 +186,7 @@ def list_clips(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
 
 
 # The same listing as JSON objects made by SQLite itself: encoding 20,000 rows is most of what
-# `ls --format json` costs in Python. Each value matches what `_row` gives: created_at in its
+# `ls --format json` costs in Python. Each value matches what `shape_row` gives: created_at in its
 # usual stored spelling sliced to the Z form (any other spelling goes through `_iso_z`), the
 # duration through `plausible_duration` (the one value per row Python formats).
 _JSON_ISO_Z = ("CASE WHEN {c} IS NULL OR {c} = '' THEN NULL "
@@ -246,22 +246,16 @@ def clips_json(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
     return [encode(row) for row in list_clips(store, terms, sources=sources, sort=sort, limit=limit)]
 
 
-_FTS_FROM = f"""
-        FROM clips_fts
-        JOIN clips c ON c.id = clips_fts.rowid
-        JOIN tasks t ON t.id = c.task_pk{_FILES}
-        WHERE clips_fts MATCH :match"""
+def _fts_params(text_: str) -> dict[str, Any]:
+    """The parameters of an FTS5 search: the MATCH expression and the snippet's marks."""
+    return {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
 
 
-def _fts(store: Reader, text_: str) -> tuple[str, str, dict[str, Any], str]:
-    """(snippet and score columns, FROM ... WHERE, parameters, order) of a full-text search on the
-    store's engine: FTS5 on SQLite, a tsvector on PostgreSQL (pgsearch.py); both take AND terms."""
-    if store.dialect == "postgresql":
-        from .pgsearch import search_parts
+def _pg_search(text_: str) -> tuple[str, str, dict[str, Any]]:
+    """(snippet and score columns, FROM ... WHERE, parameters) of a search on PostgreSQL (pgsearch.py)."""
+    from .pgsearch import search_parts
 
-        return (*search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS), "score DESC, c.id")
-    params = {"match": fts_query(text_), "open": SNIPPET_MARKS[0], "close": SNIPPET_MARKS[1]}
-    return "", _FTS_FROM, params, "score, c.id"  # the columns: see `_fts_best`; bm25 is "lower is better"
+    return search_parts(_FILES, text_, FTS_WEIGHTS, SNIPPET_MARKS)
 
 
 def _joins_for(where: str) -> str:
@@ -271,16 +265,26 @@ def _joins_for(where: str) -> str:
             + (_FILES if re.search(r"\b(au|im)\.", where) else ""))
 
 
+def _fts_matches(compiled: Compiled) -> str:
+    """FROM ... WHERE of the FTS5 matches a condition keeps, joining only what it names: the index
+    follows `clips` (triggers), so without a condition the matches are the index's rows alone."""
+    joins = f" JOIN clips c ON c.id = clips_fts.rowid{_joins_for(compiled.where)}" if compiled.where else ""
+    return f"FROM clips_fts{joins} WHERE clips_fts MATCH :match{compiled.clause(' AND ')}"
+
+
 def count_clips(store: Reader, terms: Sequence[str] = (), *, text_: str | None = None) -> int:
     """How many clips `list_clips` (or `search` with `text_`) would list without a limit."""
     compiled = compile_query(terms, dialect=store.dialect)
     params = dict(compiled.params)
-    if text_ is not None:
-        _columns, source, found, _order = _fts(store, text_)
+    if text_ is None:
+        sql = f"SELECT COUNT(*) AS n FROM clips c{_joins_for(compiled.where)}{compiled.clause()}"
+    elif store.dialect == "postgresql":
+        _columns, source, found = _pg_search(text_)
         params.update(found)
         sql = f"SELECT COUNT(*) AS n {source}{compiled.clause(' AND ')}"
     else:
-        sql = f"SELECT COUNT(*) AS n FROM clips c{_joins_for(compiled.where)}{compiled.clause()}"
+        params.update(_fts_params(text_))
+        sql = f"SELECT COUNT(*) AS n {_fts_matches(compiled)}"
     return int(select(store, sql, params)[0]["n"])
 
 
@@ -288,11 +292,10 @@ def _fts_best(compiled: Compiled, params: dict[str, Any], limit: int | None, off
     """FTS5 search in two steps: rank every match by bm25 alone, then read the page's rows and
     snippets. SQLite computes a result column for every row it sorts, so one SELECT built a snippet
     (and joined files) for each of thousands of matches to show 50 (3-4x slower at 20,000 clips);
-    without a filter the ranking does not even read `clips`."""
+    without a filter the ranking does not even read `clips`. bm25 is "lower is better"."""
     weights = ", ".join(str(w) for w in FTS_WEIGHTS)
-    joins = f" JOIN clips c ON c.id = clips_fts.rowid{_joins_for(compiled.where)}" if compiled.where else ""
-    best = _page(f"SELECT clips_fts.rowid AS id, bm25(clips_fts, {weights}) AS score FROM clips_fts{joins} "
-                 f"WHERE clips_fts MATCH :match{compiled.clause(' AND ')} ORDER BY score, id", params, limit, offset)
+    best = _page(f"SELECT clips_fts.rowid AS id, bm25(clips_fts, {weights}) AS score {_fts_matches(compiled)} "
+                 "ORDER BY score, id", params, limit, offset)
     snippet = ("(SELECT snippet(clips_fts, -1, :open, :close, '…', 12) FROM clips_fts "
                "WHERE clips_fts MATCH :match AND clips_fts.rowid = c.id)")
     return (f"{CLIP_SELECT},\n           {snippet} AS snippet, best.score AS score\n"
@@ -307,12 +310,13 @@ def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequen
     `terms` (the `ls` grammar) narrow the matches further, as the web app's filters do.
     """
     compiled = compile_query(terms, dialect=store.dialect)
-    columns, source, params, order = _fts(store, text_)
-    params.update(compiled.params)
     if store.dialect == "sqlite":
+        params = {**_fts_params(text_), **compiled.params}
         sql = _fts_best(compiled, params, limit, offset)
     else:
-        sql = f"{CLIP_SELECT}{columns}{source}{compiled.clause(' AND ')}\n        ORDER BY {order}"
+        columns, source, found = _pg_search(text_)
+        params = {**found, **compiled.params}
+        sql = f"{CLIP_SELECT}{columns}{source}{compiled.clause(' AND ')}\n        ORDER BY score DESC, c.id"
         sql = _page(sql, params, limit, offset, store.dialect)
     rows = [shape_row(r, SEARCH_COLUMNS) for r in select(store, sql, params)]
     sign = 1 if store.dialect == "postgresql" else -1  # show higher = better on both

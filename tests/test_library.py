@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, text
 
-from archiver.library import CLIP_COLUMNS, list_clips, search
+from archiver.library import CLIP_COLUMNS, count_clips, list_clips, search
 from archiver.query import prefix_bounds
 from archiver.records import ClipRecord, Status, TaskRecord
 from archiver.store import Store
@@ -456,6 +456,7 @@ def test_search_pages_match_ranking_every_hit_at_once(library: Path, data, terms
     every match gives: the same rows, order, snippets and scores, with filters and deep pages."""
     with Store(f"sqlite:///{library / 'archiver.db'}") as store:
         total = len(search(store, words, terms=terms))
+        assert count_clips(store, terms, text_=words) == total
         for limit, offset in [(3, 0), (2, 1), (50, 0), (1, max(0, total - 1)), (5, total + 3)]:
             got = [(r["clip_id"], r["title"], r["audio_path"], r["image_path"], r["snippet"], r["score"])
                    for r in search(store, words, terms=terms, limit=limit, offset=offset)]
