@@ -19,7 +19,7 @@ from .media import expected_kinds, final_ext, sniff
 from .models import Asset, Clip
 from .tagging import read_tags
 
-AUDIO_EXTS = frozenset({"mp3", "m4a", "mp4", "aac", "flac", "ogg", "opus", "wav"})
+AUDIO_EXTS = expected_kinds("audio")  # what a song's file may be
 
 
 @dataclass(frozen=True)

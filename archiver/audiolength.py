@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mutagen
 
+from .media import id3_span
 from .tagging import detect_format
 from .tagging_codecs import FORMATS
 
@@ -43,10 +44,7 @@ def _audio_start(path: Path) -> int:
             head = fh.read(10)
             if len(head) < 10 or head[:3] != b"ID3":
                 return offset
-            size = 0
-            for b in head[6:10]:
-                size = (size << 7) | (b & 0x7F)
-            offset += 10 + size + (10 if head[5] & 0x10 else 0)
+            offset += id3_span(head)
 
 
 def _wav_seconds_present(path: Path) -> float:

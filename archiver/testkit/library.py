@@ -269,11 +269,6 @@ def audio_essence(data: bytes, ext: str) -> bytes:
     return data
 
 
-def integrity(db: Path) -> str:
-    """`PRAGMA integrity_check` of an SQLite file (Lib.integrity checks either engine)."""
-    return Catalog.sqlite(db).integrity()
-
-
 @dataclass
 class Figures:
     """What a check found: counts for the report, and every problem (none = nothing lost)."""
