@@ -194,10 +194,13 @@ class Fleet:
             except Exception:  # noqa: BLE001 - a missed beat is retried; the lease has room for two
                 continue
 
-    def server_now(self) -> datetime:
-        """The database server's clock, which the fleet's leases and schedule run on."""
-        with _begin(self.engine, write=False) as conn:
+    def server_now(self, conn: Connection | None = None) -> datetime:
+        """The database server's clock, which the fleet's leases and schedule run on (asked on
+        `conn` when the caller holds a transaction already)."""
+        if conn is not None:
             return conn.execute(text("SELECT statement_timestamp()")).scalar_one()
+        with _begin(self.engine, write=False) as conn:
+            return self.server_now(conn)
 
     def finish(self, exit_code: int) -> None:
         """Give every claim back and record the end of the run."""

@@ -213,7 +213,7 @@ class Store:
         result = ApplyResult()
         with self.session() as s:
             conn = s.connection()
-            now = conn.execute(text("SELECT statement_timestamp()")).scalar_one()
+            now = self.fleet.server_now(conn)
             mine = self.fleet.mine_tasks(conn, source, list(outcomes))
             outcomes = {task_id: outcome for task_id, outcome in outcomes.items() if task_id in mine}
             records = [r for r in records if r.task_id in mine]
@@ -408,7 +408,8 @@ class Store:
                 return False
             asset.state, asset.last_error = AssetState.FAILED, error
             asset.attempts += 1
-            asset.updated_at = utcnow() if self.fleet is None else self.fleet.server_now()  # see Fleet.claim_clips
+            # a fleet's failures are timed on the server's clock, in this transaction (see Fleet.claim_clips)
+            asset.updated_at = utcnow() if self.fleet is None else self.fleet.server_now(s.connection())
         return True
 
     # --- sync runs -----------------------------------------------------------------------
