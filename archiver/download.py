@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
-from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, new_fd, open_read, regular_size, storage_error
+from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error
 from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
@@ -63,10 +63,10 @@ class Transfer:
     tuning: Tuning = field(default_factory=Tuning)
     on_total: Callable[[int | None, int], None] | None = None  # (size, resumed-from) once headers arrive
     hash: bool = True  # False when the caller rewrites the file and hashes it after (tagged audio)
-    # Given the body's first bytes and how many of them are its own ID3 tag, the tags the file is
-    # to start with instead (None: none). The `.part` still gets the body as sent (a resume needs
+    # Given the body's first bytes, how many of them are its own ID3 tag and the file system's
+    # block, the tags the file is to start with instead (None: none). The `.part` still gets the body as sent (a resume needs
     # that); the hash is the finished file's, prelude first, so nothing is read again to hash it.
-    prelude: Callable[[bytes, int], bytes | None] | None = None
+    prelude: Callable[[bytes, int, int], bytes | None] | None = None
 
 
 class _NoDigest:
@@ -203,7 +203,7 @@ class _PartSink:
 
     def _start_prelude(self, lead: bytes, extent: int, rest: bytes) -> None:
         assert self.job.prelude is not None
-        prelude = self.job.prelude(lead[:extent + PRELUDE_LOOKAHEAD], extent)
+        prelude = self.job.prelude(lead[:extent + PRELUDE_LOOKAHEAD], extent, block_size(self.fd))
         if prelude is None:
             return
         self.prelude, self.skip = prelude, extent

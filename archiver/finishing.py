@@ -10,12 +10,13 @@ make room for the tags and reading it again to hash it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ArchiverError, TaggingError
-from .fs import STORAGE_ERRNOS, open_read, read_bytes, sha256_file, storage_error, sync_file, write_joined
+from .fs import STORAGE_ERRNOS, graft, open_read, read_bytes, sha256_file, storage_error, sync_file, write_joined
 from .tagging import TagData, TagOutcome, id3_prelude, tag_file
 
 if TYPE_CHECKING:
@@ -62,10 +63,10 @@ class Prelude:
         self.outcome: TagOutcome | None = None
         self.had_cover = False
 
-    def __call__(self, lead: bytes, extent: int) -> bytes | None:
+    def __call__(self, lead: bytes, extent: int, block: int) -> bytes | None:
         image = _read_cover(self.cover)
         data = replace(self.data, cover=image) if image is not None else self.data
-        built = id3_prelude(lead, extent, data, id3_version=self.id3_version)
+        built = id3_prelude(lead, extent, data, id3_version=self.id3_version, block=block)
         if built is None:
             return None
         tags, self.outcome = built
@@ -76,8 +77,11 @@ class Prelude:
 def finish_prelude(part: Path, tagging: Path, fetched: Fetched, prelude: Prelude) -> Finished | None:
     """`tagging` = the prelude, then the `.part` after the source's tag, fsynced; the `.part` goes.
 
-    None when the source ends in an ID3v1 tag, which `tag_file` updates too: such a file is tagged
-    the usual way.
+    The `.part` is renamed to `tagging` first (once tags go in, it is no longer a prefix of the
+    source a resume could extend) and the tag grafted in front of its audio (`fs.graft`); where
+    the file system cannot do that, it goes back to its name and the audio is copied behind the
+    tag into `tagging`. None when the source ends in an ID3v1 tag, which `tag_file` updates too:
+    such a file is tagged the usual way.
     """
     if prelude.outcome is None or not fetched.prelude:
         return None
@@ -86,13 +90,17 @@ def finish_prelude(part: Path, tagging: Path, fetched: Fetched, prelude: Prelude
         if fh.read(3) == b"TAG":
             return None
     try:
-        size = write_joined(tagging, fetched.prelude, part, fetched.skip)
+        os.replace(part, tagging)
+        size = graft(tagging, fetched.prelude, fetched.skip)
+        if size is None:  # untouched: back where a resume finds it, then copied behind the tag
+            os.replace(tagging, part)
+            size = write_joined(tagging, fetched.prelude, part, fetched.skip)
+            part.unlink()
     except BaseException as exc:
         tagging.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, tagging) from None  # a full disk stops every download
         raise
-    part.unlink()
     return Finished(prelude.outcome, prelude.had_cover, size, fetched.sha256)
 
 

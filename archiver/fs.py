@@ -182,6 +182,60 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
     return size
 
 
+# fallocate(2) mode that shifts a file's data up from an offset by whole blocks (ext4, XFS).
+_INSERT_RANGE = 0x20
+GRAFT_MAX_BLOCK = 64 * 1024  # a file system with bigger blocks pads each tag too much: copy instead
+
+
+@functools.cache
+def _insert_call() -> Callable[[int, int], int] | None:
+    """libc's fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, n) on Linux: 0, or its errno."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return lambda fd, length: 0 if call(fd, _INSERT_RANGE, 0, length) == 0 else ctypes.get_errno()
+
+
+def block_size(fd: int) -> int:
+    """The file system's block: what `graft` can insert in front of a file, a multiple of it."""
+    return os.fstatvfs(fd).f_bsize
+
+
+def graft(path: Path, head: bytes, skip: int) -> int | None:
+    """Make the file at `path` start with `head` in place of its first `skip` bytes, fsynced;
+    its new size. The file system moves the rest by whole blocks (no byte of it is copied), so
+    `len(head) - skip` must be 0 or a multiple of the block. None, the file untouched, where
+    the system or file system cannot do that; any other failure may leave it half done.
+    """
+    grow = len(head) - skip
+    fd = _regular_fd(path, os.O_RDWR, lambda exc: _refused(path, exc), "write to")
+    try:
+        if grow:
+            insert = _insert_call()
+            block = block_size(fd)
+            if insert is None or grow < 0 or grow % block or block > GRAFT_MAX_BLOCK:
+                return None
+            failure = insert(fd, grow)
+            if failure in _UNSUPPORTED:
+                return None
+            if failure:
+                raise OSError(failure, os.strerror(failure), os.fspath(path))
+        view, at = memoryview(head), 0
+        while at < len(head):
+            at += os.pwrite(fd, view[at:], at)
+        fsync_fd(fd)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def read_bytes(path: Path) -> bytes:
     with open_read(path) as fh:
         return fh.read()

@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from mutagen import PaddingInfo
 from mutagen.id3 import ID3
 
 from .errors import TaggingError
@@ -275,20 +276,30 @@ def _write(audio: Any, codec: Codec, data: TagData, fmt: str) -> TagOutcome:
 class _HeldTag:
     """An ID3 tag in memory, shaped like the mutagen file the codec saves: `save` renders it."""
 
-    def __init__(self, tags: ID3) -> None:
+    def __init__(self, tags: ID3, replaces: int, block: int) -> None:
         self.tags = tags
+        self.replaces, self.block = replaces, block
         self.rendered = b""
 
     def save(self, **options: Any) -> None:
         out = io.BytesIO()
-        self.tags.save(out, **options)
+        self.tags.save(out, padding=self._padding if self.block > 0 else None, **options)
         self.rendered = out.getvalue()
 
+    def _padding(self, info: PaddingInfo) -> int:
+        """Enough to make the tag the size it replaces plus whole blocks (see `fs.graft`)."""
+        needed = -info.padding  # rendered into an empty buffer: nothing is available
+        grow = max(0, needed - self.replaces)
+        return self.replaces + -(-grow // self.block) * self.block - needed
 
-def id3_prelude(lead: bytes, extent: int, data: TagData, *, id3_version: int = 3) -> tuple[bytes, TagOutcome] | None:
+
+def id3_prelude(lead: bytes, extent: int, data: TagData, *, id3_version: int = 3,
+                block: int = 0) -> tuple[bytes, TagOutcome] | None:
     """The ID3 tag `tag_file` would leave at the start of an MP3 whose first bytes are `lead`
     (its own tag is `lead[:extent]`), rendered in memory: the file is then this tag followed by
     everything after the source's tag, written once, with no rewrite of the audio afterwards.
+    With `block`, the tag is padded to `extent` plus whole blocks, so the file system can make
+    room for it in front of the audio without copying the audio (`fs.graft`).
 
     None when the bytes after the tag are not an MPEG frame (a second tag, another format) or the
     source's tag cannot be read: `tag_file` judges those files as it always has.
@@ -296,7 +307,7 @@ def id3_prelude(lead: bytes, extent: int, data: TagData, *, id3_version: int = 3
     if _sniff_audio(lead[extent:], after_id3=False) != "mp3":  # an MPEG frame must follow the tag
         return None
     try:
-        held = _HeldTag(ID3(io.BytesIO(lead[:extent])) if extent else ID3())
+        held = _HeldTag(ID3(io.BytesIO(lead[:extent])) if extent else ID3(), extent, block)
         outcome = _write(held, FORMATS["mp3"][1](id3_version), data, "mp3")
     except Exception:  # noqa: BLE001 - a tag mutagen cannot parse or render is tag_file's to report
         return None

@@ -46,15 +46,17 @@ def _payload(path: Path) -> bytes:
 
 
 def _by_prelude(source: bytes, tmp: Path, data: TagData, cover: Path | None = None,
-                id3_version: int = 3) -> tuple[Path, Fetched] | None:
+                id3_version: int = 3, block: int = 4096) -> tuple[Path, Fetched] | None:
     """What the downloader does: the prelude from the first bytes, the hash as the bytes come, one write."""
     part = tmp / "song.mp3.part"
     part.write_bytes(source)
     extent = _extent(source)
     prelude = Prelude(data, cover, id3_version)
-    built = prelude(source[:extent + 16], extent)
+    built = prelude(source[:extent + 16], extent, block)
     if built is None:
         return None
+    grow = len(built) - extent
+    assert grow >= 0 and grow % block == 0 if block else True  # what fs.graft can put in front
     digest = hashlib.sha256(built)
     for start in range(extent, len(source), 7919):  # body pieces of an odd size, as they arrive
         digest.update(source[start:start + 7919])
@@ -220,3 +222,94 @@ def test_write_joined_gives_the_same_file_with_or_without_copy_file_range(
     size = fs.write_joined(target, b"TAGS", source, 1000)
     assert target.read_bytes() == b"TAGS" + body[1000:] and size == 4 + len(body) - 1000
     assert not target.is_symlink() and not (tmp_path / "elsewhere").exists()
+
+
+def _graft_works(folder: Path) -> bool:
+    """Whether this file system inserts blocks in front of a file (ext4 and XFS do, tmpfs not)."""
+    from archiver import fs
+
+    probe = folder / "probe"
+    probe.write_bytes(bytes(8192))
+    try:
+        return fs.graft(probe, b"x" * (4096 + 10), 10) is not None
+    finally:
+        probe.unlink()
+
+
+@pytest.mark.parametrize("id3_version", [3, 4])
+def test_the_tag_is_grafted_in_front_of_the_audio_without_copying_it(tmp_path: Path, source: bytes,
+                                                                     id3_version: int) -> None:
+    """Where the file system can insert blocks, the downloaded file itself becomes the tagged
+    one (same inode: its audio was not copied), padded to whole blocks, the same frames."""
+    if not _graft_works(tmp_path):
+        pytest.skip("this file system cannot insert a range in front of a file (fallocate INSERT_RANGE)")
+    part = tmp_path / "song.mp3.part"
+    part.write_bytes(source)
+    inode = part.stat().st_ino
+    got = _by_prelude(source, tmp_path, FULL, id3_version=id3_version)
+    assert got is not None
+    ours, fetched = got
+    assert ours.stat().st_ino == inode
+    assert (len(fetched.prelude) - _extent(source)) % 4096 == 0 and len(fetched.prelude) > _extent(source)
+    assert _frames(ours) == _frames(_in_place(source, tmp_path, FULL, id3_version))
+    assert _payload(ours) == source[_extent(source):]
+
+
+def test_a_tag_smaller_than_the_sources_is_written_over_it(tmp_path: Path, source: bytes) -> None:
+    """A source tag bigger than ours (long lyrics ours replace): ours is padded to its size and
+    written over it; nothing is inserted, nothing copied."""
+    tags = ID3(MEDIA / "sample.mp3")
+    tags.add(USLT(encoding=3, lang="eng", desc="", text="la " * 10000))
+    seeded = tmp_path / "seeded.mp3"
+    shutil.copyfile(MEDIA / "sample.mp3", seeded)
+    tags.save(seeded)
+    raw = seeded.read_bytes()
+    data = dataclasses.replace(FULL, lyrics="short", cover=None)
+    (tmp_path / "song.mp3.part").write_bytes(raw)
+    inode = (tmp_path / "song.mp3.part").stat().st_ino
+    got = _by_prelude(raw, tmp_path, data)
+    assert got is not None
+    ours, fetched = got
+    assert len(fetched.prelude) == _extent(raw) and ours.stat().st_size == len(raw) and ours.stat().st_ino == inode
+    assert read_tags(ours)["lyrics"] == "short"
+    assert _frames(ours) == _frames(_in_place(raw, tmp_path, data))
+
+
+@pytest.mark.parametrize("how", ["unsupported", "no block padding", "huge blocks"])
+def test_without_a_graft_the_audio_is_copied_behind_the_tag(tmp_path: Path, source: bytes,
+                                                           monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A file system (or OS) that cannot insert, a tag not padded to blocks, or blocks too big to
+    pad to: the same frames and audio through the copy, and the `.part` is gone."""
+    import errno
+
+    from archiver import fs
+
+    block = 4096
+    if how == "unsupported":
+        monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: errno.EOPNOTSUPP)
+    elif how == "no block padding":
+        block = 0
+    else:
+        monkeypatch.setattr(fs, "GRAFT_MAX_BLOCK", 1024)
+    part = tmp_path / "song.mp3.part"
+    part.write_bytes(source)
+    inode = part.stat().st_ino
+    got = _by_prelude(source, tmp_path, FULL, block=block)
+    assert got is not None
+    ours, _fetched = got
+    assert ours.stat().st_ino != inode
+    assert _frames(ours) == _frames(_in_place(source, tmp_path, FULL))
+    assert _payload(ours) == source[_extent(source):]
+
+
+def test_a_full_disk_while_grafting_stops_downloads_and_leaves_no_half_file(
+        tmp_path: Path, source: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from archiver import fs
+    from archiver.errors import StorageError
+
+    monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: errno.ENOSPC)
+    with pytest.raises(StorageError):
+        _by_prelude(source, tmp_path, FULL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
