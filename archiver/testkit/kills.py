@@ -75,6 +75,7 @@ elif point == "mid-tag":
 
     finishing.tag_file = killing(finishing.tag_file)
     finishing.write_joined = killing(finishing.write_joined)
+    finishing.graft = killing(finishing.graft)
 elif point == "mid-download":
     import archiver.download as download
 
