@@ -143,6 +143,8 @@ class _PartSink:
         self.lead: bytearray | None = None  # the body's first bytes while a prelude waits on them
         self.prelude = b""
         self.skip = 0
+        self.pending: list[bytes] = []  # pieces taken but not yet written (at most SINK_BATCH bytes)
+        self.pending_bytes = 0
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         if status not in (200, 206) or self.error is not None:
@@ -179,14 +181,29 @@ class _PartSink:
             if not self.resumed and len(self.head) < 64:
                 self.head += data[:64 - len(self.head)]
                 _check_head(self.head, self.job.expect, final=False)
-            _write(self.fd, data)
-            self.digest.update(data)  # hashlib lets go of the GIL for a piece this size
             if self.lead is not None:
+                _write(self.fd, data)
+                self.digest.update(data)
                 self._gather(data)
+                return True
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes >= SINK_BATCH:
+                self._flush()
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return False
         return True
+
+    def _flush(self) -> None:
+        """Write and hash the pieces held so far in one go: libcurl hands over a few KiB at a
+        time, and each write and hash of a piece lets go of the GIL and waits to take it back."""
+        if not self.pending:
+            return
+        block = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        _write(self.fd, block)
+        self.digest.update(block)
 
     def _gather(self, data: bytes) -> None:
         """Hold the body's first bytes until its own tag and what follows it are in, then ask for
@@ -224,6 +241,11 @@ class _PartSink:
             _hash_existing(self.job.part, self.digest, start=extent)
 
     def close(self) -> None:
+        if self.fd >= 0 and self.error is None:
+            try:
+                self._flush()  # what arrived before a break too: a resume starts after it
+            except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
+                self.error = exc
         fd, self.fd = self.fd, -1
         if fd >= 0:
             try:
@@ -267,6 +289,7 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
     return None
 
 
+SINK_BATCH = 256 * 1024  # bytes a sink holds before writing and hashing them together
 PRELUDE_LOOKAHEAD = 16  # bytes after the source's tag a prelude looks at (the first frame's header)
 PRELUDE_MAX_TAG = 8 * 1024 * 1024  # a bigger source tag is not held in memory: tag_file rewrites it
 PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
