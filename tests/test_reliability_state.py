@@ -353,7 +353,13 @@ def test_an_interrupted_sync_is_recorded_as_interrupted(tmp_path: Path, pg_catal
         assert lib.sync(once=True)[0] == 0  # one clean run first: `stats` must show both
         lib.cli("add", "acedata", sim.add_task("acedata", steps=0))
         sim.inject("stall", target="api", delay=30.0)
-        proc = spawn(lib, "sync", "--now", "--quiet")
+        # A child inherits an ignored SIGINT (a test run started in the background by a
+        # non-interactive shell); a handler here is the default one in the child.
+        kept = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = spawn(lib, "sync", "--now", "--quiet")
+        finally:
+            signal.signal(signal.SIGINT, kept)
         deadline = time.monotonic() + 30
         while sim._faults and time.monotonic() < deadline:  # the stalled request has arrived
             time.sleep(0.02)
