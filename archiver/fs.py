@@ -204,8 +204,13 @@ def _insert_call() -> Callable[[int, int], int] | None:
 
 
 def block_size(fd: int) -> int:
-    """The file system's block: what `graft` can insert in front of a file, a multiple of it."""
-    return os.fstatvfs(fd).f_bsize
+    """The file system's block: what `graft` can insert in front of a file, a multiple of it
+    (0 where the system cannot say, or its blocks are too big to pad a tag to: no graft then)."""
+    try:
+        block = os.fstatvfs(fd).f_bsize
+    except (OSError, AttributeError):  # AttributeError: a system without fstatvfs
+        return 0
+    return block if 0 < block <= GRAFT_MAX_BLOCK else 0
 
 
 def graft(path: Path, head: bytes, skip: int) -> int | None:
@@ -220,7 +225,7 @@ def graft(path: Path, head: bytes, skip: int) -> int | None:
         if grow:
             insert = _insert_call()
             block = block_size(fd)
-            if insert is None or grow < 0 or grow % block or block > GRAFT_MAX_BLOCK:
+            if insert is None or not block or grow < 0 or grow % block:
                 return None
             failure = insert(fd, grow)
             if failure in _UNSUPPORTED:

@@ -304,9 +304,9 @@ def memory(bench: Bench) -> Section:
         title="Memory",
         intro=(f"Peak RSS (the command's own, via `/usr/bin/time`) of `archiver sync` downloading one clip whose MP3 is "
                f"{size_label}, against the same with a 3 MB MP3 (plus its cover in both cases). The "
-               "audio is streamed to disk and hashed as it arrives, checked for length, then written once "
-               "more behind its tags (built from the source's own tag as the first bytes came; the "
-               "kernel copies the audio) and fsynced. The simulator serves "
+               "audio is streamed to disk and hashed as it arrives, checked for length, then given its tags "
+               "(built from the source's own tag as the first bytes came) in blocks the file system "
+               "inserts in front of the audio, and fsynced. The simulator serves "
                "the file, generating it on the fly. Medians of "
                f"{plan.memory_runs} runs for the big file, {plan.runs} for the small one."),
         columns=["audio file", "wall", "peak RSS", "vs 3 MB"],

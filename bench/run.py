@@ -139,6 +139,20 @@ Fixed in product code:
    title (plain ASCII, single spaces, no dot or space at the ends) is returned as it is; a
    property test holds the shortcut to what the rules (ours and pathvalidate's) give. Rendering a
    clip's path: 0.19 ms → 0.05 ms, on the event loop.
+19. **Tagging an MP3 still copied its audio** (`fs.graft`, `finishing.finish_prelude`): item 14
+   wrote the tags into a new file and had the kernel copy the audio behind them, 600 MB of page
+   cache copied per run. The prelude is now padded to the size of the source's tag plus whole
+   file-system blocks, and once the download is complete the file system inserts those blocks in
+   front of the audio (`fallocate` INSERT_RANGE, ext4 and XFS) and the tags are written over them:
+   the downloaded file itself becomes the tagged one, nothing copied (a file system that cannot
+   insert keeps item 14's copy). Worker threads' CPU for file work 1.38 → 0.85 s; A/B of the whole
+   sync, alternating: 0.94× wall, 0.89× CPU.
+20. **Every piece libcurl delivered was written and hashed on its own** (`download._PartSink`):
+   loopback hands a transfer ~16 KiB at a time (36,805 pieces for 400 files), and each `write`
+   and sha256 update let go of the GIL and queued to take it back behind the event loop and the
+   other transfers. The sink now writes and hashes 256 KiB at a time (what it holds is written
+   when the transfer ends for any reason, so a resume still starts after every byte that came):
+   transfer threads' CPU 2.4 → 1.75 s; A/B 0.87× wall, 0.88× CPU.
 
 Tried and not kept:
 
@@ -146,9 +160,9 @@ Tried and not kept:
   measured at the same wall time as the transport of item 10 back then; item 15 keeps httpx's
   response and error types and drops only its client.
 - **Separate transfer and clip slots** (N transfers at a time, 2N clips in progress, so one
-  clip's tagging and fsync overlap other transfers): no measurable change; on 2 cores archiver
-  is CPU-bound, not waiting on the disk. Tried again after items 14–15 made each file's work
-  lighter: 1.05× wall (A/B, alternating), still nothing.
+  clip's tagging and fsync overlap other transfers): no measurable change. Tried again after
+  items 14–15 (1.05× wall, A/B, alternating) and after items 19–20 (1.03×): more transfers in
+  flight, each one slower by as much (20 → 23 ms for an MP3), the same files per second.
 - **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
   change beyond the run-to-run noise.
 - **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
@@ -164,8 +178,18 @@ Measured but not changed:
 - **`Store.apply`** still spends ~200 µs per polled task in ORM bookkeeping (SQLModel object
   construction ~150 µs per new row, attribute instrumentation, the flush); a Core rewrite of the
   upsert would cut item 2's slope further.
-- **GC, thread-pool size, `--jobs` above 4**: no measurable effect on loopback, where archiver
-  is CPU-bound; 4 stays the default.
+- **GC, thread-pool size, `--jobs` above 4**: no measurable effect on loopback; 4 stays the default.
+- **The GIL, not the CPU, sets the download pace** (after items 19–20). During a sync the
+  machine's two cores are ~1.2 busy (`/proc/stat` over the run; the durable floor keeps 1.8
+  busy), and the event loop waits in `epoll` most of the time; but every piece libcurl delivers
+  needs the GIL in its transfer's thread, and the rest of archiver holds the GIL ~40% of the
+  download phase (py-spy `--gil`: the event loop's per-file steps, building MP3 tags with
+  mutagen, the length check, locating files) in stretches of up to milliseconds, while the
+  transfers wait. bench/floor_pycurl.py with one extra thread holding the GIL half the time in
+  5 ms stretches slows from 1.5 s to 2.6–3.0 s. A shorter switch interval
+  (`sys.setswitchinterval`) shortens those waits in that test (1.7–1.9 s) but made no measurable
+  difference to `archiver sync`; transfers in a separate process (their own GIL) are the design
+  left to try.
 """
 
 
