@@ -7,6 +7,7 @@ system, runs alternate tool by tool, and each tool's output is counted before it
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
@@ -241,6 +242,12 @@ def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, 
                      "file work is what worker threads do for each file (the length check, the tags-first "
                      "write of an MP3, fsync, the rename); transfers are libcurl moving the bytes into "
                      "each `.part`, hashing them and building an MP3's tags as its first bytes arrive.")
+    if timed.get("archiver"):
+        busy = median([s.cpu / s.wall for s in timed["archiver"] if s.wall > 0])
+        parts.append(f"archiver keeps {busy:.2f} of the {os.cpu_count()} cores busy on average (CPU / wall): what "
+                     "holds its transfers back is the GIL, which every piece libcurl delivers needs and the rest "
+                     "of archiver holds for much of the download phase (\"The GIL, not the CPU\", under "
+                     "\"What was profiled\" below).")
     section.notes.append(" ".join(parts))
 
 

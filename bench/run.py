@@ -186,10 +186,15 @@ Measured but not changed:
   download phase (py-spy `--gil`: the event loop's per-file steps, building MP3 tags with
   mutagen, the length check, locating files) in stretches of up to milliseconds, while the
   transfers wait. bench/floor_pycurl.py with one extra thread holding the GIL half the time in
-  5 ms stretches slows from 1.5 s to 2.6–3.0 s. A shorter switch interval
-  (`sys.setswitchinterval`) shortens those waits in that test (1.7–1.9 s) but made no measurable
-  difference to `archiver sync`; transfers in a separate process (their own GIL) are the design
-  left to try.
+  5 ms stretches slows from 1.5 s to 2.6–3.0 s, while the same busy loop in another process
+  (a core busy all the time) leaves it at 1.8–2.0 s. A shorter switch interval
+  (`sys.setswitchinterval(0.0005)`) shortens those waits in that test (1.7–1.9 s) but made no
+  difference to `archiver sync` (download phase 0.98×, 8 alternating pairs). libcurl hands the
+  body over in pieces of at most 16 KiB (`CURL_MAX_WRITE_SIZE`, whatever `BUFFERSIZE` says), so
+  a transfer in Python needs the GIL ~37,000 times for these 600 MB. What is left to try is the
+  transfers and their sinks in a separate process with its own GIL (the event loop keeping the
+  rest); not attempted yet: it moves the sink, its fault handling and every test that patches
+  it into another process.
 """
 
 
