@@ -23,7 +23,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from . import __version__
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
-from .fs import HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error
+from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error,
+                 write_all)
 from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
@@ -64,8 +65,9 @@ class Transfer:
     on_total: Callable[[int | None, int], None] | None = None  # (size, resumed-from) once headers arrive
     hash: bool = True  # False when the caller rewrites the file and hashes it after (tagged audio)
     # Given the body's first bytes, how many of them are its own ID3 tag and the file system's
-    # block, the tags the file is to start with instead (None: none). The `.part` still gets the body as sent (a resume needs
-    # that); the hash is the finished file's, prelude first, so nothing is read again to hash it.
+    # block, the tags the file is to start with instead (None: none). The `.part` still gets the
+    # body as sent (a resume needs that); the hash is the finished file's, prelude first, so
+    # nothing is read again to hash it.
     prelude: Callable[[bytes, int, int], bytes | None] | None = None
 
 
@@ -114,13 +116,6 @@ def media_client(config: Config, jobs: int) -> MediaClient:
     return MediaClient(CurlTransport(jobs=jobs),
                        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
                        connect=config.connect_timeout, read=config.read_timeout, redirects=5, next_hop=next_hop)
-
-
-def _write(fd: int, data: bytes) -> None:
-    """Write all of `data` (a regular file takes it in one call; a short write just loops)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class _PartSink:
@@ -182,7 +177,7 @@ class _PartSink:
                 self.head += data[:64 - len(self.head)]
                 _check_head(self.head, self.job.expect, final=False)
             if self.lead is not None:
-                _write(self.fd, data)
+                write_all(self.fd, data)
                 self.digest.update(data)
                 self._gather(data)
                 return True
@@ -202,7 +197,7 @@ class _PartSink:
             return
         block = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
         self.pending, self.pending_bytes = [], 0
-        _write(self.fd, block)
+        write_all(self.fd, block)
         self.digest.update(block)
 
     def _gather(self, data: bytes) -> None:

@@ -146,6 +146,14 @@ def sha256_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def write_all(fd: int, data: bytes, at: int | None = None) -> None:
+    """Write all of `data` at the file's position (or at offset `at`): a regular file takes it in
+    one call; a short write just goes on."""
+    view, done = memoryview(data), 0
+    while done < len(data):
+        done += os.write(fd, view[done:]) if at is None else os.pwrite(fd, view[done:], at + done)
+
+
 def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
     """A new file at `path` holding `head` then `source` from `offset` on, fsynced; its size.
 
@@ -154,9 +162,7 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
     with open_read(source) as src:
         fd = new_fd(path)
         try:
-            view = memoryview(head)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, head)
             left = os.fstat(src.fileno()).st_size - offset
             size = len(head) + max(0, left)
             copy_range = getattr(os, "copy_file_range", None)  # Linux only
@@ -196,8 +202,13 @@ def _insert_call() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        call = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is that wide.
+    call = getattr(libc, "fallocate64", None) or (getattr(libc, "fallocate", None)
+                                                   if ctypes.sizeof(ctypes.c_long) == 8 else None)
+    if call is None:
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     return lambda fd, length: 0 if call(fd, _INSERT_RANGE, 0, length) == 0 else ctypes.get_errno()
@@ -232,9 +243,7 @@ def graft(path: Path, head: bytes, skip: int) -> int | None:
                 return None
             if failure:
                 raise OSError(failure, os.strerror(failure), os.fspath(path))
-        view, at = memoryview(head), 0
-        while at < len(head):
-            at += os.pwrite(fd, view[at:], at)
+        write_all(fd, head, at=0)
         fsync_fd(fd)
         return os.fstat(fd).st_size
     finally:
