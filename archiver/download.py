@@ -120,9 +120,9 @@ def media_client(config: Config, jobs: int) -> MediaClient:
 
 class _PartSink:
     """The body straight into `job.part` from the transfer's worker thread (see `transport`):
-    counted against max_file_size, its first bytes sniffed, hashed and written as it arrives,
-    so the event loop only hears when it ends. Whatever arrived before a break stays on disk for
-    the next attempt to resume after."""
+    counted against max_file_size and its first bytes sniffed as it arrives, then hashed and
+    written SINK_BATCH bytes at a time, so the event loop only hears when it ends. Whatever
+    arrived before a break is on disk when the transfer ends, for the next attempt to resume after."""
 
     def __init__(self, job: Transfer, offset: int, on_bytes: Callable[[int], None]) -> None:
         self.job = job
@@ -138,7 +138,7 @@ class _PartSink:
         self.lead: bytearray | None = None  # the body's first bytes while a prelude waits on them
         self.prelude = b""
         self.skip = 0
-        self.pending: list[bytes] = []  # pieces taken but not yet written (at most SINK_BATCH bytes)
+        self.pending: list[bytes] = []  # pieces taken but not yet written (under SINK_BATCH bytes, and one piece)
         self.pending_bytes = 0
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:

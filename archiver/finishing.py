@@ -4,16 +4,18 @@ the event loop free for the transfers (each hand-off is an executor submit and t
 paid under the GIL the transfers' threads also want).
 
 An MP3 skips most of that: its tags are built while it downloads (`Prelude`) and its hash taken as
-it streams, so finishing writes it once, tags first (`finish_prelude`), instead of rewriting it to
-make room for the tags and reading it again to hash it.
+it streams, so finishing only puts the tags in front of the audio (`finish_prelude`: in blocks the
+file system inserts, or by copying the audio behind them where it cannot), instead of rewriting
+the file to make room for the tags and reading it again to hash it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import ArchiverError, TaggingError
 from .fs import STORAGE_ERRNOS, graft, open_read, read_bytes, sha256_file, storage_error, sync_file, write_joined
@@ -89,19 +91,31 @@ def finish_prelude(part: Path, tagging: Path, fetched: Fetched, prelude: Prelude
         fh.seek(max(0, fetched.size - 128))
         if fh.read(3) == b"TAG":
             return None
-    try:
+    with _removed_on_failure(tagging):
         os.replace(part, tagging)
         size = graft(tagging, fetched.prelude, fetched.skip)
-        if size is None:  # untouched: back where a resume finds it, then copied behind the tag
-            os.replace(tagging, part)
+    if size is None:  # untouched: back where a resume finds it, then copied behind the tag
+        os.replace(tagging, part)
+        with _removed_on_failure(tagging):
             size = write_joined(tagging, fetched.prelude, part, fetched.skip)
-            part.unlink()
+        part.unlink()
+    if size != len(fetched.prelude) + fetched.size - fetched.skip:  # the hash was taken of that many bytes
+        tagging.unlink(missing_ok=True)
+        raise TaggingError(f"{tagging.name}: {size} bytes after tagging, expected "
+                           f"{len(fetched.prelude) + fetched.size - fetched.skip}")
+    return Finished(prelude.outcome, prelude.had_cover, size, fetched.sha256)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tagging: Path) -> Iterator[None]:
+    """A file half tagged is never kept; a full disk while tagging stops every download."""
+    try:
+        yield
     except BaseException as exc:
         tagging.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
-            raise storage_error(exc, tagging) from None  # a full disk stops every download
+            raise storage_error(exc, tagging) from None
         raise
-    return Finished(prelude.outcome, prelude.had_cover, size, fetched.sha256)
 
 
 def _read_cover(cover: Path | None) -> bytes | None:

@@ -238,11 +238,19 @@ def graft(path: Path, head: bytes, skip: int) -> int | None:
             block = block_size(fd)
             if insert is None or not block or grow < 0 or grow % block:
                 return None
-            failure = insert(fd, grow)
+            before = os.fstat(fd).st_size
+            failure = errno.EINTR
+            while failure == errno.EINTR:  # ctypes does not retry an interrupted call as `os` does
+                failure = insert(fd, grow)
             if failure in _UNSUPPORTED:
                 return None
             if failure:
                 raise OSError(failure, os.strerror(failure), os.fspath(path))
+            after = os.fstat(fd).st_size
+            if after != before + grow:  # a file system that said yes and did not (or did otherwise)
+                if after == before:
+                    return None
+                raise OSError(errno.EIO, f"inserting {grow} bytes made {before} bytes {after}", os.fspath(path))
         write_all(fd, head, at=0)
         fsync_fd(fd)
         return os.fstat(fd).st_size

@@ -273,6 +273,9 @@ def _write(audio: Any, codec: Codec, data: TagData, fmt: str) -> TagOutcome:
     return TagOutcome(fmt, True, "; ".join(warnings) or None)
 
 
+MAX_KEPT_PADDING = 64 * 1024  # zeros a prelude may carry to fill the space of a bigger source tag
+
+
 class _HeldTag:
     """An ID3 tag in memory, shaped like the mutagen file the codec saves: `save` renders it."""
 
@@ -287,8 +290,12 @@ class _HeldTag:
         self.rendered = out.getvalue()
 
     def _padding(self, info: PaddingInfo) -> int:
-        """Enough to make the tag the size it replaces plus whole blocks (see `fs.graft`)."""
+        """Enough to make the tag the size it replaces plus whole blocks (see `fs.graft`); but a
+        source tag much bigger than ours (a provider's large cover) is not kept as zeros: the
+        tag gets mutagen's usual padding, and the audio is copied behind it instead."""
         needed = -info.padding  # rendered into an empty buffer: nothing is available
+        if self.replaces - needed > MAX_KEPT_PADDING:
+            return info.get_default_padding()
         grow = max(0, needed - self.replaces)
         return self.replaces + -(-grow // self.block) * self.block - needed
 

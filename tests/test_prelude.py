@@ -56,7 +56,7 @@ def _by_prelude(source: bytes, tmp: Path, data: TagData, cover: Path | None = No
     if built is None:
         return None
     grow = len(built) - extent
-    assert grow >= 0 and grow % block == 0 if block else True  # what fs.graft can put in front
+    assert grow < 0 or grow % block == 0 if block else True  # whole blocks fs.graft can insert, or a copy
     digest = hashlib.sha256(built)
     for start in range(extent, len(source), 7919):  # body pieces of an odd size, as they arrive
         digest.update(source[start:start + 7919])
@@ -275,11 +275,30 @@ def test_a_tag_smaller_than_the_sources_is_written_over_it(tmp_path: Path, sourc
     assert _frames(ours) == _frames(_in_place(raw, tmp_path, data))
 
 
-@pytest.mark.parametrize("how", ["unsupported", "no block padding", "huge blocks"])
+def test_a_much_bigger_source_tag_is_not_kept_as_zeros(tmp_path: Path, source: bytes) -> None:
+    """Our tag far smaller than the source's (a provider's big cover, long lyrics): it gets the
+    usual padding and the audio is copied behind it, rather than the file carrying the source
+    tag's size in zeros."""
+    tags = ID3(MEDIA / "sample.mp3")
+    tags.add(USLT(encoding=3, lang="eng", desc="", text="la " * 100_000))
+    seeded = tmp_path / "seeded.mp3"
+    shutil.copyfile(MEDIA / "sample.mp3", seeded)
+    tags.save(seeded)
+    raw = seeded.read_bytes()
+    data = dataclasses.replace(FULL, lyrics="short", cover=None)
+    got = _by_prelude(raw, tmp_path, data)
+    assert got is not None
+    ours, fetched = got
+    assert len(fetched.prelude) < _extent(raw) - 200_000 and ours.stat().st_size == len(fetched.prelude) + len(raw) - _extent(raw)
+    assert _frames(ours) == _frames(_in_place(raw, tmp_path, data)) and _payload(ours) == raw[_extent(raw):]
+
+
+@pytest.mark.parametrize("how", ["unsupported", "says yes, does nothing", "no block padding", "huge blocks"])
 def test_without_a_graft_the_audio_is_copied_behind_the_tag(tmp_path: Path, source: bytes,
                                                            monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    """A file system (or OS) that cannot insert, a tag not padded to blocks, or blocks too big to
-    pad to: the same frames and audio through the copy, and the `.part` is gone."""
+    """A file system (or OS) that cannot insert, one that claims to and does not, a tag not padded
+    to blocks, or blocks too big to pad to: the same frames and audio through the copy, and the
+    `.part` is gone."""
     import errno
 
     from archiver import fs
@@ -287,6 +306,8 @@ def test_without_a_graft_the_audio_is_copied_behind_the_tag(tmp_path: Path, sour
     block = 4096
     if how == "unsupported":
         monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: errno.EOPNOTSUPP)
+    elif how == "says yes, does nothing":
+        monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: 0)
     elif how == "no block padding":
         block = 0
     else:
@@ -300,6 +321,26 @@ def test_without_a_graft_the_audio_is_copied_behind_the_tag(tmp_path: Path, sour
     assert ours.stat().st_ino != inode
     assert _frames(ours) == _frames(_in_place(source, tmp_path, FULL))
     assert _payload(ours) == source[_extent(source):]
+
+
+def test_an_interrupted_insert_is_asked_again(tmp_path: Path, source: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fallocate interrupted by a signal (EINTR) is retried, as Python retries its own calls."""
+    import errno
+
+    from archiver import fs
+
+    if not _graft_works(tmp_path):
+        pytest.skip("this file system cannot insert a range in front of a file (fallocate INSERT_RANGE)")
+    real = fs._insert_call()
+    assert real is not None
+    answers = [errno.EINTR, errno.EINTR]
+    monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: answers.pop() if answers else real(fd, length))
+    part = tmp_path / "song.mp3.part"
+    part.write_bytes(source)
+    inode = part.stat().st_ino
+    got = _by_prelude(source, tmp_path, FULL)
+    assert got is not None and not answers and got[0].stat().st_ino == inode
+    assert _payload(got[0]) == source[_extent(source):]
 
 
 def test_a_full_disk_while_grafting_stops_downloads_and_leaves_no_half_file(

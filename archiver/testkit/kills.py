@@ -66,7 +66,7 @@ elif point in ("before-rename", "after-rename"):
 elif point == "mid-tag":
     import archiver.finishing as finishing
 
-    def killing(real):  # tagging in place, or writing an MP3 tags first (its tagging step)
+    def killing(real):  # tagging in place, or putting an MP3's tags first (graft; the copy where it cannot)
         def wrapper(*args, **kwargs):
             if due():
                 threading.Timer(random.uniform(0, 0.004), die).start()
