@@ -336,6 +336,8 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         if self._ca_file:
             handle.setopt(pycurl.CAINFO, self._ca_file)
+        if _SUPPRESS_CONNECT_HEADERS:  # an HTTPS proxy's "200 Connection established" is not the host's head
+            handle.setopt(_SUPPRESS_CONNECT_HEADERS, 1)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
         handle.setopt(pycurl.NOPROGRESS, 0)
@@ -348,6 +350,23 @@ class CurlTransport(httpx.AsyncBaseTransport):
 
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _suppress_connect_headers() -> int:
+    """CURLOPT_SUPPRESS_CONNECT_HEADERS (libcurl 7.54+; pycurl has no name for it), or 0 where
+    this libcurl lacks it."""
+    option = getattr(pycurl, "SUPPRESS_CONNECT_HEADERS", 265)
+    probe = pycurl.Curl()
+    try:
+        probe.setopt(option, 1)
+    except pycurl.error:
+        return 0
+    finally:
+        probe.close()
+    return option
+
+
+_SUPPRESS_CONNECT_HEADERS = _suppress_connect_headers()
 
 
 class MediaClient:
