@@ -16,7 +16,7 @@ import functools
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from .errors import PartGone, StorageError, UnsafePath
 
@@ -188,6 +188,18 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
     return size
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library, for the calls Python has no name for (None where it cannot be loaded);
+    ctypes is imported here only, so the idle run never loads it."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 # fallocate(2) mode that shifts a file's data up from an offset by whole blocks (ext4, XFS).
 _INSERT_RANGE = 0x20
 GRAFT_MAX_BLOCK = 64 * 1024  # a file system with bigger blocks pads each tag too much: copy instead
@@ -199,11 +211,8 @@ def _insert_call() -> Callable[[int, int], int] | None:
     import ctypes
     import sys
 
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+    libc = _libc()
+    if libc is None or not sys.platform.startswith("linux"):
         return None
     # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is that wide.
     call = getattr(libc, "fallocate64", None) or (getattr(libc, "fallocate", None)
@@ -348,9 +357,8 @@ def _noreplace_call() -> Callable[[bytes, bytes], int] | None:
     import ctypes
     import sys
 
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+    libc = _libc()
+    if libc is None:
         return None
     if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
         linux = libc.renameat2
