@@ -258,6 +258,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         self._threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="archiver-media")
         self._idle: list[pycurl.Curl] = []  # list.pop/append are atomic under the GIL
         self._ca_file = _ca_file()
+        self._no_connect_head = _suppress_connect_headers()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method not in ("GET", "HEAD"):
@@ -336,8 +337,8 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         if self._ca_file:
             handle.setopt(pycurl.CAINFO, self._ca_file)
-        if _SUPPRESS_CONNECT_HEADERS:  # an HTTPS proxy's "200 Connection established" is not the host's head
-            handle.setopt(_SUPPRESS_CONNECT_HEADERS, 1)
+        if self._no_connect_head:  # an HTTPS proxy's "200 Connection established" is not the host's head
+            handle.setopt(self._no_connect_head, 1)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
         handle.setopt(pycurl.NOPROGRESS, 0)
@@ -364,9 +365,6 @@ def _suppress_connect_headers() -> int:
     finally:
         probe.close()
     return option
-
-
-_SUPPRESS_CONNECT_HEADERS = _suppress_connect_headers()
 
 
 class MediaClient:
