@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mutagen.id3 import ID3, TXXX, USLT
+from mutagen.id3 import ID3, TXXX, USLT, Frame
 
 from archiver.audiolength import audio_length
 from archiver.download import Fetched
@@ -70,6 +70,17 @@ def _by_prelude(source: bytes, tmp: Path, data: TagData, cover: Path | None = No
     return tagging, fetched
 
 
+def _seeded(tmp: Path, *frames: Frame) -> bytes:
+    """The shipped MP3 with these frames added to its tag, as another tool (or a provider) left it."""
+    tags = ID3(MEDIA / "sample.mp3")
+    for frame in frames:
+        tags.add(frame)
+    seeded = tmp / "seeded.mp3"
+    shutil.copyfile(MEDIA / "sample.mp3", seeded)
+    tags.save(seeded)
+    return seeded.read_bytes()
+
+
 def _in_place(source: bytes, tmp: Path, data: TagData, id3_version: int = 3) -> Path:
     path = tmp / "in-place.mp3.part"
     path.write_bytes(source)
@@ -86,13 +97,8 @@ def source() -> bytes:
 @pytest.mark.parametrize("id3_version", [3, 4])
 def test_prelude_file_has_the_frames_and_audio_of_tagging_in_place(tmp_path: Path, source: bytes,
                                                                   id3_version: int) -> None:
-    tags = ID3(MEDIA / "sample.mp3")
-    tags.add(USLT(encoding=3, lang="eng", desc="", text="the provider's lyrics"))
-    tags.add(TXXX(encoding=3, desc="OTHER_TOOL", text=["keep me"]))
-    seeded = tmp_path / "seeded.mp3"
-    shutil.copyfile(MEDIA / "sample.mp3", seeded)
-    tags.save(seeded)
-    raw = seeded.read_bytes()
+    raw = _seeded(tmp_path, USLT(encoding=3, lang="eng", desc="", text="the provider's lyrics"),
+                  TXXX(encoding=3, desc="OTHER_TOOL", text=["keep me"]))
     got = _by_prelude(raw, tmp_path, FULL, id3_version=id3_version)
     assert got is not None
     ours, _fetched = got
@@ -258,12 +264,7 @@ def test_the_tag_is_grafted_in_front_of_the_audio_without_copying_it(tmp_path: P
 def test_a_tag_smaller_than_the_sources_is_written_over_it(tmp_path: Path, source: bytes) -> None:
     """A source tag bigger than ours (long lyrics ours replace): ours is padded to its size and
     written over it; nothing is inserted, nothing copied."""
-    tags = ID3(MEDIA / "sample.mp3")
-    tags.add(USLT(encoding=3, lang="eng", desc="", text="la " * 10000))
-    seeded = tmp_path / "seeded.mp3"
-    shutil.copyfile(MEDIA / "sample.mp3", seeded)
-    tags.save(seeded)
-    raw = seeded.read_bytes()
+    raw = _seeded(tmp_path, USLT(encoding=3, lang="eng", desc="", text="la " * 10000))
     data = dataclasses.replace(FULL, lyrics="short", cover=None)
     (tmp_path / "song.mp3.part").write_bytes(raw)
     inode = (tmp_path / "song.mp3.part").stat().st_ino
@@ -279,12 +280,7 @@ def test_a_much_bigger_source_tag_is_not_kept_as_zeros(tmp_path: Path, source: b
     """Our tag far smaller than the source's (a provider's big cover, long lyrics): it gets the
     usual padding and the audio is copied behind it, rather than the file carrying the source
     tag's size in zeros."""
-    tags = ID3(MEDIA / "sample.mp3")
-    tags.add(USLT(encoding=3, lang="eng", desc="", text="la " * 100_000))
-    seeded = tmp_path / "seeded.mp3"
-    shutil.copyfile(MEDIA / "sample.mp3", seeded)
-    tags.save(seeded)
-    raw = seeded.read_bytes()
+    raw = _seeded(tmp_path, USLT(encoding=3, lang="eng", desc="", text="la " * 100_000))
     data = dataclasses.replace(FULL, lyrics="short", cover=None)
     got = _by_prelude(raw, tmp_path, data)
     assert got is not None
