@@ -44,3 +44,22 @@ def test_help_and_version_load_no_configuration_or_provider(args: list[str]) -> 
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "archiver.cli" in loaded
     assert not loaded & {"archiver.config", "archiver.providers", "archiver.records"}, loaded
+
+
+EXIT_PROBE = """
+import atexit, gc, json, sys
+atexit.register(lambda: print("frozen", gc.get_freeze_count()))  # the last handler to run
+sys.argv = ["archiver", *json.loads(sys.argv[1])]
+from archiver import cli
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["ls", "--no-such-option"]])
+def test_objects_alive_at_exit_are_left_to_the_kernel(args: list[str]) -> None:
+    """The interpreter's last collections would walk every object the command's libraries made;
+    frozen ones they skip, after a command that succeeded or failed alike."""
+    out = subprocess.run([sys.executable, "-c", EXIT_PROBE, json.dumps(args)], capture_output=True, text=True)
+    assert out.returncode in (0, 2), out.stderr
+    frozen = int(out.stdout.rsplit("frozen", 1)[1])
+    assert frozen > 1000, out.stdout

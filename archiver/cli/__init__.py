@@ -8,12 +8,20 @@ libraries (sqlalchemy, httpx, mutagen) are imported inside the commands that nee
 
 from __future__ import annotations
 
+import gc
+
 from . import library_cmds, maintenance, serve_cmds, sync_cmds  # noqa: F401  (each registers its commands)
 from .group import cli
 
 
 def main() -> None:
-    cli(prog_name="archiver")
+    try:
+        cli(prog_name="archiver")
+    finally:
+        # Everything alive now lives until the process ends: frozen, the interpreter's last
+        # collections skip it. They otherwise walk every object the libraries made (a quarter
+        # of a second after a sync has printed its result); memory is the kernel's to free.
+        gc.freeze()
 
 
 __all__ = ["cli", "main"]
