@@ -14,17 +14,16 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from . import __version__
+from . import __version__, curl_file
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
-from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error,
-                 write_all)
+from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error)
 from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
@@ -66,19 +65,8 @@ class Transfer:
     hash: bool = True  # False when the caller rewrites the file and hashes it after (tagged audio)
     # Given the body's first bytes, how many of them are its own ID3 tag and the file system's
     # block, the tags the file is to start with instead (None: none). The `.part` still gets the
-    # body as sent (a resume needs that); the hash is the finished file's, prelude first, so
-    # nothing is read again to hash it.
+    # body as sent (a resume needs that); the hash is the finished file's, prelude first.
     prelude: Callable[[bytes, int, int], bytes | None] | None = None
-
-
-class _NoDigest:
-    """Stands in for sha256 when the body's hash would be thrown away; hexdigest "" = not computed."""
-
-    def update(self, data: bytes) -> None:
-        pass
-
-    def hexdigest(self) -> str:
-        return ""
 
 
 def check_url(url: str | None) -> str:
@@ -113,150 +101,100 @@ def next_hop(url: str, location: str) -> str:
 def media_client(config: Config, jobs: int) -> MediaClient:
     """libcurl for the bytes, at most 5 redirects each checked by `next_hop`, httpx's types for
     the responses and errors (see `transport`). Proxy variables are read by libcurl itself."""
+    try:
+        curl_file.load()
+    except curl_file.Unavailable as exc:
+        raise DownloadError(str(exc)) from None
     return MediaClient(CurlTransport(jobs=jobs),
                        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
                        connect=config.connect_timeout, read=config.read_timeout, redirects=5, next_hop=next_hop)
 
 
 class _PartSink:
-    """The body straight into `job.part` from the transfer's worker thread (see `transport`):
-    counted against max_file_size and its first bytes sniffed as it arrives, then hashed and
-    written SINK_BATCH bytes at a time, so the event loop only hears when it ends. Whatever
-    arrived before a break is on disk when the transfer ends, for the next attempt to resume after."""
+    """The body straight into `job.part`, written by libcurl in the transfer's worker thread (see
+    `transport`), and checked there when it ends: its size against max_file_size, its first bytes,
+    its hash (read back from the page cache, with the prelude in front of it). The event loop only
+    hears of progress and of the end. Whatever arrived before a break is in the `.part` for the
+    next attempt to resume after."""
 
     def __init__(self, job: Transfer, offset: int, on_bytes: Callable[[int], None]) -> None:
         self.job = job
         self.offset = offset  # what the `.part` held when the request went out
         self.on_bytes = on_bytes
         self.fd = -1
+        self.start = 0  # where this response's body begins in the `.part`
         self.resumed = False
         self.size = 0
         self.head = b""
-        self.digest: Any = _NoDigest()
+        self.digest = ""
         self.error: BaseException | None = None  # why the sink stopped the transfer
-        self.refused = False  # the stated size is over max_file_size: nothing was written
-        self.lead: bytearray | None = None  # the body's first bytes while a prelude waits on them
         self.prelude = b""
         self.skip = 0
-        self.pending: list[bytes] = []  # pieces taken but not yet written (under SINK_BATCH bytes, and one piece)
-        self.pending_bytes = 0
 
-    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> int | None:
         if status not in (200, 206) or self.error is not None:
-            return False
+            return None
         response = httpx.Response(status, headers=headers)
         resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == self.offset
         offset = self.offset if resumed else 0
         total = _total_from(response, offset)
         if total is not None and total > self.job.max_size:
-            return False  # `fetch_once` refuses it from the same headers
+            return None  # `fetch_once` refuses it from the same headers
         try:
             self.job.part.parent.mkdir(parents=True, exist_ok=True)
             self.fd = append_fd(self.job.part) if resumed else new_fd(self.job.part)
-            self.digest = hashlib.sha256() if self.job.hash else _NoDigest()
-            if resumed and self.job.hash:
-                _hash_existing(self.job.part, self.digest)
-            if self.job.prelude is not None and resumed:
-                self._resume_prelude(offset)
-            elif self.job.prelude is not None:
-                self.lead = bytearray()
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
-            return True  # taken, so the first write stops the transfer with this error
-        self.resumed, self.size = resumed, offset
-        return True
+            return None
+        self.resumed, self.start = resumed, offset
+        return self.fd
 
-    def write(self, data: bytes) -> bool:
-        if self.error is not None:
-            return False
-        try:
-            self.size += len(data)
-            if self.size > self.job.max_size:
-                raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
-            if not self.resumed and len(self.head) < 64:
-                self.head += data[:64 - len(self.head)]
-                _check_head(self.head, self.job.expect, final=False)
-            if self.lead is not None:
-                write_all(self.fd, data)
-                self.digest.update(data)
-                self._gather(data)
-                return True
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            if self.pending_bytes >= SINK_BATCH:
-                self._flush()
-        except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
-            self.error = exc
-            return False
-        return True
+    def received(self, nbytes: int) -> bool:
+        if self.start + nbytes > self.job.max_size and self.error is None:
+            self.error = RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
+        return self.error is None
 
-    def _flush(self) -> None:
-        """Write and hash the pieces held so far in one go: libcurl hands over a few KiB at a
-        time, and each write and hash of a piece lets go of the GIL and waits to take it back."""
-        if not self.pending:
-            return
-        block = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
-        self.pending, self.pending_bytes = [], 0
-        write_all(self.fd, block)
-        self.digest.update(block)
-
-    def _gather(self, data: bytes) -> None:
-        """Hold the body's first bytes until its own tag and what follows it are in, then ask for
-        the prelude: the hash starts with it and goes on after the source's tag."""
-        assert self.lead is not None and self.job.prelude is not None
-        self.lead += data
-        extent = id3_extent(bytes(self.lead[:10]))
-        if extent is None or len(self.lead) < extent + PRELUDE_LOOKAHEAD:
-            if extent is not None and extent > PRELUDE_MAX_TAG:
-                self.lead = None  # a source tag this big is tag_file's to rewrite
-            return
-        lead, self.lead = bytes(self.lead), None
-        self._start_prelude(lead, extent, lead[extent:])
-
-    def _start_prelude(self, lead: bytes, extent: int, rest: bytes) -> None:
-        assert self.job.prelude is not None
-        prelude = self.job.prelude(lead[:extent + PRELUDE_LOOKAHEAD], extent, block_size(self.fd))
-        if prelude is None:
-            return
-        self.prelude, self.skip = prelude, extent
-        self.digest = hashlib.sha256(prelude)
-        self.digest.update(rest)
-
-    def _resume_prelude(self, offset: int) -> None:
-        """A resumed body: the prelude again (it is built from the same bytes) and the hash of
-        what the `.part` holds after the source's tag; none when the `.part` is too short."""
-        with open_read(self.job.part) as fh:
-            head = fh.read(10)
-            extent = id3_extent(head)
-            if extent is None or extent > PRELUDE_MAX_TAG or offset < extent + PRELUDE_LOOKAHEAD:
-                return
-            lead = head + fh.read(extent + PRELUDE_LOOKAHEAD - len(head))
-        self._start_prelude(lead, extent, b"")
-        if self.prelude:
-            _hash_existing(self.job.part, self.digest, start=extent)
-
-    def close(self) -> None:
-        if self.fd >= 0 and self.error is None:
-            try:
-                self._flush()  # what arrived before a break too: a resume starts after it
-            except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
-                self.error = exc
+    def close(self, complete: bool, write_error: OSError | None) -> None:
         fd, self.fd = self.fd, -1
-        if fd >= 0:
+        if fd < 0:
+            return
+        try:
+            self.error = self.error or write_error
+            if complete and self.error is None:
+                self._landed(fd)
+        except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
+            self.error = exc
+        finally:
             try:
                 os.close(fd)
             except OSError as exc:
                 self.error = self.error or exc
 
+    def _landed(self, fd: int) -> None:
+        """The whole body is in: its size, first bytes, prelude and hash, from the file."""
+        self.size = os.fstat(fd).st_size
+        if self.size > self.job.max_size:
+            raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
+        with open_read(self.job.part) as fh:
+            self.head = fh.read(64)
+            extent = id3_extent(self.head[:10]) if self.job.prelude is not None else None
+            start = 0
+            if extent is not None and extent <= PRELUDE_MAX_TAG and self.size >= extent + PRELUDE_LOOKAHEAD:
+                fh.seek(0)
+                lead = fh.read(extent + PRELUDE_LOOKAHEAD)
+                prelude = self.job.prelude(lead, extent, block_size(fd)) if self.job.prelude else None
+                if prelude is not None:
+                    self.prelude, self.skip, start = prelude, extent, extent
+            if not (self.job.hash or self.prelude):
+                return
+            digest = hashlib.sha256(self.prelude)
+            fh.seek(start)
+            while block := fh.read(HASH_BLOCK):
+                digest.update(block)
+            self.digest = digest.hexdigest()
+
     def advanced(self, nbytes: int) -> None:
         self.on_bytes(nbytes)
-
-
-def _hash_existing(path: Path, digest: Any, start: int = 0) -> None:
-    with open_read(path) as fh:
-        fh.seek(start)
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -284,7 +222,6 @@ def _total_from(response: httpx.Response, offset: int) -> int | None:
     return None
 
 
-SINK_BATCH = 256 * 1024  # bytes a sink holds before writing and hashing them together
 PRELUDE_LOOKAHEAD = 16  # bytes after the source's tag a prelude looks at (the first frame's header)
 PRELUDE_MAX_TAG = 8 * 1024 * 1024  # a bigger source tag is not held in memory: tag_file rewrites it
 PREFIX_PROBE = 64 * 1024  # bytes of a leftover `.part` compared with the server's before resuming
@@ -388,14 +325,10 @@ def _finished(job: Transfer, sink: _PartSink, total: int | None) -> Fetched:
         raise TransientError("media", f"got {sink.size} of {total} bytes")
     if sink.size == 0:
         raise TransientError("media", "empty body")
-    head = sink.head
-    if sink.resumed:
-        with open_read(job.part) as fh:
-            head = fh.read(64)
-    kind = _check_head(head, job.expect, final=True)
+    kind = _check_head(sink.head, job.expect, final=True)
     if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
-    return Fetched(job.part, sink.size, sink.digest.hexdigest(), kind or "bin", unsized=total is None,
+    return Fetched(job.part, sink.size, sink.digest, kind or "bin", unsized=total is None,
                    prelude=sink.prelude, skip=sink.skip)
 
 

@@ -10,10 +10,10 @@ about CHUNK bytes (or what arrived in FLUSH_EVERY seconds, whichever comes first
 bounded at MAX_BUFFERED, so memory stays flat for any file size; a slow consumer pauses the
 transfer rather than buffering it.
 
-A request may instead hand the body to a `BodySink` (the SINK extension): the worker thread then
-gives each piece libcurl delivers straight to the sink (for media, a write to the `.part` file
-and its hash), and the event loop only hears of progress and of the end. That saves a hop through
-the loop, a queue and two copies per MiB, which on a 2-core machine is most of the transfer's CPU.
+A request may instead hand the body to a `BodySink` (the SINK extension), which names a file
+descriptor once the head is in: libcurl then writes the body into it from C (`curl_file`), with no
+Python per piece and no GIL, and the event loop only hears of progress and of the end. pycurl's
+write callback needed the GIL for every 16 KiB, which the rest of a sync holds much of the time.
 
 Every transfer has a deadline a slow sender cannot extend: besides the read timeout (no byte at
 all for that long), the worker thread measures the bytes actually received, and a response that
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,8 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
 import httpx
 import pycurl
+
+from .curl_file import FileEasy, Options, Outcome
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
 FLUSH_EVERY = 0.5  # seconds: a slow body still reaches the loop (progress, checks) this often
@@ -49,16 +52,19 @@ class Stalled(httpx.ReadTimeout):
 
 
 class BodySink(Protocol):
-    """Takes a response body in the transfer's worker thread instead of the event loop."""
+    """Takes a response body as a file, written by libcurl in the transfer's worker thread."""
 
-    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Worker thread, once a final head is in: True to take this response's body."""
+    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """Worker thread, once a final head is in: the descriptor to write this response's body
+        into, or None to stop the transfer there (the response then has an empty body)."""
 
-    def write(self, data: bytes) -> bool:
-        """Worker thread: False stops the transfer (the sink keeps its own reason)."""
+    def received(self, nbytes: int) -> bool:
+        """Worker thread, a few times a second: the body's bytes so far; False stops the
+        transfer (the sink keeps its own reason)."""
 
-    def close(self) -> None:
-        """Worker thread, when the transfer ends for any reason (also after a redirect's)."""
+    def close(self, complete: bool, write_error: OSError | None) -> None:
+        """Worker thread, when the transfer ends for any reason (also after a redirect's):
+        `complete` when the whole response arrived, `write_error` when writing the body failed."""
 
     def advanced(self, nbytes: int) -> None:
         """Event loop: bytes the sink took since the last call (progress)."""
@@ -71,7 +77,8 @@ class _Transfer:
                  min_speed: float = 0.0, window: float | None = None, sink: BodySink | None = None) -> None:
         self.loop = loop
         self.sink = sink
-        self.sinking = False  # the sink accepted this response's body
+        self.body_fd: int | None = None  # where the sink wants this response's body
+        self.received = 0  # body bytes written for the sink so far
         self.unreported = 0  # bytes the sink took that the loop has not heard of
         self.read_timeout = read_timeout
         self.min_speed = min_speed
@@ -109,7 +116,7 @@ class _Transfer:
             if self.status >= 200:  # the end of the final headers (1xx ones are followed by more)
                 self.head_done = True
                 if self.sink is not None:
-                    self.sinking = self.sink.accept(self.status, self.headers)
+                    self.body_fd = self.sink.accept(self.status, self.headers)
                 self.loop.call_soon_threadsafe(_resolve, self.head)
         elif b":" in line:
             name, _, value = line.partition(b":")
@@ -118,8 +125,6 @@ class _Transfer:
     def on_body(self, data: bytes) -> int | None:
         if self.cancelled:
             return 0  # anything but len(data) stops the transfer
-        if self.sinking:
-            return self.on_sunk(data)
         self.pending.append(data)
         self.pending_bytes += len(data)
         self.window_bytes += len(data)
@@ -137,18 +142,6 @@ class _Transfer:
         self.last_activity = time.monotonic()
         return None
 
-    def on_sunk(self, data: bytes) -> int | None:
-        assert self.sink is not None
-        if not self.sink.write(data):
-            return 0
-        self.window_bytes += len(data)
-        self.unreported += len(data)
-        now = time.monotonic()
-        if now - self.last_flush >= FLUSH_EVERY:
-            self.report()
-        self.last_activity = now
-        return None
-
     def report(self) -> None:
         self.last_flush = time.monotonic()
         if self.unreported and self.sink is not None:
@@ -157,18 +150,37 @@ class _Transfer:
 
     def on_progress(self, _dltotal: int, _dlnow: int, _ultotal: int, _ulnow: int) -> int:
         """Called by libcurl about once a second even when nothing arrives: the clocks live here."""
-        if self.cancelled:
-            return 1
+        return 0 if self.on_clock(time.monotonic()) else 1
+
+    def on_file_progress(self, received: int) -> bool:
+        """A body libcurl writes into the sink's file: what it has written so far, a few times a
+        second. False stops the transfer."""
         now = time.monotonic()
+        if self.count(received, now) and self.sink is not None and not self.sink.received(received):
+            return False
+        return self.on_clock(now)
+
+    def count(self, received: int, now: float) -> bool:
+        """Whether the body grew since the last count: progress, throughput and activity."""
+        if received <= self.received:
+            return False
+        grown, self.received = received - self.received, received
+        self.window_bytes += grown
+        self.unreported += grown
+        self.last_activity = now
+        return True
+
+    def on_clock(self, now: float) -> bool:
+        """False when the transfer is to stop: cancelled, silent past the read timeout, too slow."""
+        if self.cancelled:
+            return False
         if (self.pending_bytes or self.unreported) and now - self.last_flush >= FLUSH_EVERY:
             self.hand_over()
             self.report()
         if self.read_timeout is not None and now - self.last_activity > self.read_timeout:
             self.timed_out = True
-            return 1
-        if self.too_slow(now):
-            return 1
-        return 0
+            return False
+        return not self.too_slow(now)
 
     def too_slow(self, now: float) -> bool:
         """Judge throughput over consecutive windows, on the bytes received in each."""
@@ -257,6 +269,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         self._stall_window = stall_window
         self._threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="archiver-media")
         self._idle: list[pycurl.Curl] = []  # list.pop/append are atomic under the GIL
+        self._idle_files: list[FileEasy] = []
         self._ca_file = _ca_file()
         self._no_connect_head = _suppress_connect_headers()
 
@@ -305,11 +318,20 @@ class CurlTransport(httpx.AsyncBaseTransport):
         return float(min_speed), min(windows) if windows else None
 
     def _perform(self, call: _Call, transfer: _Transfer) -> None:
+        transfer.last_activity = time.monotonic()  # the read timeout starts now, not when queued
+        if transfer.sink is not None:
+            return self._perform_into_file(call, transfer)
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         error: BaseException | None = None
-        transfer.last_activity = time.monotonic()  # the read timeout starts now, not when queued
         try:
-            self._configure(handle, call, transfer)
+            options = self._options(call)
+            for option, value in (*options.longs, *options.strings):
+                handle.setopt(option, value)
+            handle.setopt(pycurl.HTTPHEADER, list(options.headers))
+            handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
+            handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
+            handle.setopt(pycurl.NOPROGRESS, 0)
+            handle.setopt(pycurl.XFERINFOFUNCTION, transfer.on_progress)
             try:
                 handle.perform()
             except pycurl.error as exc:
@@ -317,37 +339,65 @@ class CurlTransport(httpx.AsyncBaseTransport):
         finally:
             handle.reset()  # drops the callbacks and options; keeps the live connection
             self._idle.append(handle)
+            transfer.finish(error)
+        if error is not None and not transfer.head_done:
+            raise error  # before the whole head: `handle_async_request` raises it
+
+    def _perform_into_file(self, call: _Call, transfer: _Transfer) -> None:
+        """The body into the sink's descriptor, written by libcurl itself (see `curl_file`)."""
+        assert transfer.sink is not None
+        easy: FileEasy | None = None
+        outcome: Outcome | None = None
+        error: BaseException | None = None
+
+        def line(data: bytes) -> bool:
+            transfer.on_header(data)
+            if not transfer.head_done or data not in (b"\r\n", b"\n"):
+                return True
+            if transfer.body_fd is None:
+                return False  # nobody takes this body: stop here (the head is already out)
+            assert easy is not None
+            easy.write_into(transfer.body_fd)
+            return True
+
+        try:
+            easy = self._idle_files.pop() if self._idle_files else FileEasy()
+            outcome = easy.perform(self._options(call), line, transfer.on_file_progress)
+            transfer.count(outcome.received, time.monotonic())  # the last bytes, for progress
+            if outcome.code and not (outcome.code == pycurl.E_WRITE_ERROR and transfer.body_fd is None):
+                error = _httpx_error(outcome.code, transfer, call.request)
+        except Exception as exc:  # noqa: BLE001 - the event loop waits on this transfer: it must end
+            error = exc
+        finally:
+            if easy is not None:
+                self._idle_files.append(easy)
             try:
-                if transfer.sink is not None:
-                    transfer.sink.close()
+                failed = outcome.write_errno if outcome is not None else 0
+                transfer.sink.close(outcome is not None and outcome.code == 0,
+                                    OSError(failed, os.strerror(failed)) if failed else None)
             finally:
                 transfer.finish(error)
         if error is not None and not transfer.head_done:
             raise error  # before the whole head: `handle_async_request` raises it
 
-    def _configure(self, handle: pycurl.Curl, call: _Call, transfer: _Transfer) -> None:
-        handle.setopt(pycurl.URL, call.url)
-        handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+    def _options(self, call: _Call) -> Options:
+        longs = [(pycurl.NOSIGNAL, 1), (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
+                 (pycurl.BUFFERSIZE, RECEIVE_BUFFER)]
         if call.method == "HEAD":
-            handle.setopt(pycurl.NOBODY, 1)
+            longs.append((pycurl.NOBODY, 1))
         if call.connect is not None:
-            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(call.connect * 1000)))
-        handle.setopt(pycurl.HTTPHEADER, call.headers)
-        handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
-        if self._ca_file:
-            handle.setopt(pycurl.CAINFO, self._ca_file)
+            longs.append((pycurl.CONNECTTIMEOUT_MS, max(1, int(call.connect * 1000))))
         if self._no_connect_head:  # an HTTPS proxy's "200 Connection established" is not the host's head
-            handle.setopt(self._no_connect_head, 1)
-        handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
-        handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
-        handle.setopt(pycurl.NOPROGRESS, 0)
-        handle.setopt(pycurl.XFERINFOFUNCTION, transfer.on_progress)
+            longs.append((self._no_connect_head, 1))
+        strings = [(pycurl.URL, call.url)] + ([(pycurl.CAINFO, self._ca_file)] if self._ca_file else [])
+        return Options(tuple(longs), tuple(strings), tuple(call.headers))
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._threads.shutdown, True)
         while self._idle:
             self._idle.pop().close()
+        while self._idle_files:
+            self._idle_files.pop().close()
 
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

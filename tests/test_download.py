@@ -249,16 +249,16 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
 
     for _ in range(3):
         add(sim_cli, "ccapi-suno", sim.add_task("ccapi-suno", clips=2, steps=0))
-    real_write = download.write_all
+    real_new_fd = download.new_fd
     calls = {"n": 0}
 
-    def full(fd: int, data: bytes, at: int | None = None) -> None:  # the disk fills up after two writes
+    def full(path: Path) -> int:  # after two files, bodies land on a device that is always full
         calls["n"] += 1
         if calls["n"] >= 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_write(fd, data, at)
+            return os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
+        return real_new_fd(path)
 
-    monkeypatch.setattr(download, "write_all", full)
+    monkeypatch.setattr(download, "new_fd", full)
     result = sim_cli("sync", "--now")
     assert result.exit_code == 1
     assert result.output.count("No space left on device") == 1, result.output
@@ -273,7 +273,7 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
     (recorded,) = con.execute("select files_downloaded from sync_runs order by id desc limit 1").fetchone()
     con.close()
     assert recorded == sum(r["state"] == "downloaded" for r in rows)  # counted even though the run stopped
-    monkeypatch.setattr(download, "write_all", real_write)
+    monkeypatch.setattr(download, "new_fd", real_new_fd)
     code, summary = sync(sim_cli)
     assert code == 0, summary
     check_archived(sim, library)

@@ -9,20 +9,25 @@ minimum throughput that a server trickling bytes under the read timeout cannot g
 from __future__ import annotations
 
 import asyncio
+import collections
+import errno
 import hashlib
+import os
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
+import pycurl
 import pytest
 
+from archiver import curl_file
 from archiver.download import Transfer, Tuning, fetch_once, next_hop
 from archiver.errors import RefusedURL, TransientError
-from archiver.transport import CHUNK, MAX_BUFFERED, THROUGHPUT, CurlTransport, MediaClient, Stalled
+from archiver.transport import CHUNK, MAX_BUFFERED, SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
 BIG = 24 * 1024 * 1024
 
@@ -342,3 +347,121 @@ def test_download_reports_a_trickling_media_server_as_stalled(server: str, tmp_p
     with pytest.raises(TransientError, match="stalled"):
         asyncio.run(main())
     assert 0 < job.part.stat().st_size < TRICKLE_SIZE  # what arrived is kept for a resume
+
+
+class FileSink:
+    """Takes a 200's body into `path`, as download's sink does, and notes how the transfer ended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+        self.ended: tuple[bool, OSError | None] | None = None
+
+    def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> int | None:
+        if status != 200:
+            return None
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return self.fd
+
+    def received(self, nbytes: int) -> bool:
+        return True
+
+    def close(self, complete: bool, write_error: OSError | None) -> None:
+        self.ended = (complete, write_error)
+        if self.fd >= 0:
+            os.close(self.fd)
+
+    def advanced(self, nbytes: int) -> None:
+        pass
+
+
+def test_a_sinks_body_is_written_by_libcurl_without_python_per_piece(server: str, tmp_path: Path) -> None:
+    """The transfer's thread runs Python for the head and a few progress calls, not for each of
+    the 1,536 pieces (16 KiB) of a 24 MiB body: Python held elsewhere cannot hold the bytes back."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    def profile(frame: Any, event: str, _arg: object) -> None:
+        if event == "call" and threading.current_thread().name.startswith("archiver-media"):
+            calls[frame.f_code.co_name] += 1
+
+    sink = FileSink(tmp_path / "big.part")
+    curl_file.load()  # once per process, not the transfer's
+
+    async def main() -> tuple[int, int]:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=0,
+                               next_hop=next_hop) as http:
+            async with http.stream(f"{server}/big", extensions={SINK: sink}) as response:
+                streamed = sum([len(chunk) async for chunk in response.aiter_raw()])
+                return response.status_code, streamed
+
+    threading.setprofile(profile)
+    try:
+        assert asyncio.run(main()) == (200, 0)  # the body went to the file, none through the loop
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    assert sink.ended == (True, None)
+    assert sink.path.read_bytes() == body(BIG)
+    assert 0 < sum(calls.values()) < BIG // (16 * 1024), calls.most_common(8)
+
+
+def test_a_sink_that_takes_no_body_ends_the_transfer_after_the_head(server: str, tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "none.part")
+
+    async def main() -> tuple[int, bytes]:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=0,
+                               next_hop=next_hop) as http:
+            async with http.stream(f"{server}/missing", extensions={SINK: sink}) as response:
+                return response.status_code, b"".join([chunk async for chunk in response.aiter_raw()])
+
+    assert asyncio.run(main()) == (404, b"")
+    assert sink.ended == (False, None) and not sink.path.exists()
+
+
+def _easy_get(url: str, fd: int, *, on_line: Callable[[bytes], bool] | None = None,
+              on_progress: Callable[[int], bool] | None = None) -> curl_file.Outcome:
+    easy = curl_file.FileEasy()
+
+    def line(data: bytes) -> bool:
+        if data == b"\r\n":
+            easy.write_into(fd)
+        return on_line(data) if on_line else True
+
+    try:
+        return easy.perform(curl_file.Options(((pycurl.NOSIGNAL, 1),), ((pycurl.URL, url),), ()), line,
+                            on_progress or (lambda _n: True))
+    finally:
+        easy.close()
+
+
+def test_libcurl_through_ctypes_is_pycurls_own() -> None:
+    curl_file.load()
+    library = curl_file._library().curl
+    assert library.curl_version().split(b" ")[0].decode() == f"libcurl/{pycurl.version_info()[1]}"
+
+
+def test_a_body_that_cannot_be_written_reports_why(server: str) -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        outcome = _easy_get(f"{server}/big", full)
+    finally:
+        os.close(full)
+    assert outcome.code == pycurl.E_WRITE_ERROR and outcome.write_errno == errno.ENOSPC
+    assert 0 < outcome.received < BIG
+
+
+def test_callbacks_stop_a_transfer_and_their_errors_come_back(server: str, tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "body", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        refused = _easy_get(f"{server}/big", fd, on_line=lambda line: not line.startswith(b"Content-Length"))
+        assert refused.code == pycurl.E_WRITE_ERROR and refused.received == 0
+
+        def broken(line: bytes) -> bool:
+            raise ValueError("a bug in a callback")
+
+        with pytest.raises(ValueError, match="a bug in a callback"):
+            _easy_get(f"{server}/big", fd, on_line=broken)
+        started = time.monotonic()
+        stopped = _easy_get(f"{server}/trickle", fd, on_progress=lambda received: received == 0)
+        assert stopped.code == pycurl.E_ABORTED_BY_CALLBACK and time.monotonic() - started < 5
+    finally:
+        os.close(fd)

@@ -1,0 +1,223 @@
+"""libcurl through ctypes, for transfers whose body goes straight into a file.
+
+pycurl hands every piece of a body (16 KiB at most) to a Python callback, and each call needs the
+GIL, which the rest of a sync holds much of the time: the transfers then wait on the event loop's
+Python instead of the network. Here the body is written by C alone (libcurl's write function is
+stdio's `fwrite`, into a buffered FILE over the file's descriptor), so a transfer runs at
+libcurl's speed whatever else Python is doing. Python still runs for each line of the head and in
+the progress callback, which libcurl calls a few times a second: that is where timeouts, the
+minimum speed and cancelling are judged.
+
+The library is the one pycurl loaded (found among the files this process has mapped, checked by
+its version), so both share one libcurl and its global set-up; pycurl's names for the options are
+libcurl's own numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import pycurl
+
+FILE_BUFFER = 256 * 1024  # stdio's buffer in front of the file: one write(2) per this many bytes
+_IOFBF = 0  # setvbuf: fully buffered
+_GLOBAL_DEFAULT = 3  # CURL_GLOBAL_DEFAULT (SSL | WIN32)
+_SIZE_DOWNLOAD_T = 0x600000 + 8  # CURLINFO_SIZE_DOWNLOAD_T: body bytes received, as a curl_off_t
+
+HEADER_FUNCTION = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                                   ctypes.c_void_p)
+XFERINFO_FUNCTION = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                     ctypes.c_int64, ctypes.c_int64)
+
+
+class Unavailable(RuntimeError):
+    """No libcurl could be loaded through ctypes."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one request sets on its handle beyond the callbacks (pycurl's option numbers)."""
+
+    longs: tuple[tuple[int, int], ...]
+    strings: tuple[tuple[int, str], ...]
+    headers: tuple[str, ...]  # "Name: value" lines
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int  # libcurl's result: 0 = the whole response arrived
+    received: int  # body bytes libcurl delivered
+    write_errno: int  # why writing the body failed (0: it did not)
+
+
+class _Library:
+    """libcurl's and stdio's functions with their C types, loaded once per process."""
+
+    def __init__(self, curl: Any) -> None:
+        c_void_p, c_int, c_long, c_char_p, c_size_t = (ctypes.c_void_p, ctypes.c_int, ctypes.c_long,
+                                                       ctypes.c_char_p, ctypes.c_size_t)
+        self.curl = curl
+        curl.curl_easy_init.restype, curl.curl_easy_init.argtypes = c_void_p, []
+        curl.curl_easy_perform.restype, curl.curl_easy_perform.argtypes = c_int, [c_void_p]
+        curl.curl_easy_reset.restype, curl.curl_easy_reset.argtypes = None, [c_void_p]
+        curl.curl_easy_cleanup.restype, curl.curl_easy_cleanup.argtypes = None, [c_void_p]
+        curl.curl_slist_append.restype, curl.curl_slist_append.argtypes = c_void_p, [c_void_p, c_char_p]
+        curl.curl_slist_free_all.restype, curl.curl_slist_free_all.argtypes = None, [c_void_p]
+        curl.curl_global_init.restype, curl.curl_global_init.argtypes = c_int, [c_long]
+        # curl_easy_setopt and curl_easy_getinfo are variadic: one prototype per argument type.
+        self.set_long = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_long)(("curl_easy_setopt", curl))
+        self.set_pointer = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_void_p)(("curl_easy_setopt", curl))
+        self.set_string = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_char_p)(("curl_easy_setopt", curl))
+        self.get_off = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, ctypes.POINTER(ctypes.c_int64))(
+            ("curl_easy_getinfo", curl))
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fdopen = libc.fdopen
+        self.fdopen.restype, self.fdopen.argtypes = c_void_p, [c_int, c_char_p]
+        self.setvbuf = libc.setvbuf
+        self.setvbuf.restype, self.setvbuf.argtypes = c_int, [c_void_p, c_void_p, c_int, c_size_t]
+        self.fflush = libc.fflush
+        self.fflush.restype, self.fflush.argtypes = c_int, [c_void_p]
+        self.fclose = libc.fclose
+        self.fclose.restype, self.fclose.argtypes = c_int, [c_void_p]
+        self.ferror = libc.ferror
+        self.ferror.restype, self.ferror.argtypes = c_int, [c_void_p]
+        self.fwrite = ctypes.cast(libc.fwrite, c_void_p).value  # libcurl's write function: body -> FILE
+        if curl.curl_global_init(_GLOBAL_DEFAULT) != 0:
+            raise Unavailable("libcurl's global set-up failed")
+
+
+_loading = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _library() -> _Library:
+    with _loading:
+        return _Library(_load_curl())
+
+
+def _load_curl() -> Any:
+    """The libcurl pycurl runs on: among the mapped files, the one whose version is pycurl's;
+    failing that, any libcurl there is (its own global set-up is done in `_Library`)."""
+    wanted = f"libcurl/{pycurl.version_info()[1]}".encode()
+    loaded = []
+    for path in _mapped_curls() + [p for p in (ctypes.util.find_library("curl"),) if p]:
+        try:
+            curl = ctypes.CDLL(path, use_errno=True)
+            curl.curl_version.restype = ctypes.c_char_p
+            version = curl.curl_version().split(b" ", 1)[0]
+        except (OSError, AttributeError):
+            continue
+        if version == wanted:
+            return curl
+        loaded.append(curl)
+    if loaded:
+        return loaded[0]
+    raise Unavailable(f"no libcurl could be loaded through ctypes (pycurl runs on {wanted.decode()})")
+
+
+def _mapped_curls() -> list[str]:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {fields[5].strip() for fields in (line.split(None, 5) for line in maps) if len(fields) == 6}
+    except OSError:  # not Linux
+        return []
+    return sorted(path for path in paths if os.path.basename(path).startswith("libcurl"))
+
+
+def load() -> None:
+    """Load libcurl now (raises Unavailable), rather than in the first transfer's thread."""
+    _library()
+
+
+class FileEasy:
+    """One libcurl easy handle, reused request after request (its connections stay alive).
+
+    `perform` writes the body of the response to whichever descriptor `write_into` named while
+    the head was read (from `on_line`); until then, and for a response nobody takes, nowhere.
+    """
+
+    def __init__(self) -> None:
+        self._lib = _library()
+        self._handle = self._lib.curl.curl_easy_init()
+        if not self._handle:
+            raise Unavailable("curl_easy_init failed")
+        self._buffer = ctypes.create_string_buffer(FILE_BUFFER)
+        self._slot = -1  # the FILE's descriptor during a perform
+
+    def write_into(self, fd: int) -> None:
+        """From `on_line`: the body goes to `fd` (its offset and O_APPEND are shared)."""
+        os.dup2(fd, self._slot)
+
+    def perform(self, options: Options, on_line: Callable[[bytes], bool],
+                on_progress: Callable[[int], bool]) -> Outcome:
+        """Run one request in this thread, the GIL released while libcurl works. `on_line` gets
+        each head line (False stops the transfer); `on_progress` the body bytes so far, a few
+        times a second even when none arrive (False stops it)."""
+        lib, handle = self._lib, self._handle
+        slot = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        stream = lib.fdopen(slot, b"wb")
+        if not stream:
+            os.close(slot)
+            raise OSError(ctypes.get_errno(), "fdopen failed")
+        self._slot = slot
+        lib.setvbuf(stream, self._buffer, _IOFBF, FILE_BUFFER)
+        headers, failed, received, raised = None, 0, ctypes.c_int64(0), []
+        try:
+
+            def line(data: int, size: int, count: int, _user: int) -> int:
+                return size * count if on_line(ctypes.string_at(data, size * count)) else 0
+
+            def progress(_user: int, _total: int, now: int, _up_total: int, _up_now: int) -> int:
+                return 0 if on_progress(now) else 1
+
+            header_cb = HEADER_FUNCTION(_guarded(line, 0, raised))
+            progress_cb = XFERINFO_FUNCTION(_guarded(progress, 1, raised))
+            for option, number in options.longs:
+                lib.set_long(handle, option, number)
+            for option, text in options.strings:
+                lib.set_string(handle, option, text.encode())
+            for line in options.headers:
+                headers = lib.curl.curl_slist_append(headers, line.encode())
+            lib.set_pointer(handle, pycurl.HTTPHEADER, headers)
+            lib.set_pointer(handle, pycurl.HEADERFUNCTION, ctypes.cast(header_cb, ctypes.c_void_p))
+            lib.set_long(handle, pycurl.NOPROGRESS, 0)
+            lib.set_pointer(handle, pycurl.XFERINFOFUNCTION, ctypes.cast(progress_cb, ctypes.c_void_p))
+            lib.set_pointer(handle, pycurl.WRITEFUNCTION, lib.fwrite)
+            lib.set_pointer(handle, pycurl.WRITEDATA, stream)
+            code = lib.curl.curl_easy_perform(handle)
+            failed = ctypes.get_errno() if code == pycurl.E_WRITE_ERROR and lib.ferror(stream) else 0
+            lib.get_off(handle, _SIZE_DOWNLOAD_T, ctypes.byref(received))
+        finally:
+            lib.curl.curl_easy_reset(handle)  # drops the callbacks and options; keeps the connection
+            if headers:
+                lib.curl.curl_slist_free_all(headers)
+            if lib.fflush(stream) != 0 and not failed:
+                failed = ctypes.get_errno() or failed
+            lib.fclose(stream)
+            self._slot = -1
+        if raised:
+            raise raised[0]
+        return Outcome(code, received.value, failed)
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.curl.curl_easy_cleanup(self._handle)
+            self._handle = None
+
+
+def _guarded(call: Callable[..., int], stop: int, raised: list[BaseException]) -> Callable[..., int]:
+    """A callback for C: an exception cannot cross into libcurl, so it stops the transfer (by
+    returning `stop`) and is raised again once `perform` is back in Python."""
+    def guarded(*args: Any) -> int:
+        try:
+            return call(*args)
+        except BaseException as exc:  # noqa: BLE001 - kept for `perform` to raise
+            raised.append(exc)
+            return stop
+    return guarded
