@@ -57,39 +57,46 @@ class Outcome:
 
 
 class _Library:
-    """libcurl's and stdio's functions with their C types, loaded once per process."""
+    """libcurl's and the C library's functions with their C types, loaded once per process.
+
+    Only `perform` and `flush` let go of the GIL: they wait on the network and the disk. Every
+    other call returns at once, and letting go of the GIL for it would cost a wait to take it back
+    behind whichever thread took it meanwhile (up to the interpreter's switch interval, 5 ms)."""
 
     def __init__(self, curl: Any) -> None:
         c_void_p, c_int, c_long, c_char_p, c_size_t = (ctypes.c_void_p, ctypes.c_int, ctypes.c_long,
                                                        ctypes.c_char_p, ctypes.c_size_t)
-        self.curl = curl
-        curl.curl_easy_init.restype, curl.curl_easy_init.argtypes = c_void_p, []
-        curl.curl_easy_perform.restype, curl.curl_easy_perform.argtypes = c_int, [c_void_p]
-        curl.curl_easy_reset.restype, curl.curl_easy_reset.argtypes = None, [c_void_p]
-        curl.curl_easy_cleanup.restype, curl.curl_easy_cleanup.argtypes = None, [c_void_p]
-        curl.curl_slist_append.restype, curl.curl_slist_append.argtypes = c_void_p, [c_void_p, c_char_p]
-        curl.curl_slist_free_all.restype, curl.curl_slist_free_all.argtypes = None, [c_void_p]
-        curl.curl_global_init.restype, curl.curl_global_init.argtypes = c_int, [c_long]
+        quick = ctypes.PyDLL(curl._name)  # the same library, called without letting go of the GIL
+        self.perform = _bind(curl, "curl_easy_perform", c_int, c_void_p)
+        self.version = _bind(quick, "curl_version", c_char_p)
+        self.init = _bind(quick, "curl_easy_init", c_void_p)
+        self.reset = _bind(quick, "curl_easy_reset", None, c_void_p)
+        self.cleanup = _bind(quick, "curl_easy_cleanup", None, c_void_p)
+        self.slist_append = _bind(quick, "curl_slist_append", c_void_p, c_void_p, c_char_p)
+        self.slist_free_all = _bind(quick, "curl_slist_free_all", None, c_void_p)
         # curl_easy_setopt and curl_easy_getinfo are variadic: one prototype per argument type.
-        self.set_long = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_long)(("curl_easy_setopt", curl))
-        self.set_pointer = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_void_p)(("curl_easy_setopt", curl))
-        self.set_string = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, c_char_p)(("curl_easy_setopt", curl))
-        self.get_off = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, ctypes.POINTER(ctypes.c_int64))(
-            ("curl_easy_getinfo", curl))
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fdopen = libc.fdopen
-        self.fdopen.restype, self.fdopen.argtypes = c_void_p, [c_int, c_char_p]
-        self.setvbuf = libc.setvbuf
-        self.setvbuf.restype, self.setvbuf.argtypes = c_int, [c_void_p, c_void_p, c_int, c_size_t]
-        self.fflush = libc.fflush
-        self.fflush.restype, self.fflush.argtypes = c_int, [c_void_p]
-        self.fclose = libc.fclose
-        self.fclose.restype, self.fclose.argtypes = c_int, [c_void_p]
-        self.ferror = libc.ferror
-        self.ferror.restype, self.ferror.argtypes = c_int, [c_void_p]
+        self.set_long = ctypes.PYFUNCTYPE(c_int, c_void_p, c_int, c_long)(("curl_easy_setopt", quick))
+        self.set_pointer = ctypes.PYFUNCTYPE(c_int, c_void_p, c_int, c_void_p)(("curl_easy_setopt", quick))
+        self.set_string = ctypes.PYFUNCTYPE(c_int, c_void_p, c_int, c_char_p)(("curl_easy_setopt", quick))
+        self.get_off = ctypes.PYFUNCTYPE(c_int, c_void_p, c_int, ctypes.POINTER(ctypes.c_int64))(
+            ("curl_easy_getinfo", quick))
+        libc, libc_quick = ctypes.CDLL(None, use_errno=True), ctypes.PyDLL(None, use_errno=True)
+        self.flush = _bind(libc, "fflush", c_int, c_void_p)
+        self.open = _bind(libc_quick, "open", c_int, c_char_p, c_int)
+        self.dup2 = _bind(libc_quick, "dup2", c_int, c_int, c_int)
+        self.fdopen = _bind(libc_quick, "fdopen", c_void_p, c_int, c_char_p)
+        self.setvbuf = _bind(libc_quick, "setvbuf", c_int, c_void_p, c_void_p, c_int, c_size_t)
+        self.fclose = _bind(libc_quick, "fclose", c_int, c_void_p)  # after `flush`: nothing left to write
+        self.ferror = _bind(libc_quick, "ferror", c_int, c_void_p)
         self.fwrite = ctypes.cast(libc.fwrite, c_void_p).value  # libcurl's write function: body -> FILE
-        if curl.curl_global_init(_GLOBAL_DEFAULT) != 0:
+        if _bind(curl, "curl_global_init", c_int, c_long)(_GLOBAL_DEFAULT) != 0:
             raise Unavailable("libcurl's global set-up failed")
+
+
+def _bind(library: Any, name: str, restype: Any, *argtypes: Any) -> Any:
+    function = getattr(library, name)
+    function.restype, function.argtypes = restype, list(argtypes)
+    return function
 
 
 _loading = threading.Lock()
@@ -130,9 +137,10 @@ def _mapped_curls() -> list[str]:
     return sorted(path for path in paths if os.path.basename(path).startswith("libcurl"))
 
 
-def load() -> None:
-    """Load libcurl now (raises Unavailable), rather than in the first transfer's thread."""
-    _library()
+def load() -> str:
+    """Load libcurl now (raises Unavailable), rather than in the first transfer's thread; its
+    version, as in pycurl.version ("libcurl/8.5.0")."""
+    return _library().version().split(b" ", 1)[0].decode()
 
 
 class FileEasy:
@@ -144,7 +152,7 @@ class FileEasy:
 
     def __init__(self) -> None:
         self._lib = _library()
-        self._handle = self._lib.curl.curl_easy_init()
+        self._handle = self._lib.init()
         if not self._handle:
             raise Unavailable("curl_easy_init failed")
         self._buffer = ctypes.create_string_buffer(FILE_BUFFER)
@@ -152,7 +160,9 @@ class FileEasy:
 
     def write_into(self, fd: int) -> None:
         """From `on_line`: the body goes to `fd` (its offset and O_APPEND are shared)."""
-        os.dup2(fd, self._slot)
+        if self._lib.dup2(fd, self._slot) < 0:
+            failure = ctypes.get_errno()
+            raise OSError(failure, os.strerror(failure))
 
     def perform(self, options: Options, on_line: Callable[[bytes], bool],
                 on_progress: Callable[[int], bool]) -> Outcome:
@@ -160,11 +170,13 @@ class FileEasy:
         each head line (False stops the transfer); `on_progress` the body bytes so far, a few
         times a second even when none arrive (False stops it)."""
         lib, handle = self._lib, self._handle
-        slot = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        stream = lib.fdopen(slot, b"wb")
+        slot = lib.open(os.devnull.encode(), os.O_WRONLY | os.O_CLOEXEC)
+        stream = lib.fdopen(slot, b"wb") if slot >= 0 else None
         if not stream:
-            os.close(slot)
-            raise OSError(ctypes.get_errno(), "fdopen failed")
+            failure = ctypes.get_errno()
+            if slot >= 0:
+                os.close(slot)
+            raise OSError(failure, os.strerror(failure))
         self._slot = slot
         lib.setvbuf(stream, self._buffer, _IOFBF, FILE_BUFFER)
         headers, failed, received, raised = None, 0, ctypes.c_int64(0), []
@@ -183,21 +195,21 @@ class FileEasy:
             for option, text in options.strings:
                 lib.set_string(handle, option, text.encode())
             for line in options.headers:
-                headers = lib.curl.curl_slist_append(headers, line.encode())
+                headers = lib.slist_append(headers, line.encode())
             lib.set_pointer(handle, pycurl.HTTPHEADER, headers)
             lib.set_pointer(handle, pycurl.HEADERFUNCTION, ctypes.cast(header_cb, ctypes.c_void_p))
             lib.set_long(handle, pycurl.NOPROGRESS, 0)
             lib.set_pointer(handle, pycurl.XFERINFOFUNCTION, ctypes.cast(progress_cb, ctypes.c_void_p))
             lib.set_pointer(handle, pycurl.WRITEFUNCTION, lib.fwrite)
             lib.set_pointer(handle, pycurl.WRITEDATA, stream)
-            code = lib.curl.curl_easy_perform(handle)
+            code = lib.perform(handle)
             failed = ctypes.get_errno() if code == pycurl.E_WRITE_ERROR and lib.ferror(stream) else 0
             lib.get_off(handle, _SIZE_DOWNLOAD_T, ctypes.byref(received))
         finally:
-            lib.curl.curl_easy_reset(handle)  # drops the callbacks and options; keeps the connection
+            lib.reset(handle)  # drops the callbacks and options; keeps the connection
             if headers:
-                lib.curl.curl_slist_free_all(headers)
-            if lib.fflush(stream) != 0 and not failed:
+                lib.slist_free_all(headers)
+            if lib.flush(stream) != 0 and not failed:
                 failed = ctypes.get_errno() or failed
             lib.fclose(stream)
             self._slot = -1
@@ -207,7 +219,7 @@ class FileEasy:
 
     def close(self) -> None:
         if self._handle:
-            self._lib.curl.curl_easy_cleanup(self._handle)
+            self._lib.cleanup(self._handle)
             self._handle = None
 
 

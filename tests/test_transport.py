@@ -434,9 +434,7 @@ def _easy_get(url: str, fd: int, *, on_line: Callable[[bytes], bool] | None = No
 
 
 def test_libcurl_through_ctypes_is_pycurls_own() -> None:
-    curl_file.load()
-    library = curl_file._library().curl
-    assert library.curl_version().split(b" ")[0].decode() == f"libcurl/{pycurl.version_info()[1]}"
+    assert curl_file.load() == f"libcurl/{pycurl.version_info()[1]}"
 
 
 def test_a_body_that_cannot_be_written_reports_why(server: str) -> None:
