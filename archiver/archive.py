@@ -29,7 +29,7 @@ from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
                      UnsafePath)
 from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, removed_part, sha256_file,
-                 sync_file, temp_path)
+                 temp_path)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
@@ -349,8 +349,7 @@ class Archiver:
                     warning = done.outcome.warning
                     self.reporter.warning(f"{final_rel}: {done.outcome.warning}")
             else:
-                size, digest = fetched.size, fetched.sha256
-                await asyncio.to_thread(sync_file, part)
+                size, digest = fetched.size, fetched.sha256  # fsynced by its transfer (Transfer.durable)
         except BaseException:
             if part.name.endswith(TAGGING):
                 part.unlink(missing_ok=True)
@@ -434,6 +433,7 @@ class Archiver:
         # hashed once tagged, since tags rewrite it.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", prelude=prelude, tuning=self.tuning,
+                       durable=asset.kind != "audio", measure=audio_length if asset.kind == "audio" else None,
                        on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,
                            on_bytes=lambda n: self.reporter.download_advanced(handle, n),
@@ -442,13 +442,13 @@ class Archiver:
     async def _check_length(self, client: Any, clip: Clip, task: Task, asset: Asset, fetched: Fetched,
                             handle: object, prelude: Prelude | None) -> Fetched:
         """A file much shorter than the payload's duration is fetched once more before it is kept."""
-        real = await asyncio.to_thread(audio_length, fetched.part)
+        real = fetched.length  # measured in its transfer's thread
         if not truncated(real, clip.duration):
             return fetched
         first = (await asyncio.to_thread(sha256_file, fetched.part))[1]  # the bytes as sent (a prelude's hash is not)
         fetched.part.unlink(missing_ok=True)
         again = await self._fetch(client, clip, task, asset, fetched.part, handle, prelude)
-        real = await asyncio.to_thread(audio_length, again.part)
+        real = again.length
         if truncated(real, clip.duration):
             second = (await asyncio.to_thread(sha256_file, again.part))[1]
             if second != first:

@@ -23,7 +23,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from . import __version__, curl_file
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
-from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, new_fd, open_read, regular_size, storage_error)
+from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, fsync_fd, new_fd, open_read, regular_size,
+                 storage_error)
 from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
@@ -52,6 +53,7 @@ class Fetched:
     unsized: bool = False  # the body came without Content-Length: its end is confirmed separately
     prelude: bytes = b""  # tags to write before the body (see Transfer.prelude); sha256 covers them
     skip: int = 0  # with a prelude: the body's own leading bytes it replaces (the source's tag)
+    length: float | None = None  # playable seconds (Transfer.measure; None: unknown or not measured)
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Transfer:
     # block, the tags the file is to start with instead (None: none). The `.part` still gets the
     # body as sent (a resume needs that); the hash is the finished file's, prelude first.
     prelude: Callable[[bytes, int, int], bytes | None] | None = None
+    # Done in the transfer's thread once the body is complete, so the file is not handed to
+    # another thread for it: fsync the `.part` (a file kept as sent), measure its playable length.
+    durable: bool = False
+    measure: Callable[[Path], float | None] | None = None
 
 
 def check_url(url: str | None) -> str:
@@ -130,6 +136,7 @@ class _PartSink:
         self.error: BaseException | None = None  # why the sink stopped the transfer
         self.prelude = b""
         self.skip = 0
+        self.length: float | None = None
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]]) -> int | None:
         if status not in (200, 206) or self.error is not None:
@@ -185,13 +192,16 @@ class _PartSink:
                 prelude = self.job.prelude(lead, extent, block_size(fd)) if self.job.prelude else None
                 if prelude is not None:
                     self.prelude, self.skip, start = prelude, extent, extent
-            if not (self.job.hash or self.prelude):
-                return
-            digest = hashlib.sha256(self.prelude)
-            fh.seek(start)
-            while block := fh.read(HASH_BLOCK):
-                digest.update(block)
-            self.digest = digest.hexdigest()
+            if self.job.hash or self.prelude:
+                digest = hashlib.sha256(self.prelude)
+                fh.seek(start)
+                while block := fh.read(HASH_BLOCK):
+                    digest.update(block)
+                self.digest = digest.hexdigest()
+        if self.job.durable:
+            fsync_fd(fd)
+        if self.job.measure is not None:
+            self.length = self.job.measure(self.job.part)
 
     def advanced(self, nbytes: int) -> None:
         self.on_bytes(nbytes)
@@ -329,7 +339,7 @@ def _finished(job: Transfer, sink: _PartSink, total: int | None) -> Fetched:
     if total is None and kind and not looks_complete(_tail(job.part), kind):
         raise TransientError("media", "body ended early (no Content-Length and no end marker)")
     return Fetched(job.part, sink.size, sink.digest, kind or "bin", unsized=total is None,
-                   prelude=sink.prelude, skip=sink.skip)
+                   prelude=sink.prelude, skip=sink.skip, length=sink.length)
 
 
 async def _confirm_end(client: MediaClient, job: Transfer, size: int) -> None:

@@ -377,3 +377,35 @@ def test_a_full_disk_behind_a_tagging_error_is_recognised() -> None:
 
     assert storage_cause(wrapped(errno.ENOSPC)).errno == errno.ENOSPC
     assert storage_cause(wrapped(errno.EACCES)) is None
+
+
+def test_every_file_is_on_disk_before_its_name_appears(sim, sim_cli, library: Path, monkeypatch) -> None:
+    """Each file placed (MP3 tagged tags-first, another format tagged in place, a cover kept as
+    sent) was fsynced after its last write: its size and change time when placed are those it had
+    when the last fsync of it returned."""
+    import archiver.archive as archive
+
+    synced: dict[int, tuple[int, int]] = {}  # inode -> (size, ctime) at its last fsync
+    placed: list[tuple[str, tuple[int, int], tuple[int, int] | None]] = []
+    real_fsync, real_place = os.fsync, archive.place
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        info = os.fstat(fd)
+        synced[info.st_ino] = (info.st_size, info.st_ctime_ns)
+
+    def place(part: Path, final: Path, **kwargs: object) -> None:
+        info = os.stat(part)
+        placed.append((final.name, (info.st_size, info.st_ctime_ns), synced.get(info.st_ino)))
+        real_place(part, final, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(archive, "place", place)
+    add(sim_cli, "ccapi-suno", sim.add_task("ccapi-suno", clips=2, steps=0, audio_format="mp3"))
+    add(sim_cli, "acedata", sim.add_task("acedata", clips=1, steps=0, audio_format="m4a"))
+    code, summary = sync(sim_cli)
+    assert code == 0, summary
+    assert sorted(name.rsplit(".", 1)[1] for name, _, _ in placed) == ["jpg"] * 3 + ["m4a", "mp3", "mp3"]
+    for name, now, at_fsync in placed:
+        assert at_fsync == now, name
+    check_archived(sim, library)
