@@ -28,7 +28,7 @@ from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
 from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
                      UnsafePath)
-from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, removed_part, sha256_file,
+from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, regular_size, removed_part, sha256_file,
                  temp_path)
 from .fs import stem_key as _stem_key
 from .fs import walk_library
@@ -301,19 +301,20 @@ class Archiver:
                      assets: dict[str, Asset], *, hold: bool = False) -> PurePosixPath | _Ready:
         """Adopt the file if it is already in place, else fetch it; `hold` returns it ready but
         not yet placed (a cover waits for its audio, see `_clip`)."""
-        target, adopted = await asyncio.to_thread(self._locate, clip, asset, rel)
+        target, adopted, held = await asyncio.to_thread(self._locate, clip, asset, rel)
         if adopted is not None:
             return adopted
-        ready = await self._prepare(client, clip, task, asset, target, assets)
+        ready = await self._prepare(client, clip, task, asset, target, assets, held)
         if hold:
             return ready
         await self._commit(clip, asset, ready)
         return ready.rel
 
     async def _prepare(self, client: Any, clip: Clip, task: Task, asset: Asset, target: Path,
-                       assets: dict[str, Asset]) -> _Ready:
-        """Fetch, check, tag and fsync a file under a temporary name, ready to be placed."""
-        part = temp_path(target, target.name, self.part_tag + PART)
+                       assets: dict[str, Asset], held: int) -> _Ready:
+        """Fetch, check, tag and fsync a file under a temporary name, ready to be placed; `held`
+        is what its `.part` holds from an earlier run."""
+        part = self._part(target)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
         prelude = None  # audio: its tags, built as its first bytes arrive (MP3) or written after
@@ -321,7 +322,7 @@ class Archiver:
             if asset.kind == "audio":
                 prelude = Prelude(tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, [])),
                                   self._cover_path(clip, assets), self.config.id3_version)
-            fetched = await self._fetch(client, clip, task, asset, part, handle, prelude)
+            fetched = await self._fetch(client, clip, task, asset, part, handle, prelude, held)
             if asset.kind == "audio":
                 fetched = await self._check_length(client, clip, task, asset, fetched, handle, prelude)
             final = target.with_name(f"{target.name.rpartition('.')[0]}.{final_ext(fetched.kind, asset.kind)}")
@@ -423,7 +424,7 @@ class Archiver:
             self.summary.bytes += sum(ready.transferred for _, ready in group)
 
     async def _fetch(self, client: Any, clip: Clip, task: Task, asset: Asset, part: Path,
-                     handle: object, prelude: Prelude | None = None) -> Fetched:
+                     handle: object, prelude: Prelude | None, held: int | None) -> Fetched:
         async def refresh() -> str | None:
             if self.refresh_task is None or not await self.refresh_task(clip.source, task.task_id):
                 return None
@@ -434,6 +435,7 @@ class Archiver:
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", prelude=prelude, tuning=self.tuning,
                        durable=asset.kind != "audio", measure=audio_length if asset.kind == "audio" else None,
+                       offset=held,
                        on_total=lambda total, done: self.reporter.download_total(handle, total, done))
         return await fetch(client, job, refresh=refresh,
                            on_bytes=lambda n: self.reporter.download_advanced(handle, n),
@@ -447,7 +449,7 @@ class Archiver:
             return fetched
         first = (await asyncio.to_thread(sha256_file, fetched.part))[1]  # the bytes as sent (a prelude's hash is not)
         fetched.part.unlink(missing_ok=True)
-        again = await self._fetch(client, clip, task, asset, fetched.part, handle, prelude)
+        again = await self._fetch(client, clip, task, asset, fetched.part, handle, prelude, 0)
         real = again.length
         if truncated(real, clip.duration):
             second = (await asyncio.to_thread(sha256_file, again.part))[1]
@@ -460,20 +462,24 @@ class Archiver:
             self.reporter.warning(f"{clip.source} {clip.clip_id}: {message}")
         return again
 
-    def _locate(self, clip: Clip, asset: Asset, rel: PurePosixPath) -> tuple[Path, PurePosixPath | None]:
-        """Worker thread: where the file goes (checked inside the library, its folder made) and
-        whether a complete copy is already there; file-system calls stay off the event loop."""
+    def _locate(self, clip: Clip, asset: Asset, rel: PurePosixPath) -> tuple[Path, PurePosixPath | None, int]:
+        """Worker thread: where the file goes (checked inside the library, its folder made),
+        whether a complete copy is already there, and what its `.part` holds from an earlier run;
+        file-system calls stay off the event loop."""
         target = resolve_inside(self.root, rel, base=self.base)
         found = find_in_place(self.base, clip, asset, target)
         if found is None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            return target, None
+            return target, None, regular_size(self._part(target)) or 0
         if not self.store.asset_done(asset.id or 0, path=found.rel.as_posix(), size=found.size, sha256=found.sha256,
                                      tagged=asset.kind == "audio"):
             raise ClaimLost(f"{found.rel} was taken over by another worker; not recorded")
         asset.tagged = asset.kind == "audio"
         self.summary.adopted += 1
-        return target, found.rel
+        return target, found.rel, 0
+
+    def _part(self, target: Path) -> Path:
+        return temp_path(target, target.name, self.part_tag + PART)
 
     async def _retag(self, clip: Clip, task: Task, audio: Asset, assets: dict[str, Asset]) -> None:
         await self._record_placed()  # the audio's first record must not land after this one

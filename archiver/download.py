@@ -73,6 +73,7 @@ class Transfer:
     # another thread for it: fsync the `.part` (a file kept as sent), measure its playable length.
     durable: bool = False
     measure: Callable[[Path], float | None] | None = None
+    offset: int | None = None  # what the `.part` holds, when the caller looked already (first attempt only)
 
 
 def check_url(url: str | None) -> str:
@@ -268,7 +269,8 @@ async def fetch_once(client: MediaClient, job: Transfer, on_bytes: Callable[[int
     """One HTTP transfer into `job.part`, resuming it when the server honours Range."""
     # A link planted at the `.part` is refused, never followed; asked from a worker thread, as a
     # lookup in a folder that other transfers are writing into can wait on the disk.
-    offset = await asyncio.to_thread(regular_size, job.part) or 0
+    offset = job.offset if job.offset is not None else await asyncio.to_thread(regular_size, job.part) or 0
+    job.offset = None  # a later attempt looks again
     if offset and not await _same_prefix(client, job, offset):
         job.part.unlink(missing_ok=True)  # not this file's beginning (another clip's, or changed upstream)
         offset = 0

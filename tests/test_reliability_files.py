@@ -371,6 +371,26 @@ def test_a_leftover_part_that_is_not_this_files_beginning_is_not_resumed(sim, si
     assert strip_id3((library / audio["path"]).read_bytes()) == strip_id3(source)
 
 
+@pytest.mark.sqlite_only  # a fleet worker's `.part` carries its own name (claims.py): no other run resumes it
+def test_a_leftover_part_of_this_file_is_resumed_from_its_end(sim, sim_cli, library: Path,
+                                                              catalog: Catalog) -> None:
+    """What a killed run left in the `.part` is kept: the next run asks only for what follows."""
+    from archiver.testkit import strip_id3
+
+    task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3", audio_bytes=300_000)
+    (clip,) = clip_ids(sim, task)
+    blob = sim._clips[clip].audio
+    source = b"".join(bytes(chunk) for chunk in blob.chunks(0, blob.size))[:blob.size]
+    (library / "Song.mp3.part").write_bytes(source[:150_000])
+    add(sim_cli, "acedata", task)
+    code, summary = sync(sim_cli, extra_config=TEMPLATE)
+    assert code == 0, summary
+    (audio,) = [r for r in assets(catalog) if r["kind"] == "audio"]
+    assert strip_id3((library / audio["path"]).read_bytes()) == strip_id3(source)
+    asked = [r.headers.get("range") for r in sim.requests if r.target == "media" and r.path.endswith(".mp3")]
+    assert asked[-1] == "bytes=150000-", asked  # after the probe of the kept bytes' tail
+
+
 def test_lyrics_sidecar_never_replaces_the_users_own_text_file(sim, sim_cli, library: Path) -> None:
     task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], lyrics="la la la", audio_format="mp3")
     add(sim_cli, "acedata", task)
@@ -399,10 +419,10 @@ def test_a_cover_placed_for_a_failed_song_is_not_left_when_it_cannot_be_recorded
     add(sim_cli, "acedata", task)
     real_prepare = archive.Archiver._prepare
 
-    async def full_disk_for_audio(self, client, clip, task_, asset, target, assets_):
+    async def full_disk_for_audio(self, client, clip, task_, asset, target, *rest):
         if asset.kind == "audio":
             raise fs.storage_error(OSError(28, "No space left on device"), target)
-        return await real_prepare(self, client, clip, task_, asset, target, assets_)
+        return await real_prepare(self, client, clip, task_, asset, target, *rest)
 
     def catalog_full(self, *args, **kwargs):
         raise DatabaseError("database or disk is full")
