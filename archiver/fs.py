@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
+from . import syscalls
 from .errors import PartGone, StorageError, UnsafePath
 
 PART = ".part"
@@ -188,39 +188,10 @@ def write_joined(path: Path, head: bytes, source: Path, offset: int) -> int:
     return size
 
 
-@functools.cache
-def _libc() -> Any:
-    """The C library, for the calls Python has no name for (None where it cannot be loaded);
-    ctypes is imported here only, so the idle run never loads it."""
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-# fallocate(2) mode that shifts a file's data up from an offset by whole blocks (ext4, XFS).
-_INSERT_RANGE = 0x20
 GRAFT_MAX_BLOCK = 64 * 1024  # a file system with bigger blocks pads each tag too much: copy instead
-
-
-@functools.cache
-def _insert_call() -> Callable[[int, int], int] | None:
-    """libc's fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, n) on Linux: 0, or its errno."""
-    import ctypes
-    import sys
-
-    libc = _libc()
-    if libc is None or not sys.platform.startswith("linux"):
-        return None
-    # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is that wide.
-    call = getattr(libc, "fallocate64", None) or (getattr(libc, "fallocate", None)
-                                                   if ctypes.sizeof(ctypes.c_long) == 8 else None)
-    if call is None:
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    return lambda fd, length: 0 if call(fd, _INSERT_RANGE, 0, length) == 0 else ctypes.get_errno()
+# What a system or file system lacking a call (fallocate's insert, an atomic no-replace rename,
+# hard links) answers.
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EMLINK})
 
 
 def block_size(fd: int) -> int:
@@ -243,7 +214,7 @@ def graft(path: Path, head: bytes, skip: int) -> int | None:
     fd = _regular_fd(path, os.O_RDWR, lambda exc: _refused(path, exc), "write to")
     try:
         if grow:
-            insert = _insert_call()
+            insert = syscalls.insert_range()
             block = block_size(fd)
             if insert is None or not block or grow < 0 or grow % block:
                 return None
@@ -344,34 +315,6 @@ def removed_part(exc: BaseException) -> PartGone | None:
     return None
 
 
-# renameat2(2) and renamex_np(2) flags: fail with EEXIST rather than replace the target.
-_RENAME_NOREPLACE, _RENAME_EXCL, _AT_FDCWD = 1, 4, -100
-# What a system or file system lacking an atomic no-replace rename (or hard links) answers.
-_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EMLINK})
-
-
-@functools.cache
-def _noreplace_call() -> Callable[[bytes, bytes], int] | None:
-    """libc's atomic rename that refuses an existing target, when this system has one: it
-    returns 0, or the errno of its failure."""
-    import ctypes
-    import sys
-
-    libc = _libc()
-    if libc is None:
-        return None
-    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
-        linux = libc.renameat2
-        linux.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        return lambda src, dst: 0 if linux(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE) == 0 \
-            else ctypes.get_errno()
-    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):
-        mac = libc.renamex_np
-        mac.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
-        return lambda src, dst: 0 if mac(src, dst, _RENAME_EXCL) == 0 else ctypes.get_errno()
-    return None
-
-
 def rename_new(src: Path, dst: Path) -> None:
     """Rename `src` to `dst` only if nothing is at `dst` (FileExistsError otherwise), atomically:
     no other process can slip a file in between a check and the rename.
@@ -383,7 +326,7 @@ def rename_new(src: Path, dst: Path) -> None:
     if os.name == "nt":
         os.rename(src, dst)  # Windows' rename never replaces an existing file
         return
-    call = _noreplace_call()
+    call = syscalls.rename_noreplace()
     if call is not None:
         code = call(os.fsencode(src), os.fsencode(dst))
         if code == 0:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver import fs
+from archiver import fs, syscalls
 from archiver.errors import PartGone, UnsafePath
 
 
@@ -25,10 +25,10 @@ def _no_hard_links(src: object, dst: object, **_kw: object) -> None:
 def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The atomic ways `rename_new` has: the system call, and a hard link where it is refused."""
     if request.param == "native":
-        if fs._noreplace_call() is None:
+        if syscalls.rename_noreplace() is None:
             pytest.skip("no renameat2/renamex_np on this system")
     else:
-        monkeypatch.setattr(fs, "_noreplace_call", lambda: None)
+        monkeypatch.setattr(syscalls, "rename_noreplace", lambda: None)
     return str(request.param)
 
 
@@ -83,7 +83,7 @@ def test_of_workers_placing_one_name_at_once_exactly_one_wins(tmp_path: Path, me
 
 def test_without_atomic_renames_or_hard_links_a_present_file_is_still_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fs, "_noreplace_call", lambda: None)
+    monkeypatch.setattr(syscalls, "rename_noreplace", lambda: None)
     monkeypatch.setattr(fs.os, "link", _no_hard_links)
     part, final = tmp_path / "a.mp3.part", tmp_path / "a.mp3"
     part.write_bytes(b"new")

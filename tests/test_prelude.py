@@ -297,13 +297,13 @@ def test_without_a_graft_the_audio_is_copied_behind_the_tag(tmp_path: Path, sour
     `.part` is gone."""
     import errno
 
-    from archiver import fs
+    from archiver import fs, syscalls
 
     block = 4096
     if how == "unsupported":
-        monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: errno.EOPNOTSUPP)
+        monkeypatch.setattr(syscalls, "insert_range", lambda: lambda fd, length: errno.EOPNOTSUPP)
     elif how == "says yes, does nothing":
-        monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: 0)
+        monkeypatch.setattr(syscalls, "insert_range", lambda: lambda fd, length: 0)
     elif how == "no block padding":
         block = 0
     else:
@@ -323,14 +323,14 @@ def test_an_interrupted_insert_is_asked_again(tmp_path: Path, source: bytes, mon
     """fallocate interrupted by a signal (EINTR) is retried, as Python retries its own calls."""
     import errno
 
-    from archiver import fs
+    from archiver import syscalls
 
     if not _graft_works(tmp_path):
         pytest.skip("this file system cannot insert a range in front of a file (fallocate INSERT_RANGE)")
-    real = fs._insert_call()
+    real = syscalls.insert_range()
     assert real is not None
     answers = [errno.EINTR, errno.EINTR]
-    monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: answers.pop() if answers else real(fd, length))
+    monkeypatch.setattr(syscalls, "insert_range", lambda: lambda fd, length: answers.pop() if answers else real(fd, length))
     part = tmp_path / "song.mp3.part"
     part.write_bytes(source)
     inode = part.stat().st_ino
@@ -343,10 +343,10 @@ def test_a_full_disk_while_grafting_stops_downloads_and_leaves_no_half_file(
         tmp_path: Path, source: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from archiver import fs
+    from archiver import syscalls
     from archiver.errors import StorageError
 
-    monkeypatch.setattr(fs, "_insert_call", lambda: lambda fd, length: errno.ENOSPC)
+    monkeypatch.setattr(syscalls, "insert_range", lambda: lambda fd, length: errno.ENOSPC)
     with pytest.raises(StorageError):
         _by_prelude(source, tmp_path, FULL)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
