@@ -24,7 +24,7 @@ from . import __version__, curl_file
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
 from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, fsync_fd, new_fd, open_read, regular_size,
-                 storage_error)
+                 start_writeback, storage_error)
 from .media import expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
@@ -179,7 +179,9 @@ class _PartSink:
                 self.error = self.error or exc
 
     def _landed(self, fd: int) -> None:
-        """The whole body is in: its size, first bytes, prelude and hash, from the file."""
+        """The whole body is in: its size, first bytes, prelude and hash, from the file. The disk
+        starts writing it meanwhile, for the fsync or tagging that follows."""
+        start_writeback(fd)
         self.size = os.fstat(fd).st_size
         if self.size > self.job.max_size:
             raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")

@@ -123,6 +123,15 @@ def fsync_fd(fd: int) -> None:
     os.fsync(fd)
 
 
+def start_writeback(fd: int) -> None:
+    """Have the disk start writing what was written to `fd` and return at once (Linux; elsewhere
+    nothing): work on the file before its fsync (hashing, tagging) then overlaps the disk's, and
+    the fsync finds little left to wait for. A failure is the fsync's to report."""
+    call = syscalls.start_writeback()
+    if call is not None:
+        call(fd)
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or directory by name (a directory's fsync makes a rename in it durable)."""
     flags = os.O_RDONLY | _CLOEXEC | (0 if os.path.isdir(path) else _NOFOLLOW)

@@ -69,7 +69,9 @@ def rename_noreplace() -> Callable[[bytes, bytes], int] | None:
 
 
 @functools.cache
-def _writeback() -> Callable[[int], object] | None:
+def start_writeback() -> Callable[[int], object] | None:
+    """sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) on Linux: the disk starts writing the
+    file's dirty pages, and the call returns without waiting for them."""
     import ctypes
 
     c = libc()
@@ -78,12 +80,3 @@ def _writeback() -> Callable[[int], object] | None:
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     return lambda fd: call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
-def start_writeback(fd: int) -> None:
-    """Have the kernel start writing the file's dirty pages to the disk and return at once
-    (Linux; elsewhere nothing): the fsync after work on the file (hashing, tagging) then finds
-    them written or on their way. A failure is the fsync's to report."""
-    call = _writeback()
-    if call is not None:
-        call(fd)
