@@ -16,12 +16,11 @@ libcurl's own numbers.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pycurl
 
@@ -113,7 +112,7 @@ def _load_curl() -> Any:
     failing that, any libcurl there is (its own global set-up is done in `_Library`)."""
     wanted = f"libcurl/{pycurl.version_info()[1]}".encode()
     loaded = []
-    for path in _mapped_curls() + [p for p in (ctypes.util.find_library("curl"),) if p]:
+    for path in _candidates():
         try:
             curl = ctypes.CDLL(path, use_errno=True)
             curl.curl_version.restype = ctypes.c_char_p
@@ -126,6 +125,15 @@ def _load_curl() -> Any:
     if loaded:
         return loaded[0]
     raise Unavailable(f"no libcurl could be loaded through ctypes (pycurl runs on {wanted.decode()})")
+
+
+def _candidates() -> Iterator[str]:
+    yield from _mapped_curls()
+    import ctypes.util  # it runs ldconfig: asked only when no mapped file is pycurl's library
+
+    found = ctypes.util.find_library("curl")
+    if found:
+        yield found
 
 
 def _mapped_curls() -> list[str]:

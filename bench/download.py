@@ -239,15 +239,17 @@ def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, 
                           for label in ("event loop", "file work", "transfers") if label in split)
         parts.append(f"CPU by thread (bench/threadcpu.py, one extra run): {shown}; curl's whole run takes "
                      f"{fmt_s(c_cpu)} of CPU for the same bytes. The event loop includes start-up and the poll; "
-                     "file work is what worker threads do for each file (the length check, the tags-first "
-                     "write of an MP3, fsync, the rename); transfers are libcurl moving the bytes into "
-                     "each `.part`, hashing them and building an MP3's tags as its first bytes arrive.")
+                     "file work is what worker threads do for each file (locating it, the tags-first "
+                     "write of an MP3, the rename); transfers are libcurl moving the bytes into each `.part`, "
+                     "then in the same thread its hash, an MP3's tags, the audio's length check and a cover's "
+                     "fsync.")
     if timed.get("archiver"):
         busy = median([s.cpu / s.wall for s in timed["archiver"] if s.wall > 0])
-        parts.append(f"archiver keeps {busy:.2f} of the {os.cpu_count()} cores busy on average (CPU / wall): what "
-                     "holds its transfers back is the GIL, which every piece libcurl delivers needs and the rest "
-                     "of archiver holds for much of the download phase (\"The GIL, not the CPU\", under "
-                     "\"What was profiled\" below).")
+        parts.append(f"archiver keeps {busy:.2f} of the {os.cpu_count()} cores busy on average (CPU / wall). "
+                     "libcurl writes each body into its `.part` without Python (item 22 below); what is left "
+                     "between the transfers is each file's work in Python and its hand-offs between the event "
+                     "loop and worker threads, each of which waits for the GIL (\"The GIL, after item 22\" and "
+                     "\"Per transfer\", under \"What was profiled\" below).")
     section.notes.append(" ".join(parts))
 
 

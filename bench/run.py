@@ -153,6 +153,31 @@ Fixed in product code:
    other transfers. The sink now writes and hashes 256 KiB at a time (what it holds is written
    when the transfer ends for any reason, so a resume still starts after every byte that came):
    transfer threads' CPU 2.4 → 1.75 s; A/B 0.87× wall, 0.88× CPU.
+21. **Every command ended with a quarter of a second of garbage collection** (`cli.main`): at
+   exit the interpreter's last collections walked every object SQLAlchemy, pydantic and httpx had
+   made (0.27–0.34 s between a sync printing its result and its process ending). What is alive
+   when a command ends is now frozen out of them (`gc.freeze`): 0.02–0.03 s.
+22. **Every piece of a body still needed the GIL** (new `curl_file.py`, `transport.py`): pycurl
+   hands each piece (16 KiB at most) to a Python callback, which waited for the GIL behind the
+   event loop and the other threads (item 20 made each wait cheaper, not rarer). Media bodies now
+   go through libcurl's own easy interface loaded with ctypes (the same library pycurl runs on),
+   whose write function is stdio's `fwrite` into the `.part`: no Python runs per piece. Python
+   still runs for the head's lines and in libcurl's progress callback (a few times a second: the
+   timeouts, minimum speed, size limit and cancelling live there), and the calls that return at
+   once keep the GIL. The sink checks the size, first bytes and hash from the file when the body
+   is complete. Python calls in a transfer's thread for a 24 MiB body: at least three per piece
+   before (over 4,600), about 200 now (a test holds them under one per piece). A/B of the
+   download phase, alternating: 0.92×.
+23. **Two more hand-offs per clip** (`download.Transfer.durable`, `.measure`, `.offset`): a
+   cover's fsync and an audio file's length check now run in its transfer's thread once the body
+   is complete, and what a `.part` holds from an earlier run is looked up in the worker call that
+   locates the file (each hand-off to a worker thread and back cost ~1 ms of waiting for a thread
+   and for the event loop, 9 per clip before, 6 now). A/B: 0.96× and 0.93× (noisy).
+24. **Tagging an MP3 waited for its audio to reach the disk** (`fs.start_writeback`): fallocate's
+   insert (item 19) first writes the file's dirty pages back, ~2 ms for 2.9 MB alone and 7 ms a
+   file during a sync. The disk now starts writing a body back (`sync_file_range`, without
+   waiting) as soon as it is complete, while it is hashed, measured and its tags built:
+   `finish_prelude` 7.0 → 4.7 ms a file; A/B 0.95×.
 
 Tried and not kept:
 
@@ -161,8 +186,9 @@ Tried and not kept:
   response and error types and drops only its client.
 - **Separate transfer and clip slots** (N transfers at a time, 2N clips in progress, so one
   clip's tagging and fsync overlap other transfers): no measurable change. Tried again after
-  items 14–15 (1.05× wall, A/B, alternating) and after items 19–20 (1.03×): more transfers in
-  flight, each one slower by as much (20 → 23 ms for an MP3), the same files per second.
+  items 14–15 (1.05× wall, A/B, alternating), after items 19–20 (1.03×) and after item 22
+  (0.97×, within the noise): more transfers in flight, each one slower by as much, the same
+  files per second.
 - **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
   change beyond the run-to-run noise.
 - **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
@@ -179,22 +205,25 @@ Measured but not changed:
   construction ~150 µs per new row, attribute instrumentation, the flush); a Core rewrite of the
   upsert would cut item 2's slope further.
 - **GC, thread-pool size, `--jobs` above 4**: no measurable effect on loopback; 4 stays the default.
-- **The GIL, not the CPU, sets the download pace** (after items 19–20). During a sync the
-  machine's two cores are ~1.2 busy (`/proc/stat` over the run; the durable floor keeps 1.8
-  busy), and the event loop waits in `epoll` most of the time; but every piece libcurl delivers
-  needs the GIL in its transfer's thread, and the rest of archiver holds the GIL ~40% of the
-  download phase (py-spy `--gil`: the event loop's per-file steps, building MP3 tags with
-  mutagen, the length check, locating files) in stretches of up to milliseconds, while the
-  transfers wait. bench/floor_pycurl.py with one extra thread holding the GIL half the time in
-  5 ms stretches slows from 1.5 s to 2.6–3.0 s, while the same busy loop in another process
-  (a core busy all the time) leaves it at 1.8–2.0 s. A shorter switch interval
-  (`sys.setswitchinterval(0.0005)`) shortens those waits in that test (1.7–1.9 s) but made no
-  difference to `archiver sync` (download phase 0.98×, 8 alternating pairs). libcurl hands the
-  body over in pieces of at most 16 KiB (`CURL_MAX_WRITE_SIZE`, whatever `BUFFERSIZE` says), so
-  a transfer in Python needs the GIL ~37,000 times for these 600 MB. What is left to try is the
-  transfers and their sinks in a separate process with its own GIL (the event loop keeping the
-  rest); not attempted yet: it moves the sink, its fault handling and every test that patches
-  it into another process.
+- **The GIL, after item 22.** Before it, the machine's two cores were ~1.2 busy during a sync
+  (`/proc/stat`; the durable floor keeps 1.8 busy) while the transfers waited: every piece
+  libcurl delivered needed the GIL in its transfer's thread, which the rest of archiver held ~40%
+  of the download phase (py-spy `--gil`), and bench/floor_pycurl.py with one extra thread holding
+  the GIL half the time in 5 ms stretches slowed from 1.5 s to 2.6–3.0 s (the same busy loop in
+  another process: 1.8–2.0 s). A variant of that floor with libcurl writing the bodies (item
+  22's way), under the same load: 0.81× the pycurl floor's time (8 alternating pairs). What still needs the GIL per file: the head's lines
+  and the progress calls of each transfer, hashing and reading it back (mostly outside the GIL),
+  building an MP3's tags with mutagen, the length check, and the event loop's steps between the
+  hand-offs (locating, placing, recording). A shorter switch interval
+  (`sys.setswitchinterval(0.0005)`) made no difference to `archiver sync` (0.98×, 8 pairs).
+- **Per transfer, after items 22–24** (one sync, median of 400 transfers, timestamps from
+  inside the process): 0.3 ms from the request to its worker thread, 1.5 ms to the first line of
+  the answer's head (connection reused; mostly waiting for the GIL after the request went out),
+  0.9 ms for the head's ~10 lines (one Python call each), then the body and the sink's checks
+  (its hash, read back from the page cache, 2–3 ms for an MP3). The head could be gathered by C
+  as well (libcurl writing it into memory, the body into the `.part` opened before the request,
+  the status judged after): not attempted, as it moves every error answer's body into the
+  `.part` to be cut off again after.
 """
 
 

@@ -437,6 +437,30 @@ def test_libcurl_through_ctypes_is_pycurls_own() -> None:
     assert curl_file.load() == f"libcurl/{pycurl.version_info()[1]}"
 
 
+def test_without_a_mapped_libcurl_the_systems_is_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes.util
+
+    monkeypatch.setattr(curl_file, "_mapped_curls", lambda: [])
+    if ctypes.util.find_library("curl") is None:
+        with pytest.raises(curl_file.Unavailable):
+            curl_file._load_curl()
+    else:
+        assert curl_file._load_curl().curl_version().startswith(b"libcurl/")
+
+
+def test_a_libcurl_ctypes_cannot_load_fails_the_downloads_with_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver.download import media_client
+    from archiver.errors import DownloadError
+
+    def unavailable() -> None:
+        raise curl_file.Unavailable("no libcurl could be loaded through ctypes")
+
+    monkeypatch.setattr(curl_file, "_library", unavailable)
+    with pytest.raises(DownloadError, match="no libcurl could be loaded"):
+        media_client(None, 1)  # type: ignore[arg-type]
+
+
 def test_a_body_that_cannot_be_written_reports_why(server: str) -> None:
     full = os.open("/dev/full", os.O_WRONLY)
     try:
