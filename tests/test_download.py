@@ -254,9 +254,12 @@ def test_enospc_stops_downloads_with_one_clear_message(sim, sim_cli, library: Pa
 
     def full(path: Path) -> int:  # after two files, bodies land on a device that is always full
         calls["n"] += 1
+        fd = real_new_fd(path)
         if calls["n"] >= 3:
-            return os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
-        return real_new_fd(path)
+            device = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(device, fd)
+            os.close(device)
+        return fd
 
     monkeypatch.setattr(download, "new_fd", full)
     result = sim_cli("sync", "--now")

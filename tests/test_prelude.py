@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -350,3 +352,31 @@ def test_a_full_disk_while_grafting_stops_downloads_and_leaves_no_half_file(
     with pytest.raises(StorageError):
         _by_prelude(source, tmp_path, FULL)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=60_000), max_size=8))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_hash_taken_as_a_body_arrives_is_the_tagged_files(tmp_path: Path, cuts: list[int]) -> None:
+    """libcurl reports progress at any point of the body, a few bytes into the source's tag or
+    megabytes on: the sink decides the prelude once the tag and what follows it are in, hashes
+    what is on disk each time, and the hash it records is the tagged file's, byte for byte."""
+    from archiver import download
+
+    source = (MEDIA / "sample.mp3").read_bytes()
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    job = download.Transfer(url="http://media.invalid/song.mp3", part=work / "song.mp3.part", expect="audio",
+                            max_size=len(source), hash=False, prelude=Prelude(FULL, None, 3))
+    sink = download._PartSink(job, 0, lambda _n: None)
+    fd = sink.accept(200, [(b"Content-Length", str(len(source)).encode())])
+    assert fd is not None
+    written = 0
+    for cut in sorted({min(c, len(source)) for c in cuts}) + [len(source)]:
+        os.write(fd, source[written:cut])
+        written = max(written, cut)
+        assert sink.received(written)
+    sink.close(True, None)
+    assert sink.error is None and sink.prelude and sink.skip == _extent(source)
+    fetched = Fetched(job.part, len(source), sink.digest, "mp3", prelude=sink.prelude, skip=sink.skip)
+    done = finish_prelude(job.part, work / "song.tagging", fetched, job.prelude)
+    assert done is not None
+    assert sink.digest == hashlib.sha256((work / "song.tagging").read_bytes()).hexdigest()
