@@ -14,7 +14,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, BinaryIO, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -119,9 +119,8 @@ def media_client(config: Config, jobs: int) -> MediaClient:
 
 class _PartSink:
     """The body straight into `job.part`, written by libcurl in the transfer's worker thread (see
-    `transport`), and checked there: its size against max_file_size as it grows, its hash (read
-    back from the page cache, the prelude in front of it) as far as it is on disk each time
-    libcurl reports progress and the rest when it ends, then its first bytes. The event loop only
+    `transport`), and checked there when it ends: its size against max_file_size, its first bytes,
+    its hash (read back from the page cache, with the prelude in front of it). The event loop only
     hears of progress and of the end. Whatever arrived before a break is in the `.part` for the
     next attempt to resume after."""
 
@@ -130,14 +129,10 @@ class _PartSink:
         self.offset = offset  # what the `.part` held when the request went out
         self.on_bytes = on_bytes
         self.fd = -1
-        self.reader: BinaryIO | None = None  # the `.part` again, to read back what was written
         self.start = 0  # where this response's body begins in the `.part`
         self.resumed = False
         self.size = 0
         self.head = b""
-        self.hashing: Any = None  # the running sha256, once the prelude is decided (None: no hash)
-        self.hashed = 0  # bytes of the `.part` hashed so far
-        self.decided = False  # whether the file starts with a prelude is settled
         self.digest = ""
         self.error: BaseException | None = None  # why the sink stopped the transfer
         self.prelude = b""
@@ -156,7 +151,6 @@ class _PartSink:
         try:
             self.job.part.parent.mkdir(parents=True, exist_ok=True)
             self.fd = append_fd(self.job.part) if resumed else new_fd(self.job.part)
-            self.reader = open_read(self.job.part)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return None
@@ -166,11 +160,6 @@ class _PartSink:
     def received(self, nbytes: int) -> bool:
         if self.start + nbytes > self.job.max_size and self.error is None:
             self.error = RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
-        if self.error is None and self.fd >= 0:
-            try:  # while libcurl waits on the network anyway
-                self._catch_up(os.fstat(self.fd).st_size, final=False)
-            except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
-                self.error = exc
         return self.error is None
 
     def close(self, complete: bool, write_error: OSError | None) -> None:
@@ -184,65 +173,38 @@ class _PartSink:
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
         finally:
-            reader, self.reader = self.reader, None
             try:
                 os.close(fd)
             except OSError as exc:
                 self.error = self.error or exc
-            if reader is not None:
-                reader.close()
 
     def _landed(self, fd: int) -> None:
-        """The whole body is in: its size, first bytes and the rest of its hash. The disk starts
-        writing it meanwhile, for the fsync or tagging that follows."""
+        """The whole body is in: its size, first bytes, prelude and hash, from the file. The disk
+        starts writing it meanwhile, for the fsync or tagging that follows."""
         start_writeback(fd)
         self.size = os.fstat(fd).st_size
         if self.size > self.job.max_size:
             raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
-        self._catch_up(self.size, final=True)
-        self.head = self._read(0, 64)
-        if self.hashing is not None:
-            self.digest = self.hashing.hexdigest()
+        with open_read(self.job.part) as fh:
+            self.head = fh.read(64)
+            extent = id3_extent(self.head[:10]) if self.job.prelude is not None else None
+            start = 0
+            if extent is not None and extent <= PRELUDE_MAX_TAG and self.size >= extent + PRELUDE_LOOKAHEAD:
+                fh.seek(0)
+                lead = fh.read(extent + PRELUDE_LOOKAHEAD)
+                prelude = self.job.prelude(lead, extent, block_size(fd)) if self.job.prelude else None
+                if prelude is not None:
+                    self.prelude, self.skip, start = prelude, extent, extent
+            if self.job.hash or self.prelude:
+                digest = hashlib.sha256(self.prelude)
+                fh.seek(start)
+                while block := fh.read(HASH_BLOCK):
+                    digest.update(block)
+                self.digest = digest.hexdigest()
         if self.job.durable:
             fsync_fd(fd)
         if self.job.measure is not None:
             self.length = self.job.measure(self.job.part)
-
-    def _catch_up(self, size: int, *, final: bool) -> None:
-        """Hash the `.part` up to `size` bytes, once the prelude is settled (from its first bytes)."""
-        if not self.decided and not self._decide(size, final=final):
-            return
-        while self.hashing is not None and self.hashed < size:
-            block = self._read(self.hashed, min(HASH_BLOCK, size - self.hashed))
-            if not block:
-                return
-            self.hashing.update(block)
-            self.hashed += len(block)
-
-    def _decide(self, size: int, *, final: bool) -> bool:
-        """Whether the file is to start with a prelude, once its source's ID3 tag and the bytes
-        after it are in (False: not yet). The hash then starts with the prelude and goes on after
-        the source's tag."""
-        prelude = extent = None
-        if self.job.prelude is not None:
-            extent = id3_extent(self._read(0, min(size, 10)))  # None until its 10 bytes are in
-            wanted = None if extent is None or extent > PRELUDE_MAX_TAG else extent + PRELUDE_LOOKAHEAD
-            if not final and (extent is None or (wanted is not None and size < wanted)):
-                return False
-            if extent is not None and wanted is not None and size >= wanted:
-                assert self.reader is not None
-                prelude = self.job.prelude(self._read(0, wanted), extent, block_size(self.reader.fileno()))
-        if prelude is not None and extent is not None:
-            self.prelude, self.skip, self.hashed = prelude, extent, extent
-            self.hashing = hashlib.sha256(prelude)
-        elif self.job.hash:
-            self.hashing = hashlib.sha256()
-        self.decided = True
-        return True
-
-    def _read(self, at: int, size: int) -> bytes:
-        assert self.reader is not None
-        return os.pread(self.reader.fileno(), size, at)
 
     def advanced(self, nbytes: int) -> None:
         self.on_bytes(nbytes)
