@@ -358,8 +358,8 @@ def test_a_full_disk_while_grafting_stops_downloads_and_leaves_no_half_file(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_hash_taken_as_a_body_arrives_is_the_tagged_files(tmp_path: Path, cuts: list[int]) -> None:
     """libcurl reports progress at any point of the body, a few bytes into the source's tag or
-    megabytes on: the sink decides the prelude once the tag and what follows it are in, hashes
-    what is on disk each time, and the hash it records is the tagged file's, byte for byte."""
+    megabytes on: whatever the reports, the prelude the sink builds is the one tagging expects
+    and the hash it records is the tagged file's, byte for byte."""
     from archiver import download
 
     source = (MEDIA / "sample.mp3").read_bytes()
