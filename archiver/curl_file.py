@@ -16,10 +16,10 @@ libcurl's own numbers.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 import pycurl
@@ -99,12 +99,22 @@ def _bind(library: Any, name: str, restype: Any, *argtypes: Any) -> Any:
 
 
 _loading = threading.Lock()
+_loaded: list[_Library | Unavailable] = []  # what the first attempt gave, kept for the process
 
 
-@lru_cache(maxsize=1)
 def _library() -> _Library:
     with _loading:
-        return _Library(_load_curl())
+        if not _loaded:
+            try:
+                _loaded.append(_Library(_load_curl()))
+            except Unavailable as exc:
+                _loaded.append(exc)
+            except (OSError, TypeError, AttributeError) as exc:  # no C library to load, a symbol missing
+                _loaded.append(Unavailable(f"libcurl cannot be driven through ctypes here ({exc})"))
+        found = _loaded[0]
+    if isinstance(found, Unavailable):
+        raise Unavailable(str(found))
+    return found
 
 
 def _load_curl() -> Any:
@@ -149,6 +159,14 @@ def load() -> str:
     """Load libcurl now (raises Unavailable), rather than in the first transfer's thread; its
     version, as in pycurl.version ("libcurl/8.5.0")."""
     return _library().version().split(b" ", 1)[0].decode()
+
+
+def easy() -> FileEasy | CallbackEasy:
+    """A handle for one transfer after another: libcurl's own where ctypes can drive it, else pycurl's."""
+    try:
+        return FileEasy()
+    except Unavailable:
+        return CallbackEasy()
 
 
 class FileEasy:
@@ -229,6 +247,58 @@ class FileEasy:
         if self._handle:
             self._lib.cleanup(self._handle)
             self._handle = None
+
+
+class CallbackEasy:
+    """`FileEasy`'s work on a pycurl handle, where libcurl cannot be driven through ctypes (no C
+    library to load, say): pycurl's write callback writes each piece, with the GIL."""
+
+    def __init__(self) -> None:
+        self._handle = pycurl.Curl()
+        self._fd = -1
+
+    def write_into(self, fd: int) -> None:
+        self._fd = fd
+
+    def perform(self, options: Options, on_line: Callable[[bytes], bool],
+                on_progress: Callable[[int], bool]) -> Outcome:
+        handle, failed, raised = self._handle, 0, []
+        self._fd = -1
+
+        def body(data: bytes) -> int | None:
+            nonlocal failed
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError as exc:
+                failed = exc.errno or errno.EIO
+                return 0
+            return None
+
+        try:
+            for option, value in (*options.longs, *options.strings):
+                handle.setopt(option, value)
+            handle.setopt(pycurl.HTTPHEADER, list(options.headers))
+            handle.setopt(pycurl.HEADERFUNCTION, _guarded(lambda data: len(data) if on_line(data) else 0, 0, raised))
+            handle.setopt(pycurl.WRITEFUNCTION, body)
+            handle.setopt(pycurl.NOPROGRESS, 0)
+            handle.setopt(pycurl.XFERINFOFUNCTION,
+                          _guarded(lambda _total, now, _up, _up_now: 0 if on_progress(now) else 1, 1, raised))
+            try:
+                handle.perform()
+                code = 0
+            except pycurl.error as exc:
+                code = exc.args[0] if exc.args else -1
+            received = int(handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
+        finally:
+            handle.reset()  # drops the callbacks and options; keeps the connection
+        if raised:
+            raise raised[0]
+        return Outcome(code, received, failed)
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _guarded(call: Callable[..., int], stop: int, raised: list[BaseException]) -> Callable[..., int]:

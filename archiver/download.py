@@ -9,6 +9,7 @@ crash at any moment leaves at worst a `.part` that the next run resumes or remov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -108,10 +109,8 @@ def next_hop(url: str, location: str) -> str:
 def media_client(config: Config, jobs: int) -> MediaClient:
     """libcurl for the bytes, at most 5 redirects each checked by `next_hop`, httpx's types for
     the responses and errors (see `transport`). Proxy variables are read by libcurl itself."""
-    try:
+    with contextlib.suppress(curl_file.Unavailable):  # loaded here rather than in a transfer's thread
         curl_file.load()
-    except curl_file.Unavailable as exc:
-        raise DownloadError(str(exc)) from None
     return MediaClient(CurlTransport(jobs=jobs),
                        headers={"User-Agent": f"archiver/{__version__}", "Accept-Encoding": "identity"},
                        connect=config.connect_timeout, read=config.read_timeout, redirects=5, next_hop=next_hop)

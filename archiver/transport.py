@@ -35,7 +35,7 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 import httpx
 import pycurl
 
-from .curl_file import FileEasy, Options, Outcome
+from .curl_file import CallbackEasy, FileEasy, Options, Outcome, easy as new_easy
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
 FLUSH_EVERY = 0.5  # seconds: a slow body still reaches the loop (progress, checks) this often
@@ -269,7 +269,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         self._stall_window = stall_window
         self._threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="archiver-media")
         self._idle: list[pycurl.Curl] = []  # list.pop/append are atomic under the GIL
-        self._idle_files: list[FileEasy] = []
+        self._idle_files: list[FileEasy | CallbackEasy] = []
         self._ca_file = _ca_file()
         self._no_connect_head = _suppress_connect_headers()
 
@@ -346,7 +346,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
     def _perform_into_file(self, call: _Call, transfer: _Transfer) -> None:
         """The body into the sink's descriptor, written by libcurl itself (see `curl_file`)."""
         assert transfer.sink is not None
-        easy: FileEasy | None = None
+        easy: FileEasy | CallbackEasy | None = None
         outcome: Outcome | None = None
         error: BaseException | None = None
 
@@ -361,7 +361,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
             return True
 
         try:
-            easy = self._idle_files.pop() if self._idle_files else FileEasy()
+            easy = self._idle_files.pop() if self._idle_files else new_easy()
             outcome = easy.perform(self._options(call), line, transfer.on_file_progress)
             transfer.count(outcome.received, time.monotonic())  # the last bytes, for progress
             if outcome.code and not (outcome.code == pycurl.E_WRITE_ERROR and transfer.body_fd is None):

@@ -15,20 +15,20 @@ import sys
 
 def main(argv: list[str]) -> None:
     what, args = argv[0], argv[1:]
-    import archiver.archive as archive
+    import archiver.download as download
     import archiver.finishing as finishing
     import archiver.fs as fs
 
     if what not in ("nofsync", "nofsync-notag"):
         raise SystemExit(f"unknown ablation {what!r}")
-    patched = [(archive, "sync_file"), (finishing, "sync_file"), (fs, "fsync_path"), (fs, "fsync_fd")] + (
+    patched = [(download, "fsync_fd"), (finishing, "sync_file"), (fs, "fsync_path"), (fs, "fsync_fd")] + (
         [(finishing, "tag_file"), (finishing, "id3_prelude")] if what == "nofsync-notag" else [])
     gone = [f"{module.__name__}.{name}" for module, name in patched if not hasattr(module, name)]
     if gone:  # patching a name the code no longer calls would measure nothing, silently
         raise SystemExit(f"ablation {what!r} no longer applies: the code has no {', '.join(gone)}")
-    archive.sync_file = finishing.sync_file = lambda part: None
+    finishing.sync_file = lambda part: None
     fs.fsync_path = lambda path: None  # the directory fsync after each rename
-    fs.fsync_fd = lambda fd: None  # an MP3 written tags first
+    fs.fsync_fd = download.fsync_fd = lambda fd: None  # an MP3 written tags first; a cover as it lands
     if what == "nofsync-notag":
         from archiver.tagging import TagOutcome
 

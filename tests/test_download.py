@@ -412,3 +412,18 @@ def test_every_file_is_on_disk_before_its_name_appears(sim, sim_cli, library: Pa
     for name, now, at_fsync in placed:
         assert at_fsync == now, name
     check_archived(sim, library)
+
+
+def test_where_libcurl_cannot_be_driven_through_ctypes_pycurl_downloads_alike(sim, sim_cli, library: Path,
+                                                                               monkeypatch) -> None:
+    from archiver import curl_file
+
+    def unavailable() -> None:
+        raise curl_file.Unavailable("no libcurl could be loaded through ctypes")
+
+    monkeypatch.setattr(curl_file, "_library", unavailable)
+    add(sim_cli, "ccapi-suno", sim.add_task("ccapi-suno", clips=2, steps=0))
+    add(sim_cli, "acedata", sim.add_task("acedata", clips=1, steps=0, audio_format="m4a"))
+    code, summary = sync(sim_cli)
+    assert code == 0, summary
+    check_archived(sim, library)

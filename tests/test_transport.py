@@ -418,8 +418,8 @@ def test_a_sink_that_takes_no_body_ends_the_transfer_after_the_head(server: str,
 
 
 def _easy_get(url: str, fd: int, *, on_line: Callable[[bytes], bool] | None = None,
-              on_progress: Callable[[int], bool] | None = None) -> curl_file.Outcome:
-    easy = curl_file.FileEasy()
+              on_progress: Callable[[int], bool] | None = None, kind: str = "ctypes") -> curl_file.Outcome:
+    easy = curl_file.FileEasy() if kind == "ctypes" else curl_file.CallbackEasy()
 
     def line(data: bytes) -> bool:
         if data == b"\r\n":
@@ -448,42 +448,55 @@ def test_without_a_mapped_libcurl_the_systems_is_searched(monkeypatch: pytest.Mo
         assert curl_file._load_curl().curl_version().startswith(b"libcurl/")
 
 
-def test_a_libcurl_ctypes_cannot_load_fails_the_downloads_with_a_clear_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver.download import media_client
-    from archiver.errors import DownloadError
-
+@pytest.fixture
+def no_ctypes_curl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system where libcurl cannot be driven through ctypes: pycurl's write callback does the work."""
     def unavailable() -> None:
         raise curl_file.Unavailable("no libcurl could be loaded through ctypes")
 
     monkeypatch.setattr(curl_file, "_library", unavailable)
-    with pytest.raises(DownloadError, match="no libcurl could be loaded"):
-        media_client(None, 1)  # type: ignore[arg-type]
 
 
-def test_a_body_that_cannot_be_written_reports_why(server: str) -> None:
+def test_without_libcurl_through_ctypes_pycurl_writes_the_sinks_body(server: str, tmp_path: Path,
+                                                                     no_ctypes_curl: None) -> None:
+    assert isinstance(curl_file.easy(), curl_file.CallbackEasy)
+    sink = FileSink(tmp_path / "big.part")
+
+    async def main() -> tuple[int, int]:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=0,
+                               next_hop=next_hop) as http:
+            async with http.stream(f"{server}/big", extensions={SINK: sink}) as response:
+                return response.status_code, sum([len(chunk) async for chunk in response.aiter_raw()])
+
+    assert asyncio.run(main()) == (200, 0)
+    assert sink.ended == (True, None) and sink.path.read_bytes() == body(BIG)
+
+
+@pytest.mark.parametrize("kind", ["ctypes", "pycurl"])
+def test_a_body_that_cannot_be_written_reports_why(server: str, kind: str) -> None:
     full = os.open("/dev/full", os.O_WRONLY)
     try:
-        outcome = _easy_get(f"{server}/big", full)
+        outcome = _easy_get(f"{server}/big", full, kind=kind)
     finally:
         os.close(full)
     assert outcome.code == pycurl.E_WRITE_ERROR and outcome.write_errno == errno.ENOSPC
-    assert 0 < outcome.received < BIG
+    assert outcome.received < BIG
 
 
-def test_callbacks_stop_a_transfer_and_their_errors_come_back(server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ctypes", "pycurl"])
+def test_callbacks_stop_a_transfer_and_their_errors_come_back(server: str, tmp_path: Path, kind: str) -> None:
     fd = os.open(tmp_path / "body", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        refused = _easy_get(f"{server}/big", fd, on_line=lambda line: not line.startswith(b"Content-Length"))
+        refused = _easy_get(f"{server}/big", fd, on_line=lambda line: not line.startswith(b"Content-Length"), kind=kind)
         assert refused.code == pycurl.E_WRITE_ERROR and refused.received == 0
 
         def broken(line: bytes) -> bool:
             raise ValueError("a bug in a callback")
 
         with pytest.raises(ValueError, match="a bug in a callback"):
-            _easy_get(f"{server}/big", fd, on_line=broken)
+            _easy_get(f"{server}/big", fd, on_line=broken, kind=kind)
         started = time.monotonic()
-        stopped = _easy_get(f"{server}/trickle", fd, on_progress=lambda received: received == 0)
+        stopped = _easy_get(f"{server}/trickle", fd, on_progress=lambda received: received == 0, kind=kind)
         assert stopped.code == pycurl.E_ABORTED_BY_CALLBACK and time.monotonic() - started < 5
     finally:
         os.close(fd)
