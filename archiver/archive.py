@@ -317,7 +317,7 @@ class Archiver:
         part = self._part(target)
         handle = self.reporter.download_started(target.name, None)
         self.keep_parts.add(part)
-        prelude = None  # audio: its tags, built as its first bytes arrive (MP3) or written after
+        prelude = None  # audio: its tags, built in its transfer's thread (MP3) or written after
         try:
             if asset.kind == "audio":
                 prelude = Prelude(tag_data(clip, task, self.config, None, self.tracks.get(task.id or 0, [])),
@@ -332,8 +332,8 @@ class Archiver:
                 # Tagged audio is not a prefix of the source: a run killed from here on must not
                 # leave it where the next one resumes with Range (that spliced the source's tail
                 # onto our tags); this name is only ever cleaned up. An MP3 whose tags were built
-                # as it arrived is written there once, tags first; any other file is moved there
-                # and tagged in place.
+                # in its transfer's thread gets them there in front of its audio; any other file
+                # is moved there and tagged in place.
                 tagging = temp_path(target, target.name.rpartition(".")[0], self.part_tag + TAGGING)
                 done = await asyncio.to_thread(finish_prelude, part, tagging, fetched, prelude)
                 if done is None:
@@ -430,8 +430,8 @@ class Archiver:
                 return None
             return self.store.asset_url(asset.id or 0)
 
-        # Audio is hashed as it streams only behind a prelude (its tags come first); other audio is
-        # hashed once tagged, since tags rewrite it.
+        # Audio is hashed in its transfer's thread only behind a prelude (its tags come first);
+        # other audio is hashed once tagged, since tags rewrite it.
         job = Transfer(url=asset.url or "", part=part, expect=asset.kind, max_size=self.config.max_file_size,
                        hash=asset.kind != "audio", prelude=prelude, tuning=self.tuning,
                        durable=asset.kind != "audio", measure=audio_length if asset.kind == "audio" else None,

@@ -9,8 +9,10 @@ the progress callback, which libcurl calls a few times a second: that is where t
 minimum speed and cancelling are judged.
 
 The library is the one pycurl loaded (found among the files this process has mapped, checked by
-its version), so both share one libcurl and its global set-up; pycurl's names for the options are
-libcurl's own numbers.
+its version), so both share one libcurl and its global set-up; failing that, the system's
+libcurl. pycurl's names for the options are libcurl's own numbers. Where libcurl cannot be driven
+this way (not Linux, no C library to load), `CallbackEasy` does the same work on a pycurl handle,
+with its write callback in Python.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -58,9 +61,11 @@ class Outcome:
 class _Library:
     """libcurl's and the C library's functions with their C types, loaded once per process.
 
-    Only `perform` and `flush` let go of the GIL: they wait on the network and the disk. Every
-    other call returns at once, and letting go of the GIL for it would cost a wait to take it back
-    behind whichever thread took it meanwhile (up to the interpreter's switch interval, 5 ms)."""
+    `perform`, `flush`, `fclose` and `cleanup` let go of the GIL: they wait on the network or the
+    disk. Every other call returns at once, and letting go of the GIL for it would cost a wait to
+    take it back behind whichever thread took it meanwhile (up to the switch interval, 5 ms).
+    Linux only: these prototypes pass curl_easy_setopt's variadic argument as a fixed one, which
+    the x86-64 and arm64 Linux calling conventions treat alike (Apple's arm64 does not)."""
 
     def __init__(self, curl: Any) -> None:
         c_void_p, c_int, c_long, c_char_p, c_size_t = (ctypes.c_void_p, ctypes.c_int, ctypes.c_long,
@@ -70,7 +75,7 @@ class _Library:
         self.version = _bind(quick, "curl_version", c_char_p)
         self.init = _bind(quick, "curl_easy_init", c_void_p)
         self.reset = _bind(quick, "curl_easy_reset", None, c_void_p)
-        self.cleanup = _bind(quick, "curl_easy_cleanup", None, c_void_p)
+        self.cleanup = _bind(curl, "curl_easy_cleanup", None, c_void_p)  # may close connections
         self.slist_append = _bind(quick, "curl_slist_append", c_void_p, c_void_p, c_char_p)
         self.slist_free_all = _bind(quick, "curl_slist_free_all", None, c_void_p)
         # curl_easy_setopt and curl_easy_getinfo are variadic: one prototype per argument type.
@@ -82,10 +87,10 @@ class _Library:
         libc, libc_quick = ctypes.CDLL(None, use_errno=True), ctypes.PyDLL(None, use_errno=True)
         self.flush = _bind(libc, "fflush", c_int, c_void_p)
         self.open = _bind(libc_quick, "open", c_int, c_char_p, c_int)
-        self.dup2 = _bind(libc_quick, "dup2", c_int, c_int, c_int)
+        self.dup3 = _bind(libc_quick, "dup3", c_int, c_int, c_int, c_int)
         self.fdopen = _bind(libc_quick, "fdopen", c_void_p, c_int, c_char_p)
         self.setvbuf = _bind(libc_quick, "setvbuf", c_int, c_void_p, c_void_p, c_int, c_size_t)
-        self.fclose = _bind(libc_quick, "fclose", c_int, c_void_p)  # after `flush`: nothing left to write
+        self.fclose = _bind(libc, "fclose", c_int, c_void_p)
         self.ferror = _bind(libc_quick, "ferror", c_int, c_void_p)
         self.fwrite = ctypes.cast(libc.fwrite, c_void_p).value  # libcurl's write function: body -> FILE
         if _bind(curl, "curl_global_init", c_int, c_long)(_GLOBAL_DEFAULT) != 0:
@@ -104,6 +109,8 @@ _loaded: list[_Library | Unavailable] = []  # what the first attempt gave, kept 
 
 def _library() -> _Library:
     with _loading:
+        if not _loaded and not sys.platform.startswith("linux"):
+            _loaded.append(Unavailable(f"libcurl is driven through ctypes on Linux only, not {sys.platform}"))
         if not _loaded:
             try:
                 _loaded.append(_Library(_load_curl()))
@@ -186,7 +193,7 @@ class FileEasy:
 
     def write_into(self, fd: int) -> None:
         """From `on_line`: the body goes to `fd` (its offset and O_APPEND are shared)."""
-        if self._lib.dup2(fd, self._slot) < 0:
+        if self._lib.dup3(fd, self._slot, os.O_CLOEXEC) < 0:
             failure = ctypes.get_errno()
             raise OSError(failure, os.strerror(failure))
 
@@ -216,27 +223,32 @@ class FileEasy:
 
             header_cb = HEADER_FUNCTION(_guarded(line, 0, raised))
             progress_cb = XFERINFO_FUNCTION(_guarded(progress, 1, raised))
-            for option, number in options.longs:
+            for option, number in options.longs:  # one this libcurl lacks is left out, as pycurl's probe does
                 lib.set_long(handle, option, number)
-            for option, text in options.strings:
-                lib.set_string(handle, option, text.encode())
-            for line in options.headers:
-                headers = lib.slist_append(headers, line.encode())
-            lib.set_pointer(handle, pycurl.HTTPHEADER, headers)
-            lib.set_pointer(handle, pycurl.HEADERFUNCTION, ctypes.cast(header_cb, ctypes.c_void_p))
-            lib.set_long(handle, pycurl.NOPROGRESS, 0)
-            lib.set_pointer(handle, pycurl.XFERINFOFUNCTION, ctypes.cast(progress_cb, ctypes.c_void_p))
-            lib.set_pointer(handle, pycurl.WRITEFUNCTION, lib.fwrite)
-            lib.set_pointer(handle, pycurl.WRITEDATA, stream)
+            for header in options.headers:
+                grown = lib.slist_append(headers, header.encode())
+                if not grown:
+                    raise MemoryError("curl_slist_append failed")
+                headers = grown
+            required = [lib.set_string(handle, option, text.encode()) for option, text in options.strings] + [
+                lib.set_pointer(handle, pycurl.HTTPHEADER, headers),
+                lib.set_pointer(handle, pycurl.HEADERFUNCTION, ctypes.cast(header_cb, ctypes.c_void_p)),
+                lib.set_long(handle, pycurl.NOPROGRESS, 0),
+                lib.set_pointer(handle, pycurl.XFERINFOFUNCTION, ctypes.cast(progress_cb, ctypes.c_void_p)),
+                lib.set_pointer(handle, pycurl.WRITEFUNCTION, lib.fwrite),
+                lib.set_pointer(handle, pycurl.WRITEDATA, stream)]
+            if any(required):
+                raise OSError(errno.EINVAL, f"libcurl refused an option (curl error {max(required)})")
             code = lib.perform(handle)
-            failed = ctypes.get_errno() if code == pycurl.E_WRITE_ERROR and lib.ferror(stream) else 0
+            if code == pycurl.E_WRITE_ERROR and lib.ferror(stream):
+                failed = _write_errno(lib, stream, ctypes.get_errno(), slot)
             lib.get_off(handle, _SIZE_DOWNLOAD_T, ctypes.byref(received))
         finally:
             lib.reset(handle)  # drops the callbacks and options; keeps the connection
             if headers:
                 lib.slist_free_all(headers)
             if lib.flush(stream) != 0 and not failed:
-                failed = ctypes.get_errno() or failed
+                failed = _write_errno(lib, stream, ctypes.get_errno(), slot)
             lib.fclose(stream)
             self._slot = -1
         if raised:
@@ -247,6 +259,26 @@ class FileEasy:
         if self._handle:
             self._lib.cleanup(self._handle)
             self._handle = None
+
+
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
+
+def _write_errno(lib: _Library, stream: int, seen: int, fd: int) -> int:
+    """Why writing the body failed. libcurl goes on working after the failed write (it reports
+    progress, closes the connection), so the errno left behind may be another call's: a write
+    error is taken as it is, else the stream's held bytes are tried once more, else a full file
+    system says ENOSPC, and anything else is EIO: never 0, so the failure is the disk's."""
+    if seen in _WRITE_ERRNOS:
+        return seen
+    if lib.flush(stream) != 0 and ctypes.get_errno() in _WRITE_ERRNOS:
+        return ctypes.get_errno()
+    try:
+        if os.fstatvfs(fd).f_bavail == 0:
+            return errno.ENOSPC
+    except OSError:
+        pass
+    return errno.EIO
 
 
 class CallbackEasy:

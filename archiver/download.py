@@ -15,7 +15,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, BinaryIO, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -118,16 +118,18 @@ def media_client(config: Config, jobs: int) -> MediaClient:
 
 class _PartSink:
     """The body straight into `job.part`, written by libcurl in the transfer's worker thread (see
-    `transport`), and checked there when it ends: its size against max_file_size, its first bytes,
-    its hash (read back from the page cache, with the prelude in front of it). The event loop only
-    hears of progress and of the end. Whatever arrived before a break is in the `.part` for the
-    next attempt to resume after."""
+    `transport`). There, as it grows, it is held to max_file_size and its first bytes to the
+    expected kind (stopping an HTML page early); once it is complete it is hashed (read back from
+    the page cache, the prelude in front of it), a cover fsynced and audio measured. The event
+    loop only hears of progress and of the end, and checks its size and first bytes again then.
+    Whatever arrived before a break is in the `.part` for the next attempt to resume after."""
 
     def __init__(self, job: Transfer, offset: int, on_bytes: Callable[[int], None]) -> None:
         self.job = job
         self.offset = offset  # what the `.part` held when the request went out
         self.on_bytes = on_bytes
         self.fd = -1
+        self.reader: BinaryIO | None = None  # the `.part` again, to read back what libcurl wrote
         self.start = 0  # where this response's body begins in the `.part`
         self.resumed = False
         self.size = 0
@@ -147,9 +149,11 @@ class _PartSink:
         total = _total_from(response, offset)
         if total is not None and total > self.job.max_size:
             return None  # `fetch_once` refuses it from the same headers
+        self._close_files()  # a second final head in one transfer (a proxy's, say): this one counts
         try:
             self.job.part.parent.mkdir(parents=True, exist_ok=True)
             self.fd = append_fd(self.job.part) if resumed else new_fd(self.job.part)
+            self.reader = open_read(self.job.part)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
             return None
@@ -159,23 +163,41 @@ class _PartSink:
     def received(self, nbytes: int) -> bool:
         if self.start + nbytes > self.job.max_size and self.error is None:
             self.error = RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
+        if self.error is None and not self.resumed and not self.head and self.fd >= 0:
+            try:  # once the first bytes reach the file (stdio holds the first 256 KiB back)
+                if os.fstat(self.fd).st_size >= 64:
+                    _check_head(self._read(0, 64), self.job.expect, final=False)
+                    self.head = self._read(0, 64)
+            except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
+                self.error = exc
         return self.error is None
 
     def close(self, complete: bool, write_error: OSError | None) -> None:
-        fd, self.fd = self.fd, -1
-        if fd < 0:
+        if self.fd < 0:
             return
         try:
             self.error = self.error or write_error
             if complete and self.error is None:
-                self._landed(fd)
+                self._landed(self.fd)
         except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
             self.error = exc
         finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        fd, self.fd = self.fd, -1
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.close()
+        if fd >= 0:
             try:
                 os.close(fd)
             except OSError as exc:
                 self.error = self.error or exc
+
+    def _read(self, at: int, size: int) -> bytes:
+        assert self.reader is not None
+        return os.pread(self.reader.fileno(), size, at)
 
     def _landed(self, fd: int) -> None:
         """The whole body is in: its size, first bytes, prelude and hash, from the file. The disk
@@ -184,22 +206,24 @@ class _PartSink:
         self.size = os.fstat(fd).st_size
         if self.size > self.job.max_size:
             raise RefusedURL(f"file grew over max_file_size ({self.job.max_size} bytes)")
-        with open_read(self.job.part) as fh:
-            self.head = fh.read(64)
-            extent = id3_extent(self.head[:10]) if self.job.prelude is not None else None
-            start = 0
-            if extent is not None and extent <= PRELUDE_MAX_TAG and self.size >= extent + PRELUDE_LOOKAHEAD:
-                fh.seek(0)
-                lead = fh.read(extent + PRELUDE_LOOKAHEAD)
-                prelude = self.job.prelude(lead, extent, block_size(fd)) if self.job.prelude else None
-                if prelude is not None:
-                    self.prelude, self.skip, start = prelude, extent, extent
-            if self.job.hash or self.prelude:
-                digest = hashlib.sha256(self.prelude)
-                fh.seek(start)
-                while block := fh.read(HASH_BLOCK):
-                    digest.update(block)
-                self.digest = digest.hexdigest()
+        fh = self.reader
+        assert fh is not None
+        fh.seek(0)
+        self.head = fh.read(64)
+        extent = id3_extent(self.head[:10]) if self.job.prelude is not None else None
+        start = 0
+        if extent is not None and extent <= PRELUDE_MAX_TAG and self.size >= extent + PRELUDE_LOOKAHEAD:
+            fh.seek(0)
+            lead = fh.read(extent + PRELUDE_LOOKAHEAD)
+            prelude = self.job.prelude(lead, extent, block_size(fd)) if self.job.prelude else None
+            if prelude is not None:
+                self.prelude, self.skip, start = prelude, extent, extent
+        if self.job.hash or self.prelude:
+            digest = hashlib.sha256(self.prelude)
+            fh.seek(start)
+            while block := fh.read(HASH_BLOCK):
+                digest.update(block)
+            self.digest = digest.hexdigest()
         if self.job.durable:
             fsync_fd(fd)
         if self.job.measure is not None:

@@ -55,8 +55,8 @@ def finish_audio(part: Path, data: TagData, cover: Path | None, id3_version: int
 
 
 class Prelude:
-    """The tags an MP3 starts with, built in its transfer's thread once the source's own tag is
-    in (download.Transfer.prelude): the file is then written once, never rewritten to tag it."""
+    """The tags an MP3 starts with, built in its transfer's thread from the source's own tag once
+    the body is in (download.Transfer.prelude): the audio is then never rewritten to tag it."""
 
     def __init__(self, data: TagData, cover: Path | None, id3_version: int) -> None:
         self.data = data

@@ -26,7 +26,7 @@ def libc() -> Any:
 
     try:
         return ctypes.CDLL(None, use_errno=True)
-    except OSError:
+    except (OSError, TypeError):  # TypeError: Windows has no process-wide C library to name
         return None
 
 
@@ -35,8 +35,8 @@ def insert_range() -> Callable[[int, int], int] | None:
     """fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, n) on Linux: 0, or its errno."""
     import ctypes
 
-    c = libc()
-    if c is None or not sys.platform.startswith("linux"):
+    c = libc() if sys.platform.startswith("linux") else None
+    if c is None:
         return None
     # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is that wide.
     call = getattr(c, "fallocate64", None) or (getattr(c, "fallocate", None)
@@ -74,8 +74,8 @@ def start_writeback() -> Callable[[int], object] | None:
     file's dirty pages, and the call returns without waiting for them."""
     import ctypes
 
-    c = libc()
-    call = getattr(c, "sync_file_range", None) if c is not None and sys.platform.startswith("linux") else None
+    c = libc() if sys.platform.startswith("linux") else None
+    call = getattr(c, "sync_file_range", None) if c is not None else None
     if call is None:
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]

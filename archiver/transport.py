@@ -13,7 +13,8 @@ transfer rather than buffering it.
 A request may instead hand the body to a `BodySink` (the SINK extension), which names a file
 descriptor once the head is in: libcurl then writes the body into it from C (`curl_file`), with no
 Python per piece and no GIL, and the event loop only hears of progress and of the end. pycurl's
-write callback needed the GIL for every 16 KiB, which the rest of a sync holds much of the time.
+write callback needed the GIL for every 16 KiB, which the rest of a sync holds much of the time;
+it still does that work where libcurl cannot be driven through ctypes (`curl_file.CallbackEasy`).
 
 Every transfer has a deadline a slow sender cannot extend: besides the read timeout (no byte at
 all for that long), the worker thread measures the bytes actually received, and a response that

@@ -21,7 +21,8 @@ def main(argv: list[str]) -> None:
 
     if what not in ("nofsync", "nofsync-notag"):
         raise SystemExit(f"unknown ablation {what!r}")
-    patched = [(download, "fsync_fd"), (finishing, "sync_file"), (fs, "fsync_path"), (fs, "fsync_fd")] + (
+    patched = [(download, "fsync_fd"), (download, "start_writeback"), (finishing, "sync_file"), (fs, "fsync_path"),
+               (fs, "fsync_fd")] + (
         [(finishing, "tag_file"), (finishing, "id3_prelude")] if what == "nofsync-notag" else [])
     gone = [f"{module.__name__}.{name}" for module, name in patched if not hasattr(module, name)]
     if gone:  # patching a name the code no longer calls would measure nothing, silently
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> None:
     finishing.sync_file = lambda part: None
     fs.fsync_path = lambda path: None  # the directory fsync after each rename
     fs.fsync_fd = download.fsync_fd = lambda fd: None  # an MP3 written tags first; a cover as it lands
+    download.start_writeback = lambda fd: None  # nor is the disk asked to start early
     if what == "nofsync-notag":
         from archiver.tagging import TagOutcome
 

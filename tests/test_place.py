@@ -141,3 +141,27 @@ def test_temporary_names_fit_one_file_name_and_stay_the_same(base: str, tail: st
         assert name == base + tail
     else:
         assert fs.temp_path(Path("/lib/x"), base + "x", tail).name != name  # a longer sibling gets its own
+
+
+def test_without_a_c_library_the_portable_paths_are_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Windows has no process-wide C library for ctypes to name (CDLL(None) is a TypeError there)."""
+    import ctypes
+
+    def nameless(*_args: object, **_kwargs: object) -> None:
+        raise TypeError("argument of type 'NoneType' is not iterable")
+
+    calls = (syscalls.libc, syscalls.insert_range, syscalls.rename_noreplace, syscalls.start_writeback)
+    for call in calls:
+        call.cache_clear()
+    monkeypatch.setattr(ctypes, "CDLL", nameless)
+    try:
+        assert [call() for call in calls] == [None] * 4
+        fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o644)
+        fs.start_writeback(fd)  # nothing to do, nothing raised
+        os.close(fd)
+        fs.rename_new(tmp_path / "f", tmp_path / "g")  # the hard-link way
+        assert (tmp_path / "g").exists() and not (tmp_path / "f").exists()
+    finally:
+        monkeypatch.undo()
+        for call in calls:
+            call.cache_clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import errno
 import hashlib
 import os
@@ -104,6 +105,18 @@ class Handler(BaseHTTPRequestHandler):
             if not Handler.seen_first.wait(HOLD):
                 Handler.held_out.set()
             self.wfile.write(b"y" * 1000)
+        elif self.path == "/html":  # an error page sent as a 200, far bigger than any
+            self.send_response(200)
+            self.send_header("Content-Length", str(BIG))
+            self.end_headers()
+            page = b"<html>" + b"x" * (256 * 1024 - 6)
+            Handler.sent["html"] = 0
+            try:
+                for _ in range(BIG // len(page)):
+                    self.wfile.write(page)
+                    Handler.sent["html"] += len(page)
+            except OSError:
+                pass
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/big")
@@ -500,3 +513,50 @@ def test_callbacks_stop_a_transfer_and_their_errors_come_back(server: str, tmp_p
         assert stopped.code == pycurl.E_ABORTED_BY_CALLBACK and time.monotonic() - started < 5
     finally:
         os.close(fd)
+
+
+def test_a_body_of_the_wrong_kind_is_stopped_once_its_first_bytes_land(server: str, tmp_path: Path) -> None:
+    """An HTML page sent as a 200 for an MP3 ends as WrongContent long before its 24 MiB came."""
+    from archiver.errors import WrongContent
+
+    job = Transfer(url=f"{server}/html", part=tmp_path / "song.mp3.part", expect="audio", max_size=2 * BIG)
+
+    async def main() -> None:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=0,
+                               next_hop=next_hop) as http:
+            await asyncio.wait_for(fetch_once(http, job, lambda _n: None), 30)
+
+    with pytest.raises(WrongContent):
+        asyncio.run(main())
+    assert Handler.sent["html"] < BIG // 2
+
+
+def test_a_failed_write_is_always_given_a_reason(tmp_path: Path) -> None:
+    """libcurl works on after a failed write, so the errno left may be another call's (or 0)."""
+    library = curl_file._library()
+    plain = os.open(tmp_path / "body", os.O_WRONLY | os.O_CREAT, 0o644)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        assert curl_file._write_errno(library, 0, errno.EDQUOT, plain) == errno.EDQUOT
+        stream = library.fdopen(os.dup(plain), b"wb")
+        assert curl_file._write_errno(library, stream, errno.EAGAIN, plain) == errno.EIO  # not 0, not EAGAIN
+        library.fclose(stream)
+        stream = library.fdopen(os.dup(full), b"wb")
+        fwrite = ctypes.CDLL(None).fwrite
+        fwrite.argtypes, fwrite.restype = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p], ctypes.c_size_t
+        assert fwrite(b"abc", 1, 3, stream) == 3  # held in the stream's buffer
+        assert curl_file._write_errno(library, stream, 0, full) == errno.ENOSPC  # found by writing it again
+        library.fclose(stream)
+    finally:
+        os.close(plain)
+        os.close(full)
+
+
+def test_libcurl_is_driven_through_ctypes_on_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(curl_file, "_loaded", [])
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(curl_file.Unavailable, match="Linux only"):
+        curl_file.load()
+    assert isinstance(curl_file.easy(), curl_file.CallbackEasy)
