@@ -164,8 +164,9 @@ Fixed in product code:
    whose write function is stdio's `fwrite` into the `.part`: no Python runs per piece. Python
    still runs for the head's lines and in libcurl's progress callback (a few times a second: the
    timeouts, minimum speed, size limit and cancelling live there), and the calls that return at
-   once keep the GIL. The sink checks the size, first bytes and hash from the file when the body
-   is complete. Python calls in a transfer's thread for a 24 MiB body: at least three per piece
+   once keep the GIL. The sink holds the body to max_file_size and its first bytes to the
+   expected kind as it grows, and hashes it from the file once it is complete. Where ctypes
+   cannot drive libcurl (not Linux), pycurl's write callback does the work as before. Python calls in a transfer's thread for a 24 MiB body: at least three per piece
    before (over 4,600), about 200 now (a test holds them under one per piece). A/B of the
    download phase, alternating: 0.92×.
 23. **Two more hand-offs per clip** (`download.Transfer.durable`, `.measure`, `.offset`): a
