@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 
 import pycurl
 
+from .fs import write_all
+
 FILE_BUFFER = 256 * 1024  # stdio's buffer in front of the file: one write(2) per this many bytes
 _IOFBF = 0  # setvbuf: fully buffered
 _GLOBAL_DEFAULT = 3  # CURL_GLOBAL_DEFAULT (SSL | WIN32)
@@ -281,6 +283,18 @@ def _write_errno(lib: _Library, stream: int, seen: int, fd: int) -> int:
     return errno.EIO
 
 
+def configure(handle: pycurl.Curl, options: Options, header: Callable[[bytes], int | None],
+              body: Callable[[bytes], int | None], progress: Callable[[int, int, int, int], int]) -> None:
+    """A pycurl handle set up for one request: its options, its head, body and progress callbacks."""
+    for option, value in (*options.longs, *options.strings):
+        handle.setopt(option, value)
+    handle.setopt(pycurl.HTTPHEADER, list(options.headers))
+    handle.setopt(pycurl.HEADERFUNCTION, header)
+    handle.setopt(pycurl.WRITEFUNCTION, body)
+    handle.setopt(pycurl.NOPROGRESS, 0)
+    handle.setopt(pycurl.XFERINFOFUNCTION, progress)
+
+
 class CallbackEasy:
     """`FileEasy`'s work on a pycurl handle, where libcurl cannot be driven through ctypes (no C
     library to load, say): pycurl's write callback writes each piece, with the GIL."""
@@ -299,24 +313,16 @@ class CallbackEasy:
 
         def body(data: bytes) -> int | None:
             nonlocal failed
-            view = memoryview(data)
             try:
-                while view:
-                    view = view[os.write(self._fd, view):]
+                write_all(self._fd, data)
             except OSError as exc:
                 failed = exc.errno or errno.EIO
                 return 0
             return None
 
         try:
-            for option, value in (*options.longs, *options.strings):
-                handle.setopt(option, value)
-            handle.setopt(pycurl.HTTPHEADER, list(options.headers))
-            handle.setopt(pycurl.HEADERFUNCTION, _guarded(lambda data: len(data) if on_line(data) else 0, 0, raised))
-            handle.setopt(pycurl.WRITEFUNCTION, body)
-            handle.setopt(pycurl.NOPROGRESS, 0)
-            handle.setopt(pycurl.XFERINFOFUNCTION,
-                          _guarded(lambda _total, now, _up, _up_now: 0 if on_progress(now) else 1, 1, raised))
+            configure(handle, options, _guarded(lambda data: len(data) if on_line(data) else 0, 0, raised), body,
+                      _guarded(lambda _total, now, _up, _up_now: 0 if on_progress(now) else 1, 1, raised))
             try:
                 handle.perform()
                 code = 0

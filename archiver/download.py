@@ -166,8 +166,9 @@ class _PartSink:
         if self.error is None and not self.resumed and not self.head and self.fd >= 0:
             try:  # once the first bytes reach the file (stdio holds the first 256 KiB back)
                 if os.fstat(self.fd).st_size >= 64:
-                    _check_head(self._read(0, 64), self.job.expect, final=False)
-                    self.head = self._read(0, 64)
+                    head = self._read(0, 64)
+                    _check_head(head, self.job.expect, final=False)
+                    self.head = head
             except BaseException as exc:  # noqa: BLE001 - handed to `fetch_once`, which raises it
                 self.error = exc
         return self.error is None

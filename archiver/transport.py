@@ -36,7 +36,7 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 import httpx
 import pycurl
 
-from .curl_file import CallbackEasy, FileEasy, Options, Outcome, easy as new_easy
+from .curl_file import CallbackEasy, FileEasy, Options, Outcome, configure, easy as new_easy
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB
 FLUSH_EVERY = 0.5  # seconds: a slow body still reaches the loop (progress, checks) this often
@@ -325,14 +325,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         error: BaseException | None = None
         try:
-            options = self._options(call)
-            for option, value in (*options.longs, *options.strings):
-                handle.setopt(option, value)
-            handle.setopt(pycurl.HTTPHEADER, list(options.headers))
-            handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
-            handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
-            handle.setopt(pycurl.NOPROGRESS, 0)
-            handle.setopt(pycurl.XFERINFOFUNCTION, transfer.on_progress)
+            configure(handle, self._options(call), transfer.on_header, transfer.on_body, transfer.on_progress)
             try:
                 handle.perform()
             except pycurl.error as exc:
