@@ -179,3 +179,20 @@ def sync_json(sim_cli: Callable[..., Result], *args: str, **kw: Any) -> tuple[in
 def sync_now(sim_cli: Callable[..., Result], *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
     """The same, ignoring the poll schedule (`--now`)."""
     return sync_json(sim_cli, "--now", *args, **kw)
+
+
+def answer_range(handler: Any, size: int) -> tuple[int, int]:
+    """A test server's head for a body of `size` bytes: 206 for the Range asked (`bytes=a-` or
+    `bytes=a-b`), else 200, with its length; the body's (start, end) to send."""
+    wanted = handler.headers.get("Range", "")
+    start, end = 0, size
+    if wanted:
+        first, _, last = wanted.removeprefix("bytes=").partition("-")
+        start, end = int(first), int(last) + 1 if last else size
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+    else:
+        handler.send_response(200)
+    handler.send_header("Content-Length", str(end - start))
+    handler.end_headers()
+    return start, end

@@ -29,6 +29,7 @@ from archiver import curl_file
 from archiver.download import Transfer, Tuning, fetch_once, next_hop
 from archiver.errors import RefusedURL, TransientError
 from archiver.transport import CHUNK, MAX_BUFFERED, SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
+from conftest import answer_range
 
 BIG = 24 * 1024 * 1024
 
@@ -54,15 +55,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.path == "/big":
             data = body(BIG)
-            start = 0
-            if self.headers.get("Range"):
-                start = int(self.headers["Range"].split("=")[1].rstrip("-"))
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{BIG - 1}/{BIG}")
-            else:
-                self.send_response(200)
-            self.send_header("Content-Length", str(BIG - start))
-            self.end_headers()
+            start, _end = answer_range(self, BIG)
             sent = 0
             try:
                 for offset in range(start, BIG, 256 * 1024):

@@ -27,6 +27,7 @@ import pytest
 import archiver.transport as transport
 from archiver.download import Transfer, Tuning, fetch_once, next_hop
 from archiver.transport import CurlTransport, MediaClient
+from conftest import answer_range
 
 SONG = b"\xff\xfb\x90\x64" + hashlib.shake_256(b"proxied").digest(600_000)  # sniffs as mp3
 
@@ -39,18 +40,8 @@ class Media(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        wanted = self.headers.get("Range", "")
-        self.ranges.append(wanted)
-        start, end = 0, len(SONG)
-        if wanted:
-            first, _, last = wanted.removeprefix("bytes=").partition("-")
-            start, end = int(first), int(last) + 1 if last else len(SONG)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(SONG)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(end - start))
-        self.end_headers()
+        self.ranges.append(self.headers.get("Range", ""))
+        start, end = answer_range(self, len(SONG))
         self.wfile.write(SONG[start:end])
 
 
