@@ -63,3 +63,55 @@ def test_objects_alive_at_exit_are_left_to_the_kernel(args: list[str]) -> None:
     assert out.returncode in (0, 2), out.stderr
     frozen = int(out.stdout.rsplit("frozen", 1)[1])
     assert frozen > 1000, out.stdout
+
+
+GC_PROBE = """
+import gc, json, sys
+watched, defined, args = json.loads(sys.argv[1])
+seen = {"while_loading": 0, "frozen_after": None}
+
+def collection(phase, info):  # counts the collections that start while `watched` is being imported
+    module = sys.modules.get(watched)
+    if phase != "start" or module is None:
+        return
+    if not hasattr(module, defined):
+        seen["while_loading"] += 1
+    elif seen["frozen_after"] is None:
+        seen["frozen_after"] = gc.get_freeze_count()
+
+gc.callbacks.append(collection)
+if args:
+    sys.argv = ["archiver", *args]
+    from archiver import cli
+    try:
+        cli.main()
+    except SystemExit:
+        pass
+else:
+    __import__(watched)
+    gc.collect()
+print(json.dumps(seen))
+"""
+
+
+def _collections(watched: str, defined: str, args: list[str], env: dict[str, str]) -> dict[str, int | None]:
+    out = subprocess.run([sys.executable, "-c", GC_PROBE, json.dumps([watched, defined, args])],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["add", "ccapi-suno", "task-1"], ["sync", "--no-download", "--json"]])
+def test_no_collection_runs_while_a_command_loads_its_libraries(sim, tmp_path, args: list[str]) -> None:
+    """SQLAlchemy, SQLModel and httpx make tens of thousands of objects that live as long as
+    the process: the collector pauses while they load, then they are frozen out of its walks."""
+    import os
+
+    env = {**os.environ, **sim.env(), "ARCHIVER_LIBRARY": str(tmp_path / "lib")}
+    subprocess.run([sys.executable, "-m", "archiver", "add", "ccapi-suno", sim.add_task("ccapi-suno", clips=2)],
+                   env=env, check=True, capture_output=True, timeout=120)
+    seen = _collections("archiver.sync", "add_tasks" if args[0] == "add" else "run_sync", args, env)
+    assert seen["while_loading"] == 0, seen
+    assert (seen["frozen_after"] or 0) > 20_000, seen  # collecting again afterwards, past what was loaded
+    control = _collections("archiver.sync", "run_sync", [], env)  # the same import without the pause
+    assert control["while_loading"] > 0, control

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .context import Context, handle_errors, pass_ctx
+from .context import Context, handle_errors, loading_libraries, pass_ctx
 from .group import cli
 from .options import format_option, json_option, query_argument, wait_option
 
@@ -57,7 +57,9 @@ def verify_cmd(ctx: Context, repair: bool, as_json: bool) -> None:
       archiver verify --repair
     """
     from ..render import clean_line, json_text
-    from ..verify import verify_library
+
+    with loading_libraries():
+        from ..verify import verify_library
 
     config = ctx.config()
     with ctx.orm_store() as store:
@@ -107,9 +109,11 @@ def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
       archiver retag
       archiver retag source:acedata year:2026
     """
-    from ..retag import retag_library
     from ..library import list_clips
     from ..lock import LibraryLock
+
+    with loading_libraries():
+        from ..retag import retag_library
 
     config = ctx.config()
     with LibraryLock(config.library, wait), ctx.store(create=False) as store:
@@ -142,8 +146,10 @@ def rebuild_cmd(ctx: Context, force: bool) -> None:
       archiver rebuild
     """
     from ..lock import LibraryLock
-    from ..rebuild import rebuild
     from ..render import clean_line
+
+    with loading_libraries():
+        from ..rebuild import rebuild
 
     config = ctx.config()
     with LibraryLock(config.library, None):
@@ -171,11 +177,13 @@ def demo_cmd(directory: str | None) -> None:
       archiver demo --dir ./demo-library
       archiver --library ./demo-library ls
     """
-    from ..demo import demo_directory, run_demo
     from ..library import list_clips
     from ..render import rows_table
-    from ..report import PlainReporter, RichReporter
-    from ..store import Store
+
+    with loading_libraries():
+        from ..demo import demo_directory, run_demo
+        from ..report import PlainReporter, RichReporter
+        from ..store import Store
 
     library = demo_directory(directory)
     reporter: Any = RichReporter() if sys.stderr.isatty() else PlainReporter()

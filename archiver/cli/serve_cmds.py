@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import EXIT_USAGE
-from .context import Context, fail, handle_errors, pass_ctx
+from .context import Context, fail, handle_errors, loading_libraries, pass_ctx
 from .group import cli
 
 if TYPE_CHECKING:
@@ -74,9 +74,10 @@ def serve_cmd(ctx: Context, host: str, port: int, token: str | None, open_browse
              "only you can open the library", EXIT_USAGE)
     reader = _reader_factory(ctx)
     sock = _listen(host, port)
-    import uvicorn
+    with loading_libraries():
+        import uvicorn
 
-    from ..web.app import Settings, create_app
+        from ..web.app import Settings, create_app
 
     app = create_app(Settings(library=config.library, open_reader=reader, token=token))
     bound = sock.getsockname()[1]

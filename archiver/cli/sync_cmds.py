@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_USAGE
-from .context import Context, fail, handle_errors, pass_ctx, read_ids, read_input, require_text
+from .context import Context, fail, handle_errors, loading_libraries, pass_ctx, read_ids, read_input, require_text
 from .group import cli
 from .options import SourcesInHelp, json_option, query_argument, source_option, sources_option, wait_option
 
@@ -30,7 +30,8 @@ def import_cmd(ctx: Context, files: tuple[str, ...], source: str | None, task_id
       archiver import response.json
       curl -s ... | archiver import --source aimusicapi --task-id 1234 -
     """
-    from ..ingest import Body, import_bodies
+    with loading_libraries():
+        from ..ingest import Body, import_bodies
 
     if task_id is not None:
         require_text(task_id, "--task-id")
@@ -67,7 +68,8 @@ def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str |
         require_text(task_id, "task id")
     if not ids:
         fail("no task ids given (pass them as arguments or with --file)", EXIT_USAGE)
-    from ..sync import add_tasks
+    with loading_libraries():
+        from ..sync import add_tasks
 
     with ctx.store() as store:
         added = add_tasks(store, source, ids)
@@ -91,7 +93,8 @@ def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
       archiver retry source:acedata
       archiver retry task:1a6ac2ad && archiver sync
     """
-    from ..retry import retry_failed
+    with loading_libraries():
+        from ..retry import retry_failed
 
     with ctx.store() as store:
         chosen = retry_failed(store, query)
@@ -152,8 +155,9 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
 def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
                until_done: bool, timeout: float | None, wait: float | None, no_download: bool, *,
                quiet: bool, worker_id: str | None = None) -> Any:
-    from ..report import PlainReporter, RichReporter
-    from ..sync import SyncOptions, run_sync
+    with loading_libraries():
+        from ..report import PlainReporter, RichReporter
+        from ..sync import SyncOptions, run_sync
 
     if quiet or not sys.stderr.isatty():
         reporter: Any = PlainReporter(quiet=quiet)
