@@ -442,3 +442,55 @@ def test_a_file_failed_on_a_host_whose_clock_runs_ahead_is_retried_by_the_next_r
         later = Fleet(store.engine, "later")  # a run started after the failure, on another host
         later.check_name()
         assert sorted(later.claim_clips(10)) == sorted(claimed)
+
+
+# `archiver sync` that finds a clip's files complete in place (a run died before recording them)
+# while another worker, B, takes their claims over: A must neither record nor touch them.
+ADOPTION_TAKEN_OVER = r"""
+import sys
+import psycopg
+import archiver.archive as archive
+from archiver.pgdb import dsn
+
+real = archive.find_in_place
+
+
+def find_in_place(base, clip, asset, target):
+    found = real(base, clip, asset, target)
+    if found is not None:
+        with psycopg.connect(dsn(sys.argv[1])) as conn:
+            conn.execute("UPDATE assets SET claimed_by = 'B', lease_until = '2999-01-01T00:00:00.000000+00:00' "
+                         "WHERE id = %s", (asset.id,))
+    return found
+
+
+archive.find_in_place = find_in_place
+from archiver.cli import cli
+
+cli(sys.argv[2:], prog_name="archiver")
+"""
+
+
+def test_files_found_in_place_under_a_claim_taken_over_are_left_to_the_new_owner(pg_url: str, tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    with Simulator() as sim:
+        task = sim.add_task("acedata", clips=1, steps=0, titles=["Song"], audio_format="mp3")
+        env = base_env() | sim.env() | {"ARCHIVER_DB": pg_url, "ARCHIVER_LIBRARY": str(library),
+                                        "PYTHONPATH": str(ROOT)}
+        assert _sync(env, "add", "acedata", task).wait(60) == 0
+        first = subprocess.run([sys.executable, "-m", "archiver", "sync", "--worker-id", "X"], env=env, text=True,
+                               capture_output=True, timeout=90)
+        assert first.returncode == 0, first.stderr
+        files, _parts, _links = walk_library(library)
+        kept = {name: (library / name).read_bytes() for name in files}
+        assert len(kept) == 2, kept
+        # the run that placed them died before recording them: pending again, nobody's claim
+        _rows(pg_url, "UPDATE assets SET state = 'pending', path = NULL, sha256 = NULL, size = NULL, "
+                      "claimed_by = NULL, lease_until = NULL")
+        a = subprocess.run([sys.executable, "-c", ADOPTION_TAKEN_OVER, pg_url, "sync", "--worker-id", "A"],
+                           env=env, text=True, capture_output=True, timeout=90)
+    assert a.returncode == 0, a.stderr
+    assert "taken over by another worker" in a.stderr, a.stderr
+    assert "found complete in place were recorded" not in a.stdout + a.stderr
+    assert sorted(_rows(pg_url, "SELECT claimed_by, state, path FROM assets")) == [("B", "pending", None)] * 2
+    assert {name: (library / name).read_bytes() for name in walk_library(library)[0]} == kept
