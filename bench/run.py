@@ -202,6 +202,11 @@ Tried and not kept:
   hashed during their transfer, but the download phase did not get faster (A/B 1.02× and
   0.96×, 8 and 12 pairs): on loopback the network outruns the hash, so a transfer paused for it
   simply waits longer. Kept as it was: hashed once the body is complete.
+- **Building the MP3 tags in a helper process** (mutagen run by a second interpreter fed through
+  a pipe, so that it holds no GIL here): the parent's GIL time per tag fell from ~0.8 to
+  ~0.24 ms, but the phase got no faster (1.04×, 10 alternating triples), while the same tags
+  built for free (the first clip's reused, a timing probe only) gave 0.93×: the helper's CPU
+  lands on the same two cores, and each tag then waits ~4 ms for its answer.
 - **One locating hand-off per clip instead of two** (its cover and its audio located in one
   worker call): 1.00× (8 pairs); see "What bounds the download phase" below.
 - **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
@@ -243,14 +248,16 @@ Measured but not changed:
 - **What bounds the download phase, after item 25.** Three probes added to `archiver sync
   --jobs 4` on item 1's set (8 alternating runs each, medians): 5 ms of sleeping per clip in a
   worker thread (no GIL, no CPU) lengthened the phase by 0.04 s; 2 ms of Python per clip on the
-  event loop, by 0.38 s; 2 ms of Python per clip in a worker thread, by 0.52 s. The phase is
-  bound by the time Python holds the GIL, in whichever thread, not by waiting: during it the
-  disk is ~25% busy (`/proc/diskstats`) and the cores 1.45 of 2 (`/proc/stat`), and the event
-  loop answers a wake-up 0.6 ms late (median; p90 2 ms). Python's share per clip: the event
+  event loop, by 0.38 s; 2 ms of Python per clip in a worker thread, by 0.52 s; another process
+  burning a fifth of a core meanwhile (2 ms in every 10), by 0.23 s. The phase is bound by work,
+  the time Python holds the GIL above all (in whichever thread) and then CPU, not by waiting:
+  during it the disk is ~25% busy (`/proc/diskstats`) and the cores 1.45 of 2 (`/proc/stat`),
+  and the event loop answers a wake-up 0.6 ms late (median; p90 2 ms). Python's share per clip: the event
   loop's steps (~3 ms of main-thread CPU: the clip's coroutines, the retrying fetch, hand-offs,
   paths, recording), building the MP3's tags with mutagen (0.77 ms, 19 frames rendered as
   ID3v2.3), and ~20 calls from libcurl per file (head lines, progress). Fewer hand-offs alone do
-  not show (one per clip fewer: 1.00×); a faster phase needs less Python per clip.
+  not show (one per clip fewer: 1.00×), nor does moving the work elsewhere (the tag helper
+  above); a faster phase needs less work per clip.
 """
 
 
