@@ -1,10 +1,13 @@
-"""`archiver --help` and `--version` must start fast: no heavy library is imported for them."""
+"""Start-up and exit: `--help` and `--version` import no heavy library, and the collector neither walks
+the libraries a command loads nor what is alive when it ends."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,7 +105,7 @@ def _collections(watched: str, defined: str, args: list[str], env: dict[str, str
 
 
 @pytest.mark.parametrize("args", [["add", "ccapi-suno", "task-1"], ["sync", "--no-download", "--json"]])
-def test_no_collection_runs_while_a_command_loads_its_libraries(sim, tmp_path, args: list[str]) -> None:
+def test_no_collection_runs_while_a_command_loads_its_libraries(sim: Any, tmp_path: Path, args: list[str]) -> None:
     """SQLAlchemy, SQLModel and httpx make tens of thousands of objects that live as long as
     the process: the collector pauses while they load, then they are frozen out of its walks."""
     import os
