@@ -34,7 +34,7 @@ class Plan:
     """Sizes and repetitions: the full run and the --quick smoke run."""
 
     quick: bool
-    runs: int  # repetitions of the fast items (medians)
+    runs: int  # repetitions of the download comparison and the fast items (medians)
     clips: int  # clips in the download run (audio + cover each)
     audio_bytes: int
     jobs: tuple[int, ...]
@@ -46,7 +46,7 @@ class Plan:
     startup_runs: int
 
 
-FULL = Plan(quick=False, runs=3, clips=200, audio_bytes=3_000_000, jobs=(4, 8), poll_sizes=(1000, 5000, 10000),
+FULL = Plan(quick=False, runs=5, clips=200, audio_bytes=3_000_000, jobs=(4, 8), poll_sizes=(1000, 5000, 10000),
             poll_runs=5, library_clips=20000, big_file=1024 * MIB, memory_runs=2, startup_runs=15)
 QUICK = Plan(quick=True, runs=2, clips=40, audio_bytes=3_000_000, jobs=(4,), poll_sizes=(200, 500, 1000),
              poll_runs=1, library_clips=2000, big_file=128 * MIB, memory_runs=1, startup_runs=5)

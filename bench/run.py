@@ -245,7 +245,7 @@ Measured but not changed:
   as well (libcurl writing it into memory, the body into the `.part` opened before the request,
   the status judged after): not attempted, as it moves every error answer's body into the
   `.part` to be cut off again after.
-- **What bounds the download phase, after item 25.** Three probes added to `archiver sync
+- **What bounds the download phase, after item 25.** Probes added to `archiver sync
   --jobs 4` on item 1's set (8 alternating runs each, medians): 5 ms of sleeping per clip in a
   worker thread (no GIL, no CPU) lengthened the phase by 0.04 s; 2 ms of Python per clip on the
   event loop, by 0.38 s; 2 ms of Python per clip in a worker thread, by 0.52 s; another process
