@@ -144,7 +144,7 @@ class _PartSink:
         if status not in (200, 206) or self.error is not None:
             return None
         response = httpx.Response(status, headers=headers)
-        resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == self.offset
+        resumed = _resumed(response, self.offset)
         offset = self.offset if resumed else 0
         total = _total_from(response, offset)
         if total is not None and total > self.job.max_size:
@@ -234,29 +234,36 @@ class _PartSink:
         self.on_bytes(nbytes)
 
 
+def _resumed(response: httpx.Response, offset: int | None) -> bool:
+    """A 206 that goes on from the `offset` bytes we hold; one starting at 0 (to a request sent
+    without Range) is the whole file, written afresh."""
+    return bool(offset) and response.status_code == 206 \
+        and _content_range_start(response.headers.get("content-range")) == offset
+
+
 def _content_range_start(value: str | None) -> int | None:
     """Start offset from `Content-Range: bytes START-END/TOTAL`."""
     if not value or not value.startswith("bytes "):
         return None
-    try:
-        return int(value[6:].split("-", 1)[0])
-    except ValueError:
-        return None
+    return _number(value[6:].split("-", 1)[0])
+
+
+def _number(text: str | None) -> int | None:
+    """A header's decimal number; None for anything else (`str.isdigit` passes "²", which int refuses)."""
+    return int(text) if text and text.isascii() and text.isdecimal() else None
 
 
 def _total_from(response: httpx.Response, offset: int) -> int | None:
     """The whole file's size: stated by Content-Range (206, or 416 `bytes */N`), else
     Content-Length (plus the offset a 206 starts at)."""
     if response.status_code in (206, 416):
-        total = response.headers.get("content-range", "").rpartition("/")[2]
-        if total.isdigit():
-            return int(total)
+        total = _number(response.headers.get("content-range", "").rpartition("/")[2])
+        if total is not None:
+            return total
         if response.status_code == 416:
             return None  # its Content-Length is the error body's
-    length = response.headers.get("content-length")
-    if length and length.isdigit():
-        return int(length) + (offset if response.status_code == 206 else 0)
-    return None
+    length = _number(response.headers.get("content-length"))
+    return None if length is None else length + (offset if response.status_code == 206 else 0)
 
 
 PRELUDE_LOOKAHEAD = 16  # bytes after the source's tag a prelude looks at (the first frame's header)
@@ -348,7 +355,7 @@ def _check_response(response: httpx.Response, job: Transfer, offset: int) -> int
         raise TransientError("media", f"HTTP {status}", status_code=status)
     if status not in (200, 206):
         raise DownloadError(f"media host answered HTTP {status}")
-    resumed = status == 206 and _content_range_start(response.headers.get("content-range")) == offset
+    resumed = _resumed(response, offset)
     total = _total_from(response, offset if resumed else 0)
     if job.on_total is not None:
         job.on_total(total, offset if resumed else 0)

@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterator
 import httpx
 import pycurl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archiver import curl_file
 from archiver.download import Transfer, Tuning, fetch_once, next_hop
@@ -40,6 +42,7 @@ def body(size: int) -> bytes:
 
 MP3_HEAD = b"\xff\xfb\x90\x64" + bytes(60)  # sniffs as mp3, so download checks pass the first bytes
 TRICKLE_SIZE = 100_000
+WHOLE = 50_000  # bytes of /whole-206 and /odd-total
 HOLD = 15.0  # seconds the /first-then-wait handler waits for the client to see its first bytes
 
 
@@ -110,6 +113,14 @@ class Handler(BaseHTTPRequestHandler):
                     Handler.sent["html"] += len(page)
             except OSError:
                 pass
+        elif self.path in ("/whole-206", "/odd-total"):  # a 206 to a request without Range: the whole file
+            data = (MP3_HEAD + bytes(WHOLE))[:WHOLE]
+            total = str(WHOLE) if self.path == "/whole-206" else "\u00b2"  # "²" passes str.isdigit
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes 0-{WHOLE - 1}/{total}")
+            self.send_header("Content-Length", str(WHOLE))
+            self.end_headers()
+            self.wfile.write(data)
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/big")
@@ -553,3 +564,32 @@ def test_libcurl_is_driven_through_ctypes_on_linux_only(monkeypatch: pytest.Monk
     with pytest.raises(curl_file.Unavailable, match="Linux only"):
         curl_file.load()
     assert isinstance(curl_file.easy(), curl_file.CallbackEasy)
+
+
+@pytest.mark.parametrize("path", ["/whole-206", "/odd-total"])
+def test_a_206_to_a_request_without_range_is_the_whole_file(server: str, tmp_path: Path, path: str) -> None:
+    """Nothing was held, so nothing is resumed: the body is written afresh (it once went to a
+    `.part` opened for appending that did not exist), and a total that is no number ("²")
+    leaves the size to Content-Length instead of failing the file."""
+    job = Transfer(url=f"{server}{path}", part=tmp_path / "song.mp3.part", expect="audio", max_size=BIG)
+
+    async def main() -> int:
+        async with MediaClient(CurlTransport(jobs=1), headers={}, connect=5.0, read=5.0, redirects=0,
+                               next_hop=next_hop) as http:
+            fetched = await asyncio.wait_for(fetch_once(http, job, lambda _n: None), 30)
+            return fetched.size
+
+    assert asyncio.run(main()) == WHOLE
+    assert job.part.read_bytes() == (MP3_HEAD + bytes(WHOLE))[:WHOLE]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12))
+def test_a_header_number_is_decimal_ascii_or_none(text: str) -> None:
+    """Sizes and offsets come from the server's headers: any text gives a number or None, never an error."""
+    from archiver.download import _number
+
+    value = _number(text)
+    assert value is None or (text.isascii() and text.isdecimal() and value == int(text))
+    if text.isascii() and text.isdecimal():
+        assert value == int(text)
