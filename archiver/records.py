@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 from .fields import (CLIP_ALIASES, CLIP_TABLE, MAX_DURATION, TERMINAL, Status, duration, plausible_duration, text,
                      timestamp)

@@ -155,6 +155,9 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
 def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
                until_done: bool, timeout: float | None, wait: float | None, no_download: bool, *,
                quiet: bool, worker_id: str | None = None) -> Any:
+    from .. import tls
+
+    tls.warm()  # OpenSSL loads the CA bundle on the other core while the libraries import
     with loading_libraries():
         from ..report import PlainReporter, RichReporter
         from ..sync import SyncOptions, run_sync

@@ -9,7 +9,8 @@ The batch answer may list a stale copy of a task besides the fresh one; the simu
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PayloadError, ProviderError, TaskNotFound
 from ..records import Status, TaskRecord, clip_from, progress, text, timestamp

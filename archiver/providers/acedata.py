@@ -8,7 +8,8 @@ Clip durations arrive as strings ("135.2330158730159").
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..errors import PayloadError, ProviderError
 from ..records import Status, TaskRecord, clip_from, progress, text, timestamp

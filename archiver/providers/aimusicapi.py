@@ -6,7 +6,8 @@ clip states. `code` other than 200 is an error (404 "记录不存在": the recor
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..errors import PayloadError, ProviderError, TaskIdRequired, TaskNotFound
 from ..records import TaskRecord, clip_from, progress

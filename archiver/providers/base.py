@@ -14,8 +14,9 @@ import functools
 import json
 import re
 import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 from ..errors import PayloadError, ProviderError, TaskNotFound, UsageError
 from ..records import Status, TaskRecord, text

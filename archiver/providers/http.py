@@ -17,7 +17,7 @@ from typing import Any, Protocol, Sequence
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from .. import __version__
+from .. import __version__, tls
 from ..errors import ArchiverError, AuthError, ProviderError, TaskNotFound, TransientError
 from ..records import TaskRecord
 from ..redact import redactor
@@ -125,6 +125,7 @@ class ApiClient:
             follow_redirects=True,
             max_redirects=5,
             transport=transport,
+            verify=tls.context() if transport is None else True,
         )
 
     async def aclose(self) -> None:

@@ -6,7 +6,8 @@ Body: `{"taskId", "status", "result", "errorMessage", "errorCode", "finishedAt",
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..errors import PayloadError
 from ..records import ClipRecord, Status, TaskRecord, clip_from, text, timestamp
