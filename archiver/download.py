@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Awaitable, BinaryIO, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from . import __version__, curl_file
+from ._httpx import httpx
 from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
 from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, fsync_fd, new_fd, open_read, regular_size,

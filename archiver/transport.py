@@ -33,9 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
-import httpx
 import pycurl
 
+from ._httpx import httpx
 from .curl_file import CallbackEasy, FileEasy, Options, Outcome, configure, easy as new_easy
 
 CHUNK = 1024 * 1024  # bytes handed to the event loop at a time: one queue hop per MiB

@@ -118,3 +118,19 @@ def test_no_collection_runs_while_a_command_loads_its_libraries(sim: Any, tmp_pa
     assert (seen["frozen_after"] or 0) > 20_000, seen  # collecting again afterwards, past what was loaded
     control = _collections("archiver.sync", "run_sync", [], env)  # the same import without the pause
     assert control["while_loading"] > 0, control
+
+
+def test_a_sync_without_a_terminal_loads_no_terminal_library(sim: Any, tmp_path: Path) -> None:
+    """rich draws progress on a terminal only; httpx would load it (and pygments) for a command-line
+    client of its own that archiver never runs."""
+    import os
+
+    env = {**os.environ, **sim.env(), "ARCHIVER_LIBRARY": str(tmp_path / "lib")}
+    subprocess.run([sys.executable, "-m", "archiver", "add", "ccapi-suno", sim.add_task("ccapi-suno", clips=2)],
+                   env=env, check=True, capture_output=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["sync", "--json"]),
+                          json.dumps(["httpx", "rich", "pygments"])],
+                         capture_output=True, text=True, env=env, check=True, timeout=120)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "httpx" in loaded, loaded  # the sync did poll
+    assert not loaded & {"rich", "pygments"}, loaded

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Protocol, Sequence
 
-import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .. import __version__, tls
+from .._httpx import httpx
 from ..errors import ArchiverError, AuthError, ProviderError, TaskNotFound, TransientError
 from ..records import TaskRecord
 from ..redact import redactor
