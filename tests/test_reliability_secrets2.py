@@ -204,6 +204,28 @@ def test_a_body_whose_escapes_cannot_hide_the_token_is_not_walked(monkeypatch: p
     assert parse_json(leaked, secrets=["sk-live-0123456789"]) == {"lyrics": f"la\n{REDACTED}"}
 
 
+@given(secrets_=st.lists(st.text(st.sampled_from('sk9/"\\'), min_size=4, max_size=8), min_size=1, max_size=3),
+       spellings=st.lists(st.sampled_from(["raw"] * 3 + ["slash"] * 3 + ["u", "U", "pct", "drop"]),
+                          min_size=10, max_size=10),
+       before=st.text(st.sampled_from('sk-9a/"\\%u0d\n'), max_size=8),
+       after=st.text(st.sampled_from('sk-9a/"\\%u0d\n'), max_size=8))
+@PROPERTY
+def test_the_plain_text_shortcut_finds_what_the_pattern_finds(secrets_: list[str], spellings: list[str],
+                                                               before: str, after: str) -> None:
+    """A body without the marks of an escaped spelling is searched for the plain secrets only:
+    the answer is the full pattern's, whatever the text (a secret spelled any way, or broken)."""
+    from archiver.redact import Redactor
+
+    def spell(char: str, how: str) -> str:
+        return {"u": f"\\u{ord(char):04x}", "U": f"\\u{ord(char):04X}", "pct": f"%{ord(char):02x}",
+                "slash": "\\" + char if char in '/"\\' else char, "drop": ""}.get(how, char)
+
+    scrub = Redactor(secrets_)
+    text = before + "".join(spell(c, how) for c, how in zip(secrets_[0], spellings)) + after
+    expected = scrub._pattern is not None and scrub._pattern.search(text) is not None
+    assert scrub.holds_secret(text) is expected
+
+
 @given(text=st.text(st.characters(blacklist_characters="%\\", blacklist_categories=("Cs",)), max_size=60),
        token=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=8, max_size=20))
 @PROPERTY
