@@ -21,6 +21,7 @@ _registered: set[str] = set()
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)(.*)", re.DOTALL)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")  # a '%' alone ("progress": "1%") spells nothing
 
 
 def register(secrets: Iterable[str | None]) -> None:
@@ -58,9 +59,9 @@ class Redactor:
         # written as \n, \t, ... and a character beyond the BMP written as a surrogate pair. A
         # secret holding neither is found in the undecoded text or not at all.
         self.escapes_hide = any(c in "\b\f\n\r\t" or ord(c) >= 0x10000 for s in kept for c in s)
-        # Every other spelling than the plain one needs a '%' or a "\u" in the text, or any
-        # backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
-        self._marks = ("%", "\\") if any(c in '"\\/' for s in kept for c in s) else ("%", "\\u")
+        # Every other spelling than the plain one needs a percent escape or a "\u" in the text, or
+        # any backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
+        self._mark = "\\" if any(c in '"\\/' for s in kept for c in s) else "\\u"
 
     def text(self, text: str) -> str:
         text = self.secrets_out(text)
@@ -73,7 +74,7 @@ class Redactor:
         of an escaped spelling is searched for the plain ones only (a 50-task body: ~20× faster)."""
         if self._pattern is None:
             return False
-        if not any(mark in text for mark in self._marks):
+        if self._mark not in text and ("%" not in text or _PERCENT_ESCAPE.search(text) is None):
             return any(secret in text for secret in self.secrets)
         return self._pattern.search(text) is not None
 

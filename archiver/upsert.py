@@ -10,6 +10,7 @@ one of those did.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,9 +49,15 @@ def _update(table: Table, names: Iterable[str]) -> str:
 _stamp = UTCDateTime().process_bind_param
 
 
+@functools.lru_cache(maxsize=1024)
+def _time_text(value: datetime) -> str | None:
+    """A time as UTCDateTime writes it; most of a batch's times are its one `now`, spelled once."""
+    return _stamp(value, None)
+
+
 def _values(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """A row's values as the database stores them (times as the text UTCDateTime writes)."""
-    return {name: _stamp(value, None) if isinstance(value, datetime) else value
+    return {name: _time_text(value) if isinstance(value, datetime) else value
             for name in names for value in (row[name],)}
 
 
@@ -137,7 +144,7 @@ class Batch:
                 was = None
             elif is_stale(row, record):
                 if row["id"] is not None:
-                    stale[row["id"]] = {"pk": row["id"], "last_polled": _stamp(now, None)}
+                    stale[row["id"]] = {"pk": row["id"], "last_polled": _time_text(now)}
                 row["last_polled"] = now
                 result.stale += 1
                 continue
