@@ -31,7 +31,7 @@ from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, Lib
 from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, regular_size, removed_part, sha256_file,
                  temp_path)
 from .fs import stem_key as _stem_key
-from .fs import walk_library
+from .fs import holds_a_file, walk_library
 from .folder_art import write_folder_covers
 from .media import final_ext
 from .models import Asset, Clip, Task
@@ -72,16 +72,12 @@ class _Ready:
 def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> None:
     """Refuse to work on a library whose recorded files are all gone (an unmounted disk, a wrong
     `--library`): re-fetching them would fail on expired links and mark every song failed."""
-    recorded = store.downloaded_paths()
-    if not recorded:
-        return
-    if on_disk is None:
-        on_disk = walk_library(root)[0]
-    if on_disk:
+    recorded = store.downloaded_count()
+    if not recorded or (holds_a_file(root) if on_disk is None else on_disk):
         return
     state = "missing" if not root.exists() else "empty"
     raise LibraryAbsent(
-        f"the library {root} is {state} but the database records {len(recorded)} file(s) in it; "
+        f"the library {root} is {state} but the database records {recorded} file(s) in it; "
         "is its disk mounted? Nothing was changed. To fetch them all again on purpose, run "
         "`archiver verify --repair`")
 

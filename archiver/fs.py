@@ -450,9 +450,33 @@ def walk_library(root: Path, observe: Observer | None = None) -> tuple[set[str],
                 stack.append((entry.path, f"{prefix}{entry.name}/"))
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
-            elif entry.name not in SKIP_NAMES and not entry.name.startswith(SKIP_PREFIX):
+            elif _owned_name(entry.name):
                 files.add(prefix + entry.name)
     return files, parts, links
+
+
+def _owned_name(name: str) -> bool:
+    """A name `walk_library` lists as a file of the library (not the database, lock or stamp)."""
+    return name not in SKIP_NAMES and not name.startswith(SKIP_PREFIX)
+
+
+def holds_a_file(root: Path) -> bool:
+    """Whether `walk_library(root)` would list any file, stopping at the first: a sync's check
+    that its disk is mounted need not list 40,000 files."""
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as scan:
+                for entry in scan:
+                    if entry.is_symlink():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif not entry.name.endswith(PART) and _owned_name(entry.name):
+                        return True
+        except OSError:
+            continue
+    return False
 
 
 def sidecars(paths: Iterable[str]) -> set[str]:

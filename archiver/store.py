@@ -307,6 +307,12 @@ class Store:
         renews its claims on them, False when one was taken over (claims.Fleet.keep)."""
         return True if self.fleet is None else bool(self.fleet.keep(asset_ids))
 
+    def downloaded_count(self) -> int:
+        """How many files the database says are archived."""
+        with self.connect() as conn:
+            return int(conn.execute(text("SELECT COUNT(*) FROM assets WHERE state = :state AND path IS NOT NULL"),
+                                    {"state": AssetState.DOWNLOADED.value}).scalar() or 0)
+
     def downloaded_paths(self) -> dict[str, int]:
         """Relative path -> asset id of every file the database says is archived (one query)."""
         with self.connect() as conn:

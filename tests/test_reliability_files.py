@@ -452,3 +452,25 @@ def test_a_title_that_fills_the_whole_file_name_is_archived(sim, sim_cli, librar
     on_disk, parts, _links = fs.walk_library(library)
     recorded = {row["path"] for row in assets(catalog)}
     assert parts == [] and recorded <= on_disk and all(len(p.rsplit("/", 1)[-1].encode()) <= 255 for p in recorded)
+
+
+@pytest.mark.parametrize("planted", [
+    [], ["a/b/song.mp3"], ["a/.part-only.mp3.part"], ["archiver.db", "archiver.db-wal", ".archiver.lock"],
+    ["deep/er/still/cover.jpg"], ["link"], ["a/b/c/.x.part", "a/b/real.m4a"],
+])
+def test_the_mounted_check_stops_at_the_first_file_and_agrees_with_the_walk(tmp_path: Path,
+                                                                             planted: list[str]) -> None:
+    from archiver.fs import LOCK_NAME, holds_a_file, walk_library
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    (root / "empty" / "dirs").mkdir(parents=True)
+    for name in planted:
+        path = root / (LOCK_NAME if name == ".archiver.lock" else name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "link":
+            path.symlink_to(tmp_path)  # a link out of the library is no file of it
+        else:
+            path.write_bytes(b"x")
+    assert holds_a_file(root) is bool(walk_library(root)[0])
+    assert holds_a_file(tmp_path / "absent") is False
