@@ -2,7 +2,7 @@
 from a media host that behaves like a remote CDN (first-byte latency, a per-connection bandwidth
 cap), and the API requests of one poll pass over many tasks from 4 workers.
 
-    .venv/bin/python -m bench.fleet            # full: 1,000 clips, 100,000 tasks
+    .venv/bin/python -m bench.fleet            # full: 500 clips, 100,000 tasks
     .venv/bin/python -m bench.fleet --quick    # 200 clips, 10,000 tasks
 
 Also item `fleet` of bench/run.py. Needs the PostgreSQL server binaries (archiver/testkit/postgres.py).
@@ -106,7 +106,7 @@ def run(quick: bool, log: Callable[[str], None] = print) -> Section:
     if reason:
         section.failed = reason
         return section
-    clips, tasks = (200, 10_000) if quick else (1000, 100_000)
+    clips, tasks = (200, 10_000) if quick else (500, 100_000)  # one worker: ~70 s on 500 clips
     with tempfile.TemporaryDirectory(prefix="archiver-fleet-") as tmp, Cluster() as cluster:
         work = Path(tmp)
         results = throughput(cluster, clips, 120_000, (1, 2, 4), work, log)
