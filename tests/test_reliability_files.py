@@ -458,8 +458,8 @@ def test_a_title_that_fills_the_whole_file_name_is_archived(sim, sim_cli, librar
     [], ["a/b/song.mp3"], ["a/.part-only.mp3.part"], ["archiver.db", "archiver.db-wal", ".archiver.lock"],
     ["deep/er/still/cover.jpg"], ["link"], ["a/b/c/.x.part", "a/b/real.m4a"],
 ])
-def test_the_mounted_check_stops_at_the_first_file_and_agrees_with_the_walk(tmp_path: Path,
-                                                                             planted: list[str]) -> None:
+def test_the_mounted_check_agrees_with_the_walk(tmp_path: Path,
+                                                  planted: list[str]) -> None:
     from archiver.fs import LOCK_NAME, holds_a_file, walk_library
 
     root = tmp_path / "lib"
@@ -474,3 +474,23 @@ def test_the_mounted_check_stops_at_the_first_file_and_agrees_with_the_walk(tmp_
             path.write_bytes(b"x")
     assert holds_a_file(root) is bool(walk_library(root)[0])
     assert holds_a_file(tmp_path / "absent") is False
+
+
+def test_the_mounted_check_lists_no_folder_past_the_first_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from archiver import fs
+
+    for number in range(30):
+        (tmp_path / f"album {number}").mkdir()
+        (tmp_path / f"album {number}" / "song.mp3").write_bytes(b"x")
+    listed: list[str] = []
+    real = os.scandir
+
+    def counting(path: str) -> object:
+        listed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(fs.os, "scandir", counting)
+    assert fs.holds_a_file(tmp_path)
+    assert len(listed) == 2  # the root, then the first album
