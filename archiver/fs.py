@@ -467,15 +467,16 @@ def holds_a_file(root: Path) -> bool:
     while stack:
         try:
             with os.scandir(stack.pop()) as scan:
-                for entry in scan:
-                    if entry.is_symlink():
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif not entry.name.endswith(PART) and _owned_name(entry.name):
-                        return True
+                entries = list(scan)  # a folder that cannot be read whole counts as empty, as in the walk
         except OSError:
             continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif not entry.name.endswith(PART) and _owned_name(entry.name):
+                return True
     return False
 
 

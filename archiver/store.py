@@ -310,7 +310,7 @@ class Store:
     def downloaded_count(self) -> int:
         """How many files the database says are archived."""
         with self.connect() as conn:
-            return int(conn.execute(text("SELECT COUNT(*) FROM assets WHERE state = :state AND path IS NOT NULL"),
+            return int(conn.execute(text("SELECT COUNT(DISTINCT path) FROM assets WHERE state = :state"),
                                     {"state": AssetState.DOWNLOADED.value}).scalar() or 0)
 
     def downloaded_paths(self) -> dict[str, int]:

@@ -45,7 +45,10 @@ def warm() -> None:
         if _built is not None:
             return
         _built = Future()
-        threading.Thread(target=_build, args=(_built,), name="tls-context", daemon=True).start()
+        try:
+            threading.Thread(target=_build, args=(_built,), name="tls-context", daemon=True).start()
+        except RuntimeError:  # no thread to be had (a process limit): built here instead
+            _build(_built)
 
 
 def context() -> ssl.SSLContext:

@@ -49,9 +49,13 @@ def _update(table: Table, names: Iterable[str]) -> str:
 _stamp = UTCDateTime().process_bind_param
 
 
-@functools.lru_cache(maxsize=1024)
 def _time_text(value: datetime) -> str | None:
     """A time as UTCDateTime writes it; most of a batch's times are its one `now`, spelled once."""
+    return _spelled(value, value.utcoffset())  # equal times of one zone may differ in offset (fold)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spelled(value: datetime, offset: object) -> str | None:
     return _stamp(value, None)
 
 

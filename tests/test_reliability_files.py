@@ -494,3 +494,35 @@ def test_the_mounted_check_lists_no_folder_past_the_first_file(tmp_path: Path, m
     monkeypatch.setattr(fs.os, "scandir", counting)
     assert fs.holds_a_file(tmp_path)
     assert len(listed) == 2  # the root, then the first album
+
+
+def test_the_mounted_check_and_the_walk_agree_on_a_folder_that_fails_while_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from archiver import fs
+
+    (tmp_path / "album").mkdir()
+    (tmp_path / "album" / "song.mp3").write_bytes(b"x")
+    (tmp_path / "cover.jpg").write_bytes(b"x")
+    real = os.scandir
+
+    class Failing:
+        """The root's listing: one entry, then an I/O error (a dying disk)."""
+
+        def __init__(self, path: str) -> None:
+            self.inner = real(path)
+
+        def __enter__(self) -> "Failing":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def __iter__(self) -> object:
+            yield next(iter(self.inner))
+            raise OSError(errno.EIO, "input/output error")
+
+    monkeypatch.setattr(fs.os, "scandir", lambda path: Failing(path) if path == str(tmp_path) else real(path))
+    assert fs.holds_a_file(tmp_path) is bool(fs.walk_library(tmp_path)[0]) is False

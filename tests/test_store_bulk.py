@@ -64,3 +64,16 @@ def test_a_mountsea_clip_is_found_by_year_and_sorted_by_its_time(sim: Any, sim_c
     assert counts["mountsea"] >= 1 and counts["acedata"] >= 1, counts
     assert [r["source"] for r in rows] == ["mountsea"] * counts["mountsea"] + ["acedata"] * counts["acedata"], rows
     assert all(r["created_at"] for r in rows)
+
+
+def test_a_repeated_wall_clock_time_is_stored_at_its_own_instant() -> None:
+    """Two times of one zone that compare equal (the hour a clock goes back) are two instants."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from archiver.upsert import _time_text
+
+    first = datetime(2024, 11, 3, 1, 30, tzinfo=ZoneInfo("America/New_York"))
+    second = first.replace(fold=1)
+    assert _time_text(first) == "2024-11-03T05:30:00.000000+00:00"
+    assert _time_text(second) == "2024-11-03T06:30:00.000000+00:00"

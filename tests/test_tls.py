@@ -121,3 +121,14 @@ def test_a_poll_over_https_verifies_against_the_shared_context(https_api: tuple[
     else:  # certifi's roots do not know the test certificate
         with pytest.raises(TransientError, match="connection failed"):
             _poll(base)
+
+
+def test_a_process_without_a_thread_to_spare_builds_the_context_itself(fresh: list[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    tls.warm()  # never fails a sync: the context is an optimisation
+    assert tls.context().verify_mode is ssl.CERT_REQUIRED
+    assert fresh == [threading.current_thread().name]
