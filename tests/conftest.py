@@ -196,3 +196,21 @@ def answer_range(handler: Any, size: int) -> tuple[int, int]:
     handler.send_header("Content-Length", str(end - start))
     handler.end_headers()
     return start, end
+
+
+@pytest.fixture
+def loopback_certificate(tmp_path: Path) -> tuple[Path, Any]:
+    """A self-signed certificate for 127.0.0.1 (its PEM file) and a server TLS context holding it."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl tool is needed to make the test server's certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,16 +81,9 @@ class _Answer(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def https_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def https_api(loopback_certificate: tuple[Path, ssl.SSLContext]) -> Iterator[tuple[str, Path]]:
     """An https API on loopback with a certificate of its own; its URL and the certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl tool is needed to make the test server's certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, context = loopback_certificate
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

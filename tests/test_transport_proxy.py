@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import select
-import shutil
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,16 +73,9 @@ class Tunnel(socketserver.BaseRequestHandler):
 
 
 @pytest.fixture
-def proxied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def proxied(loopback_certificate: tuple[Path, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The media host's https URL, reachable only through the proxy named by `https_proxy`."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl tool is needed to make the test server's certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, context = loopback_certificate
     media = ThreadingHTTPServer(("127.0.0.1", 0), Media)
     media.socket = context.wrap_socket(media.socket, server_side=True)
     proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel)
