@@ -69,10 +69,10 @@ class _Ready:
     transferred: int
 
 
-def check_present(root: Path, store: Store, on_disk: set[str] | None = None) -> None:
-    """Refuse to work on a library whose recorded files are all gone (an unmounted disk, a wrong
-    `--library`): re-fetching them would fail on expired links and mark every song failed."""
-    recorded = store.downloaded_count()
+def check_present(root: Path, recorded: int, on_disk: set[str] | None = None) -> None:
+    """Refuse to work on a library whose `recorded` files (how many the database says are archived)
+    are all gone (an unmounted disk, a wrong `--library`): re-fetching them would fail on expired
+    links and mark every song failed."""
     if not recorded or (holds_a_file(root) if on_disk is None else on_disk):
         return
     state = "missing" if not root.exists() else "empty"
@@ -120,7 +120,7 @@ class Archiver:
         recorded = self.store.downloaded_paths()  # before the walk: a file another fleet worker records is on disk
         on_disk, parts, links = walk_library(self.root)
         if asset_ids is None:
-            check_present(self.root, self.store, on_disk)
+            check_present(self.root, len(recorded), on_disk)
         missing = [asset_id for path, asset_id in recorded.items() if path not in on_disk and path not in links]
         for path in sorted(links.intersection(recorded)):
             self.reporter.warning(f"{path} is now a symbolic link; not following it (see `archiver verify`)")

@@ -109,7 +109,7 @@ def _refuse_absent_library(config: Config) -> None:
     except DatabaseError:
         return  # no database yet (or one too old to read): nothing can be recorded in it
     with store:
-        check_present(config.library, store)
+        check_present(config.library, store.downloaded_count())
 
 
 async def _run(config: Config, options: SyncOptions, store: Store, reporter: Reporter,
