@@ -24,7 +24,7 @@ from .errors import DatabaseError
 from .fields import AssetState
 from .models import Asset, Clip, SyncRun, Task, UTCDateTime, utcnow
 from .records import TERMINAL, PollKind, PollOutcome, Status, TaskRecord
-from .upsert import ApplyResult, Batch, chunks, run_many
+from .upsert import SCHEDULE, ApplyResult, Batch, chunks, run_many
 
 
 # Store.asset_done runs once per archived file: one prepared UPDATE costs ~0.3 ms where loading the
@@ -38,15 +38,8 @@ _ASSET_DONE = text(
 
 # Store.schedule touches every polled task: reading four columns and one driver-level executemany
 # (times formatted once, not per row) cost a third of loading each row as an ORM object and
-# flushing it (10,000 tasks: 1.65 s -> 0.5 s).
-_SCHEDULE = (
-    "UPDATE tasks SET polls = polls + 1, last_polled = :now, idle_polls = :idle_polls, "
-    "poll_errors = :poll_errors, next_poll_at = :next_poll_at, "
-    "error = CASE WHEN :failed THEN :error ELSE error END, "
-    "updated_at = CASE WHEN :failed THEN :now ELSE updated_at END, "
-    "status = COALESCE(:status, status), provider_status = COALESCE(:provider_status, provider_status), "
-    "not_found_since = :not_found_since WHERE id = :id"
-)
+# flushing it (10,000 tasks: 1.65 s -> 0.5 s). In a poll pass (`record_polls`) the batch that
+# stored the answers knows the four columns already, and writes each row once with its schedule.
 
 # A 404 may be a typo in a base URL or a provider outage, not a task that will never exist: it
 # is an error of the run until the task has been not-found this long and this many polls in a row.
@@ -205,22 +198,26 @@ class Store:
 
     def record_polls(self, source: str, records: Sequence[TaskRecord], outcomes: dict[str, PollOutcome],
                      base: float, cap: float) -> tuple[ApplyResult, set[str], dict[str, PollOutcome]]:
-        """A fleet worker's poll of claimed tasks: `apply` and `schedule` in one transaction, for the
-        tasks it still claims (claims.Fleet.mine_tasks); the results of the others are dropped.
-        Times are the server's: a host whose clock runs behind would otherwise make its tasks due
-        again at once. Returns what `apply` and `schedule` return, and the
-        outcomes that were recorded."""
+        """What one poll of `source` brought: `apply` and `schedule` in one transaction, each task
+        written once. A fleet worker records only the tasks it still claims
+        (claims.Fleet.mine_tasks), dropping the others' results, at the server's time: a host
+        whose clock runs behind would otherwise make its tasks due again at once. Returns what
+        `apply` and `schedule` return, and the outcomes that were recorded."""
         result = ApplyResult()
         with self.session() as s:
             conn = s.connection()
-            now = self.fleet.server_now(conn)
-            mine = self.fleet.mine_tasks(conn, source, list(outcomes))
-            outcomes = {task_id: outcome for task_id, outcome in outcomes.items() if task_id in mine}
-            records = [r for r in records if r.task_id in mine]
+            if self.fleet is not None:
+                now = self.fleet.server_now(conn)
+                mine = self.fleet.mine_tasks(conn, source, list(outcomes))
+                outcomes = {task_id: outcome for task_id, outcome in outcomes.items() if task_id in mine}
+                records = [r for r in records if r.task_id in mine]
+            else:
+                now = utcnow()
             if self.dialect == "postgresql":
                 records = [_storable_ids(r) for r in records]
-            _apply(conn, records, now, result)
-            given_up = self._schedule(conn, source, outcomes, base, cap, now, changed=set(result.changed_task_ids))
+            batches = _apply(conn, records, now, result, defer=source)
+            given_up = self._schedule(conn, source, outcomes, base, cap, now, changed=set(result.changed_task_ids),
+                                      batch=batches.get(source))
         return result, given_up, outcomes
 
     def due_tasks(self, now: datetime, sources: Sequence[str] | None = None,
@@ -262,38 +259,46 @@ class Store:
 
     def _schedule(self, conn: Connection, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float,
                   now: datetime, *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,
-                  not_found_polls: int = NOT_FOUND_POLLS) -> set[str]:
+                  not_found_polls: int = NOT_FOUND_POLLS, batch: Batch | None = None) -> set[str]:
         given_up: set[str] = set()
         updates: list[dict[str, Any]] = []
         stamp = UTCDateTime().process_bind_param  # the text every datetime column holds
         now_text = stamp(now, None)
         next_at: dict[int, str | None] = {}  # exponent -> next poll time; only a few differ
-        for part in chunks(list(outcomes)):
-            rows = conn.execute(select(Task.id, Task.task_id, Task.idle_polls, Task.poll_errors,
-                                       Task.not_found_since)
-                                .where(Task.source == source, col(Task.task_id).in_(part)))
-            for pk, task_id, idle_polls, poll_errors, since in rows:
-                outcome = outcomes[task_id]
-                failed, message, status, provider_status = False, None, None, None
-                if outcome.kind is PollKind.OK:
-                    poll_errors, since = 0, None
-                    idle_polls = 0 if task_id in changed else idle_polls + 1
-                else:
-                    failed, message, poll_errors = True, outcome.message, poll_errors + 1
-                    if outcome.kind is PollKind.NOT_FOUND:
-                        since = since or now
-                        if poll_errors >= not_found_polls and now - since >= not_found_after:
-                            status, provider_status = Status.FAILED.value, "NOT_FOUND"
-                            given_up.add(task_id)
-                exponent = min(idle_polls + poll_errors, 30)
-                if exponent not in next_at:
-                    next_at[exponent] = stamp(now + timedelta(seconds=min(cap, base * (2 ** exponent))), None)
-                updates.append({"id": pk, "now": now_text, "idle_polls": idle_polls, "poll_errors": poll_errors,
-                                "next_poll_at": next_at[exponent], "failed": failed, "error": message,
-                                "status": status, "provider_status": provider_status,
-                                "not_found_since": stamp(since, None)})
-        if updates:
-            run_many(conn, _SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
+        rows: list[Any] = []
+        unknown = list(outcomes)
+        if batch is not None:  # the tasks it stored are rows it read or wrote itself
+            known = {task_id: batch.polled(task_id) for task_id in unknown}
+            rows = [(row[0], task_id, *row[1:]) for task_id, row in known.items() if row is not None]
+            unknown = [task_id for task_id, row in known.items() if row is None]
+        for part in chunks(unknown):
+            rows.extend(conn.execute(select(Task.id, Task.task_id, Task.idle_polls, Task.poll_errors,
+                                            Task.not_found_since)
+                                     .where(Task.source == source, col(Task.task_id).in_(part))))
+        for pk, task_id, idle_polls, poll_errors, since in rows:
+            outcome = outcomes[task_id]
+            failed, message, status, provider_status = False, None, None, None
+            if outcome.kind is PollKind.OK:
+                poll_errors, since = 0, None
+                idle_polls = 0 if task_id in changed else idle_polls + 1
+            else:
+                failed, message, poll_errors = True, outcome.message, poll_errors + 1
+                if outcome.kind is PollKind.NOT_FOUND:
+                    since = since or now
+                    if poll_errors >= not_found_polls and now - since >= not_found_after:
+                        status, provider_status = Status.FAILED.value, "NOT_FOUND"
+                        given_up.add(task_id)
+            exponent = min(idle_polls + poll_errors, 30)
+            if exponent not in next_at:
+                next_at[exponent] = stamp(now + timedelta(seconds=min(cap, base * (2 ** exponent))), None)
+            updates.append({"id": pk, "now": now_text, "idle_polls": idle_polls, "poll_errors": poll_errors,
+                            "next_poll_at": next_at[exponent], "failed": failed, "error": message,
+                            "status": status, "provider_status": provider_status,
+                            "not_found_since": stamp(since, None)})
+        if batch is not None:
+            batch.schedule(updates)
+        elif updates:
+            run_many(conn, SCHEDULE, updates)  # one executemany, not 10,000 ORM objects
         return given_up
 
     # --- assets --------------------------------------------------------------------------
@@ -451,12 +456,17 @@ def _storable_ids(record: TaskRecord) -> TaskRecord:
     return replace(record, task_id=as_stored(record.task_id), clips=clips)
 
 
-def _apply(conn: Connection, records: Sequence[TaskRecord], now: datetime, result: ApplyResult) -> None:
+def _apply(conn: Connection, records: Sequence[TaskRecord], now: datetime, result: ApplyResult, *,
+           defer: str | None = None) -> dict[str, Batch]:
+    """Store `records` source by source; the batch of source `defer` holds its task rows back
+    for `Store._schedule` to write with their schedule (see upsert)."""
     by_source: dict[str, list[TaskRecord]] = {}
     for record in records:
         by_source.setdefault(record.source, []).append(record)
+    batches = {source: Batch(conn, source, now, result, defer=source == defer) for source in by_source}
     for source, group in by_source.items():
-        Batch(conn, source, now, result).apply(group)
+        batches[source].apply(group)
+    return batches
 
 
 def _unfinished(sources: Sequence[str] | None) -> Any:

@@ -309,14 +309,9 @@ class Poller:
     def _store(self, source: Source, records: list[TaskRecord], outcomes: dict[str, PollOutcome],
                interval: float | None) -> None:
         base = self.options.interval or interval or source.interval
-        if self.store.fleet is not None:  # only what it still claims, checked as it is recorded
-            result, given_up, outcomes = self.store.record_polls(source.name, records, outcomes, base,
-                                                                 self.config.max_backoff)
-        else:
-            now = utcnow()
-            result = self.store.apply(records, now)
-            given_up = self.store.schedule(source.name, outcomes, base, self.config.max_backoff, now,
-                                           changed=set(result.changed_task_ids))
+        # a fleet worker records only what it still claims, checked as it is recorded
+        result, given_up, outcomes = self.store.record_polls(source.name, records, outcomes, base,
+                                                             self.config.max_backoff)
         self.report.tasks_polled += len(outcomes)
         self.report.newly_succeeded += result.newly_succeeded
         self.report.failed += result.newly_failed + len(given_up)

@@ -6,6 +6,10 @@ objects and flushing them cost 2-4 times as much (10,000 tasks, store only: a ru
 ~100 -> ~55 µs a task, a first answer with two clips ~1100 -> ~250 µs). A clip's update writes
 only the columns that changed, so the full-text triggers on title, lyrics and tags fire only when
 one of those did.
+
+A poll pass also reschedules every task it asked about. SQLite rewrites a whole row, its raw JSON
+and all, for any change, so a task the pass both answered and rescheduled is written once: the
+batch holds its new values back (`defer`) and `schedule` writes them with its schedule.
 """
 
 from __future__ import annotations
@@ -36,6 +40,23 @@ _NEW_ASSET = ("clip_pk", "kind", "url", "created_at", "updated_at", "path", "siz
               "last_error", "warning", "tagged", "downloaded_at")
 _ASSET_BLANK = {"path": None, "size": None, "sha256": None, "state": AssetState.PENDING.value, "attempts": 0,
                 "last_error": None, "warning": None, "tagged": False, "downloaded_at": None}
+
+
+# The schedule of a polled task (store.Store.schedule); the second form also writes the values
+# a deferring batch held back for it (an answered task: not failed, its status the answer's).
+_SCHEDULE_SET = ("polls = polls + 1, last_polled = :now, idle_polls = :idle_polls, poll_errors = :poll_errors, "
+                 "next_poll_at = :next_poll_at, not_found_since = :not_found_since")
+SCHEDULE = (
+    f"UPDATE tasks SET {_SCHEDULE_SET}, "
+    "error = CASE WHEN :failed THEN :error ELSE error END, "
+    "updated_at = CASE WHEN :failed THEN :now ELSE updated_at END, "
+    "status = COALESCE(:status, status), provider_status = COALESCE(:provider_status, provider_status) "
+    "WHERE id = :id"
+)
+_ANSWERED = (*TASK_VALUES, "raw_json", "updated_at")
+_SCHEDULE_ANSWERED = (f"UPDATE tasks SET {', '.join(f'{n} = :{n}' for n in _ANSWERED)}, {_SCHEDULE_SET} "
+                      "WHERE id = :id")
+_SCHEDULE_KEYS = ("id", "now", "idle_polls", "poll_errors", "next_poll_at", "not_found_since")
 
 
 def _insert(table: Table, names: Sequence[str]) -> str:
@@ -104,8 +125,11 @@ def clip_created(clip: dict[str, Any], task: dict[str, Any]) -> datetime | None:
 class Batch:
     """The records of one source, stored in the caller's transaction."""
 
-    def __init__(self, conn: Connection, source: str, now: datetime, result: ApplyResult) -> None:
+    def __init__(self, conn: Connection, source: str, now: datetime, result: ApplyResult, *,
+                 defer: bool = False) -> None:
         self.conn, self.source, self.now, self.result = conn, source, now, result
+        self.defer = defer
+        self.held: dict[int, dict[str, Any]] = {}  # task pk -> its changed columns, when deferred
         self.tasks: dict[str, dict[str, Any]] = {}  # task_id -> row
         self.clips: dict[str, dict[str, Any]] = {}  # clip_id -> row
         self.assets: dict[tuple[int, str], dict[str, Any]] = {}
@@ -117,7 +141,8 @@ class Batch:
         self._assets(touched)
 
     def _load(self, records: Sequence[TaskRecord]) -> None:
-        columns = [TASKS.c[name] for name in ("id", "task_id", *TASK_VALUES, "updated_at")]
+        columns = [TASKS.c[name] for name in ("id", "task_id", *TASK_VALUES, "updated_at", "idle_polls", "poll_errors",
+                                              "not_found_since")]
         for part in chunks([r.task_id for r in records]):
             query = select(*columns).where(TASKS.c.source == self.source, TASKS.c.task_id.in_(part))
             names = list(query.selected_columns.keys())
@@ -141,7 +166,8 @@ class Batch:
         for record in records:
             row = self.tasks.get(record.task_id)
             if row is None:
-                row = {"id": None, "task_id": record.task_id, "status": Status.PENDING.value, "updated_at": None}
+                row = {"id": None, "task_id": record.task_id, "status": Status.PENDING.value, "updated_at": None,
+                       "idle_polls": 0, "poll_errors": 0, "not_found_since": None}
                 row.update(dict.fromkeys(TASK_VALUES[1:]))
                 self.tasks[record.task_id] = row
                 result.tasks_added += 1
@@ -174,11 +200,49 @@ class Batch:
                      "poll_errors": 0}
             run_many(self.conn, _insert(TASKS, _NEW_TASK), [_values(row | extra, _NEW_TASK) for row in new])
             self._ids(TASKS, TASKS.c.task_id, self.tasks, [row["task_id"] for row in new])
-        if old:
-            run_many(self.conn, _update(TASKS, _TASK_WRITTEN), old)
-        if stale:
-            run_many(self.conn, _update(TASKS, ["last_polled"]), list(stale.values()))
+        if self.defer:
+            self.held.update(stale)
+            self.held.update((row["pk"], row) for row in old)
+        else:
+            self._write(old, list(stale.values()))
         return fresh
+
+    def _write(self, answered: list[dict[str, Any]], stale: list[dict[str, Any]]) -> None:
+        if answered:
+            run_many(self.conn, _update(TASKS, _TASK_WRITTEN), answered)
+        if stale:
+            run_many(self.conn, _update(TASKS, ["last_polled"]), stale)
+
+    def polled(self, task_id: str) -> tuple[int, int, int, datetime | None] | None:
+        """(pk, idle_polls, poll_errors, not_found_since) of a task this batch stored, as the
+        database holds them; None for one it did not."""
+        row = self.tasks.get(task_id)
+        if row is None or row["id"] is None:
+            return None
+        return row["id"], row["idle_polls"], row["poll_errors"], row["not_found_since"]
+
+    def schedule(self, updates: list[dict[str, Any]]) -> None:
+        """Write the schedule `updates` (store.Store.schedule) and what this batch held back: one
+        UPDATE a task. A stale answer's held value (its poll time) is one the schedule sets too."""
+        held, self.held = self.held, {}
+        together: list[dict[str, Any]] = []
+        alone: list[dict[str, Any]] = []
+        for update in updates:
+            values = held.get(update["id"])
+            if values is not None and "raw_json" not in values:
+                del held[update["id"]]  # a stale answer's poll time: the schedule sets it too
+            elif values is not None and not update["failed"] and update["status"] is None:
+                del held[update["id"]]
+                together.append({key: update[key] for key in _SCHEDULE_KEYS}
+                                | {name: values[name] for name in _ANSWERED})
+                continue
+            alone.append(update)
+        rest = list(held.values())  # written before their schedule, as `apply` then `schedule` would
+        self._write([v for v in rest if "raw_json" in v], [v for v in rest if "raw_json" not in v])
+        if together:
+            run_many(self.conn, _SCHEDULE_ANSWERED, together)
+        if alone:
+            run_many(self.conn, SCHEDULE, alone)
 
     def _clips(self, fresh: list[TaskRecord]) -> list[dict[str, Any]]:
         result, now = self.result, self.now

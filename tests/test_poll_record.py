@@ -1,0 +1,130 @@
+"""A poll's answers and its schedule stored together (`Store.record_polls`): the same rows as
+`apply` then `schedule`, each task row written once."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+import archiver.store as store_module
+from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
+from archiver.store import Store
+from conftest import sync_now
+
+T0 = datetime(2025, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+SOURCE = "acedata"
+# What one poll brings for one task: an answer (fresh, repeated or stale), or no answer.
+# "mixed": an answer stored beside an error outcome (one a caller of `record_polls` may pass).
+KINDS = ("running", "succeeded", "same", "stale", "error", "not_found", "new", "mixed")
+
+
+def _record(task_id: str, status: Status, at: datetime, clips: int) -> TaskRecord:
+    return TaskRecord(SOURCE, task_id, status, provider_status=status.value.upper(), updated_at=at,
+                      raw={"id": task_id, "at": at.isoformat(), "status": status.value},
+                      clips=tuple(ClipRecord(f"{task_id}-c{n}", title=f"song {n}",
+                                             audio_url=f"http://127.0.0.1/{task_id}/{n}.mp3")
+                                  for n in range(clips)))
+
+
+def _poll(kinds: list[str], round_: int) -> tuple[list[TaskRecord], dict[str, PollOutcome]]:
+    """Round 0 sets the scene (every task answered, running); round 1 is the poll under test."""
+    records: list[TaskRecord] = []
+    outcomes: dict[str, PollOutcome] = {}
+    for n, kind in enumerate(kinds):
+        task_id = f"t{n}"
+        if kind == "new" and round_ == 0:
+            continue  # a task the database first hears of in the poll under test
+        if round_ == 0:
+            status = Status.SUCCEEDED if kind == "stale" else Status.RUNNING
+            records.append(_record(task_id, status, T0, 1))
+        elif kind in ("running", "succeeded", "new", "mixed"):
+            status = Status.SUCCEEDED if kind == "succeeded" else Status.RUNNING
+            records.append(_record(task_id, status, T0 + timedelta(minutes=1), 2 if kind == "succeeded" else 1))
+        elif kind == "same":
+            records.append(_record(task_id, Status.RUNNING, T0, 1))
+        elif kind == "stale":  # a running answer after a finished one
+            records.append(_record(task_id, Status.RUNNING, T0 - timedelta(minutes=1), 1))
+        if kind in ("error", "mixed") and round_ == 1:
+            outcomes[task_id] = PollOutcome.error("HTTP 502")
+        elif kind == "not_found" and round_ == 1:
+            outcomes[task_id] = PollOutcome.not_found("gone")
+        elif kind != "new" or round_ == 1:
+            outcomes[task_id] = PollOutcome.ok()
+    return records, outcomes
+
+
+def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    con = sqlite3.connect(path)
+    try:
+        return {table: con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                for table in ("tasks", "clips", "assets")}
+    finally:
+        con.close()
+
+
+def _by_two_steps(store: Store, records: list[TaskRecord], outcomes: dict[str, PollOutcome],
+                  now: datetime) -> set[str]:
+    result = store.apply(records, now)
+    return store.schedule(SOURCE, outcomes, 60.0, 3600.0, now, changed=set(result.changed_task_ids))
+
+
+def _together(store: Store, records: list[TaskRecord], outcomes: dict[str, PollOutcome],
+              now: datetime, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    monkeypatch.setattr(store_module, "utcnow", lambda: now)
+    return store.record_polls(SOURCE, records, outcomes, 60.0, 3600.0)[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=12))
+def test_record_polls_leaves_the_rows_apply_then_schedule_leave(kinds: list[str], tmp_path_factory: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path_factory.mktemp("polls")
+    paths = {way: folder / f"{way}.db" for way in ("two", "one")}
+    given_up = {}
+    for way, path in paths.items():
+        with Store(f"sqlite:///{path}") as store:
+            store.add_tasks(SOURCE, [f"t{n}" for n, kind in enumerate(kinds) if kind != "new"], now=T0)
+            for round_, now in enumerate((T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2))):
+                records, outcomes = _poll(kinds, min(round_, 1))  # the same answers twice: idle counts grow
+                if way == "two":
+                    given_up[way] = _by_two_steps(store, records, outcomes, now)
+                else:
+                    given_up[way] = _together(store, records, outcomes, now, monkeypatch)
+    assert given_up["one"] == given_up["two"]
+    assert _rows(paths["one"]) == _rows(paths["two"])
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+def test_a_sync_writes_each_polled_task_row_once(sim: Any, sim_cli: Callable[..., Any], engine: str) -> None:
+    """SQLite rewrites a whole row, its raw JSON and all, for any change: an answered task's new
+    values and its schedule go in one UPDATE, and its columns are not read back to schedule it."""
+    ids = [sim.add_task(SOURCE, steps=10**6, clips=1) for _ in range(30)]
+    assert sim_cli("add", SOURCE, *ids).exit_code == 0
+    writes: list[int] = []  # rows written with an answer or a schedule (a fleet's claims aside)
+    reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, params: Any, context: Any, executemany: bool) -> None:
+        words = " ".join(sql.split()).lower()
+        if words.startswith("update tasks set") and ("raw_json" in words or "polls = polls + 1" in words):
+            writes.append(len(params) if executemany else 1)
+        elif words.startswith("select tasks.id, tasks.task_id, tasks.idle_polls"):
+            reads.append(words)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        code, report = sync_now(sim_cli, "--no-download")
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert code == 0 and report["tasks_polled"] == len(ids), report
+    assert sum(writes) == len(ids), writes
+    assert not reads, reads  # the batch read them along with the rows it compares
+    rows = sim_cli("tasks", "--format", "json")
+    assert rows.exit_code == 0, rows.output
