@@ -26,15 +26,15 @@ from .adoption import find_in_place, proves
 from .audiolength import audio_length
 from .config import Config
 from .download import Fetched, Transfer, Tuning, fetch, guess_ext, media_client
-from .errors import (ArchiverError, ClaimLost, DatabaseError, DownloadError, LibraryAbsent, StorageError,
-                     UnsafePath)
+from .errors import ArchiverError, ClaimLost, DatabaseError, DownloadError, StorageError, UnsafePath
 from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, regular_size, removed_part, sha256_file,
                  temp_path)
 from .fs import stem_key as _stem_key
-from .fs import holds_a_file, walk_library
+from .fs import walk_library
 from .folder_art import write_folder_covers
 from .media import final_ext
 from .models import Asset, Clip, Task
+from .mounted import check_present
 from .paths import DEFAULT_TEMPLATE, clip_fields, render_relpath, resolve_inside, sibling, unique_relpath
 from .report import Reporter
 from .finishing import Prelude, finish_audio, finish_prelude, truncated
@@ -67,19 +67,6 @@ class _Ready:
     tagged: bool
     warning: str | None
     transferred: int
-
-
-def check_present(root: Path, recorded: int, on_disk: set[str] | None = None) -> None:
-    """Refuse to work on a library whose `recorded` files (how many the database says are archived)
-    are all gone (an unmounted disk, a wrong `--library`): re-fetching them would fail on expired
-    links and mark every song failed."""
-    if not recorded or (holds_a_file(root) if on_disk is None else on_disk):
-        return
-    state = "missing" if not root.exists() else "empty"
-    raise LibraryAbsent(
-        f"the library {root} is {state} but the database records {recorded} file(s) in it; "
-        "is its disk mounted? Nothing was changed. To fetch them all again on purpose, run "
-        "`archiver verify --repair`")
 
 
 async def archive_pending(config: Config, store: Store, reporter: Reporter, *,

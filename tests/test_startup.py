@@ -134,3 +134,47 @@ def test_a_sync_without_a_terminal_loads_no_terminal_library(sim: Any, tmp_path:
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "httpx" in loaded, loaded  # the sync did poll
     assert not loaded & {"rich", "pygments"}, loaded
+
+
+IMPORTER_PROBE = """
+import json, sys, threading
+args, watched = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+seen = {}
+def hook(event, details):
+    if event == "import" and details[0] in watched and details[0] not in seen:
+        seen[details[0]] = threading.current_thread().name
+sys.addaudithook(hook)
+sys.argv = ["archiver", *args]
+from archiver import cli
+try:
+    cli.main()
+except SystemExit:
+    pass
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_a_sync_loads_the_download_side_in_a_thread_while_it_polls(sim: Any, tmp_path: Path, download: bool) -> None:
+    """pycurl, mutagen and the rest of `archive` load beside the first poll, not before it; a sync
+    that downloads nothing does not load them at all."""
+    import os
+
+    env = {**os.environ, **sim.env(), "ARCHIVER_LIBRARY": str(tmp_path / "lib")}
+    task = sim.add_task("ccapi-suno", clips=1, steps=0)
+    subprocess.run([sys.executable, "-m", "archiver", "add", "ccapi-suno", task],
+                   env=env, check=True, capture_output=True, timeout=120)
+    args = ["sync", "--json", *([] if download else ["--no-download"])]
+    out = subprocess.run([sys.executable, "-c", IMPORTER_PROBE, json.dumps(args),
+                          json.dumps(["archiver.download", "pycurl", "mutagen", "httpx"])],
+                         capture_output=True, text=True, env=env, check=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    report, importers = json.loads(lines[-2]), json.loads(lines[-1])
+    assert report["tasks_polled"] == 1, report
+    assert importers.get("httpx") == "MainThread", importers
+    if download:
+        assert report["files_downloaded"] == 2, report
+        assert importers.get("archiver.download") == "archiver-preload", importers
+        assert importers.get("pycurl") == importers.get("mutagen") == "archiver-preload", importers
+    else:
+        assert not {"archiver.download", "pycurl", "mutagen"} & set(importers), importers
