@@ -9,9 +9,11 @@ older library forward in place.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
+import orjson
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -152,16 +154,35 @@ class SyncRun(SQLModel, table=True):
 # ---------------------------------------------------------------- rows from records
 
 
-_RAW_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_RAW_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+_RAW_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS  # str() of them, as json's default
 
 
 def dumps(value: Any) -> str:
-    """The `raw_json` text of a provider payload.
+    """The `raw_json` text of a provider payload: compact JSON, the text the standard encoder
+    gives but for the spelling of some exponents (1.5e-7, not 1.5e-07) and for NaN and Infinity
+    (which Python's JSON reader takes from a provider and no other reader, SQLite's included,
+    accepts back), stored as null.
 
-    One encoder for every payload: `json.dumps` with options builds a new one per call, which cost
-    more than encoding a typical task record.
+    orjson takes ~1.5 µs for a typical task record where the standard encoder took 8-15 µs, once
+    per polled task; what it refuses (an integer past 64 bits, nesting past 255, a key that is
+    not text) goes through the standard encoder.
     """
-    return _RAW_JSON.encode(value)
+    try:
+        return orjson.dumps(value, default=str, option=_RAW_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return _RAW_JSON.encode(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    """The payload with NaN and the infinities as null, as orjson writes them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 # The task columns a record sets (the provider's `updated_at` is stored as `provider_updated_at`).

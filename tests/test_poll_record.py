@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import archiver.store as store_module
+from archiver.models import dumps
 from archiver.records import ClipRecord, PollOutcome, Status, TaskRecord
 from archiver.store import Store
 from conftest import sync_now
@@ -128,3 +132,37 @@ def test_a_sync_writes_each_polled_task_row_once(sim: Any, sim_cli: Callable[...
     assert not reads, reads  # the batch read them along with the rows it compares
     rows = sim_cli("tasks", "--format", "json")
     assert rows.exit_code == 0, rows.output
+
+
+_SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text()
+_PAYLOADS = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                         | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=25)
+
+
+def _strict(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=_PAYLOADS)
+def test_raw_json_is_strict_json_of_the_payload(payload: Any) -> None:
+    """Whatever a provider's body parsed into (big integers, NaN, any text, deep lists) is stored
+    as JSON any reader takes back, equal to it; text aside, exactly what the standard encoder wrote."""
+    text = dumps(payload)
+    standard = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    assert _strict(text) == json.loads(standard, parse_constant=lambda _name: None)  # NaN and infinities: null
+    if not re.search(r"[eE]|NaN|Infinity", standard):  # exponents and non-numbers aside: the same text
+        assert text == standard
+
+
+def test_a_payload_with_nan_is_stored_as_json_sqlite_reads(tmp_path: Path) -> None:
+    record = TaskRecord(SOURCE, "t1", Status.SUCCEEDED, raw={"duration": math.nan, "deep": [[[1]]] * 3,
+                                                               "big": 10**30},
+                        clips=(ClipRecord("c1", raw={"seconds": math.inf, "title": "x"}),))
+    with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        store.apply([record], T0)
+        rows = store.execute("SELECT json_valid(raw_json), json_extract(raw_json, '$.big') FROM tasks "
+                             "UNION ALL SELECT json_valid(raw_json), json_extract(raw_json, '$.title') FROM clips")
+    assert [tuple(r) for r in rows] == [(1, 1e30), (1, "x")]  # SQLite reads an integer past 64 bits as a real
