@@ -210,7 +210,7 @@ Fixed in product code:
    expression engine had been ~7% of the instructions each polled task added (callgrind's
    function totals, 1,000 against 10,000 tasks).
 29. **Every non-idle sync listed the whole library to see that its disk is mounted**
-   (`archive.check_present`): it read every recorded path and walked every folder before
+   (`mounted.check_present`): it read every recorded path and walked every folder before
    polling, then the download phase did both again. It now counts the recorded files and stops
    at the first file on disk (a test holds the early stop to the full walk on planted trees);
    the download phase's own walk is unchanged.
@@ -219,6 +219,27 @@ Fixed in product code:
    along, so each ask was a failed import that searched every path entry again. With sniffio
    installed: ~0.8 ms less CPU a 50-task request (alternating runs of 100 requests: 2.6–3.4 →
    1.8–2.5 ms user+system); a test counts the path searches of five polls (none).
+31. **Every answered task's row was written twice per poll** (`upsert.Batch.schedule`,
+   `Store.record_polls`): storing the answer rewrote the task's row, raw JSON and all, and
+   rescheduling it read four of its columns back and rewrote the whole row again (SQLite rewrites
+   a row for any change), in a second transaction. The batch now holds the answer's values back
+   and writes them with the schedule in one UPDATE, taking the four columns from the rows it read
+   to compare; a lone worker records a poll in one transaction, as a fleet worker did. A property
+   test holds the result to `apply` then `schedule`; another counts one row write a task. The
+   10,000-task pass: 8.72 → 8.16 G instructions (callgrind), 623 → 568 k instructions a task
+   added (1,000 against 10,000 tasks); alternating runs, CPU median 3.57 → 3.23 s.
+32. **The download side loaded before the first poll** (new `mounted.py`): `sync` imported
+   `archive` (pycurl, mutagen, tagging: ~0.1 s here) for its mounted-disk check before polling.
+   The check has its own module; `archive` loads in a thread while the first poll waits on the
+   network, and a `sync --no-download` does not load it (a test names the importing thread).
+   Whole sync A/B on item 1's set, 10 alternating pairs on a noisy hour: median 0.96×.
+33. **`raw_json` through the standard JSON encoder** (`models.dumps`, orjson, a new
+   dependency): 8–15 µs a typical task record, once per polled task and clip; orjson takes
+   ~1.5 µs, the standard encoder still takes what orjson refuses (integers past 64 bits, deep
+   nesting). NaN and Infinity, which a provider's JSON may carry, are stored as null, so every
+   `raw_json` is JSON that SQLite's functions read. The 10,000-task pass: 7.96 → 7.34 G
+   instructions (callgrind), 566 → 504 k instructions a task added (1,000 against 10,000 tasks;
+   623 k before item 31).
 
 Tried and not kept:
 
@@ -244,6 +265,10 @@ Tried and not kept:
   worker call): 1.00× (8 pairs); see "What bounds the download phase" below.
 - **4 MiB hand-over chunks and writes** instead of 1 MiB (a quarter of the thread hops): no
   change beyond the run-to-run noise.
+- **The poll requests through libcurl** (item 10's transport taught to POST, under httpx's client):
+  a 50-task request cost 3.2–3.4 ms of user+system CPU against 3.3–3.6 ms through httpx's own
+  stack (100-request loops, alternating): libcurl's thread hops cost in system time what they save
+  in Python. Kept on httpx's own transport.
 - **Raising httpcore's 64 KiB read size** (`AsyncHTTP11Connection.READ_NUM_BYTES`) cut httpx's
   CPU ~25% but meant patching a private constant of a dependency.
 
@@ -254,10 +279,13 @@ Measured but not changed:
   sync import none of them).
 - **fsync**: archiver never renames a file into place before its bytes are on disk; on this disk
   that costs what `curl + sync` shows over `curl`.
-- **A poll pass, per task** (10,000 running tasks, py-spy, 2,000 samples a second): the request's
-  share with its JSON parsing and normalizing ~33 µs, storing it (`upsert.Batch`, driver-level
-  executemany) ~31 µs of which SQLite's own ~15 µs, rescheduling it ~12 µs; the rest of item 2's
-  slope is system time and the interpreter's own work between them.
+- **A poll pass, per task** (10,000 running tasks, py-spy at 2,000 samples a second, after
+  item 31, on a slow day of this machine): fetching ~80 µs (httpx ~43, parsing ~8, normalizing
+  ~30), storing and rescheduling ~100 µs (of which SQLite's own UPDATE ~30 and `raw_json` ~16
+  before item 33). Normalizing alone (a 50-task answer, timeit): CCAPI ~47 µs a task, AceData ~29,
+  spread over its small steps: the frozen `TaskRecord` ~8.5 µs to build, ~3 µs a timestamp, ~4 µs
+  for a `"1%"` progress; the rest of item 2's slope is system time and the interpreter's own
+  work between them.
 - **httpx, per poll request** (after item 28): a 50-task answer (50 kB) costs httpx ~4.2 M
   instructions (callgrind, 10 against 100 requests on one connection), mostly Python in httpx,
   httpcore, h11 and anyio, and ~3.5 ms of user+system CPU here (a loop of 100 requests), where
