@@ -36,11 +36,6 @@ _ASSET_DONE = text(
     "attempts = attempts + :transfer WHERE id = :id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
-# Store.schedule touches every polled task: reading four columns and one driver-level executemany
-# (times formatted once, not per row) cost a third of loading each row as an ORM object and
-# flushing it (10,000 tasks: 1.65 s -> 0.5 s). In a poll pass (`record_polls`) the batch that
-# stored the answers knows the four columns already, and writes each row once with its schedule.
-
 # A 404 may be a typo in a base URL or a provider outage, not a task that will never exist: it
 # is an error of the run until the task has been not-found this long and this many polls in a row.
 NOT_FOUND_AFTER = timedelta(days=7)
@@ -198,8 +193,8 @@ class Store:
 
     def record_polls(self, source: str, records: Sequence[TaskRecord], outcomes: dict[str, PollOutcome],
                      base: float, cap: float) -> tuple[ApplyResult, set[str], dict[str, PollOutcome]]:
-        """What one poll of `source` brought: `apply` and `schedule` in one transaction, each task
-        written once. A fleet worker records only the tasks it still claims
+        """What one poll of `source` brought: `apply` and `schedule` in one transaction, an
+        answered task's row written once (see upsert). A fleet worker records only the tasks it still claims
         (claims.Fleet.mine_tasks), dropping the others' results, at the server's time: a host
         whose clock runs behind would otherwise make its tasks due again at once. Returns what
         `apply` and `schedule` return, and the outcomes that were recorded."""
@@ -248,7 +243,8 @@ class Store:
     def schedule(self, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float, now: datetime,
                  *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,
                  not_found_polls: int = NOT_FOUND_POLLS) -> set[str]:
-        """After a poll pass: set each task's next poll time and error counters.
+        """After a poll: set each task's next poll time and error counters (`record_polls` does
+        it in the transaction that stores the answers).
 
         Returns the ids that were not found for `not_found_after` and `not_found_polls` in a row, and so
         are failed now.
@@ -260,6 +256,10 @@ class Store:
     def _schedule(self, conn: Connection, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float,
                   now: datetime, *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,
                   not_found_polls: int = NOT_FOUND_POLLS, batch: Batch | None = None) -> set[str]:
+        # Every polled task: its three counters read and one driver-level executemany (times
+        # formatted once, not per row) cost a third of loading each row as an ORM object and
+        # flushing it (10,000 tasks: 1.65 s -> 0.5 s). In `record_polls` the batch that stored the
+        # answers read the counters already, and writes an answered row once with its schedule.
         given_up: set[str] = set()
         updates: list[dict[str, Any]] = []
         stamp = UTCDateTime().process_bind_param  # the text every datetime column holds

@@ -222,8 +222,10 @@ class Batch:
         return row["id"], row["idle_polls"], row["poll_errors"], row["not_found_since"]
 
     def schedule(self, updates: list[dict[str, Any]]) -> None:
-        """Write the schedule `updates` (store.Store.schedule) and what this batch held back: one
-        UPDATE a task. A stale answer's held value (its poll time) is one the schedule sets too."""
+        """Write the schedule `updates` (store.Store.schedule) and what this batch held back: an
+        answered task's values and its schedule in one UPDATE; anything else (an answer beside a
+        failed outcome, one without an outcome) first as `apply` writes it, then its schedule. A
+        stale answer's held value (its poll time) is one the schedule sets too."""
         held, self.held = self.held, {}
         together: list[dict[str, Any]] = []
         alone: list[dict[str, Any]] = []
