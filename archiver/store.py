@@ -194,10 +194,10 @@ class Store:
     def record_polls(self, source: str, records: Sequence[TaskRecord], outcomes: dict[str, PollOutcome],
                      base: float, cap: float) -> tuple[ApplyResult, set[str], dict[str, PollOutcome]]:
         """What one poll of `source` brought: `apply` and `schedule` in one transaction, an
-        answered task's row written once (see upsert). A fleet worker records only the tasks it still claims
-        (claims.Fleet.mine_tasks), dropping the others' results, at the server's time: a host
-        whose clock runs behind would otherwise make its tasks due again at once. Returns what
-        `apply` and `schedule` return, and the outcomes that were recorded."""
+        answered task's row written once (see upsert). A fleet worker records only the tasks it
+        still claims (claims.Fleet.mine_tasks), dropping the others' results, at the server's
+        time: a host whose clock runs behind would otherwise make its tasks due again at once.
+        Returns what `apply` and `schedule` return, and the outcomes that were recorded."""
         result = ApplyResult()
         with self.session() as s:
             conn = s.connection()

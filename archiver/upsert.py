@@ -129,7 +129,8 @@ class Batch:
                  defer: bool = False) -> None:
         self.conn, self.source, self.now, self.result = conn, source, now, result
         self.defer = defer
-        self.held: dict[int, dict[str, Any]] = {}  # task pk -> its changed columns, when deferred
+        self.held: dict[int, dict[str, Any]] = {}  # task pk -> an answer's columns, when deferred
+        self.held_stale: dict[int, dict[str, Any]] = {}  # task pk -> a stale answer's poll time, when deferred
         self.tasks: dict[str, dict[str, Any]] = {}  # task_id -> row
         self.clips: dict[str, dict[str, Any]] = {}  # clip_id -> row
         self.assets: dict[tuple[int, str], dict[str, Any]] = {}
@@ -201,7 +202,7 @@ class Batch:
             run_many(self.conn, _insert(TASKS, _NEW_TASK), [_values(row | extra, _NEW_TASK) for row in new])
             self._ids(TASKS, TASKS.c.task_id, self.tasks, [row["task_id"] for row in new])
         if self.defer:
-            self.held.update(stale)
+            self.held_stale.update(stale)
             self.held.update((row["pk"], row) for row in old)
         else:
             self._write(old, list(stale.values()))
@@ -227,20 +228,19 @@ class Batch:
         failed outcome, one without an outcome) first as `apply` writes it, then its schedule. A
         stale answer's held value (its poll time) is one the schedule sets too."""
         held, self.held = self.held, {}
+        stale, self.held_stale = self.held_stale, {}
         together: list[dict[str, Any]] = []
         alone: list[dict[str, Any]] = []
         for update in updates:
+            stale.pop(update["id"], None)  # its poll time: the schedule sets it too
             values = held.get(update["id"])
-            if values is not None and "raw_json" not in values:
-                del held[update["id"]]  # a stale answer's poll time: the schedule sets it too
-            elif values is not None and not update["failed"] and update["status"] is None:
+            if values is not None and not update["failed"] and update["status"] is None:
                 del held[update["id"]]
                 together.append({key: update[key] for key in _SCHEDULE_KEYS}
                                 | {name: values[name] for name in _ANSWERED})
-                continue
-            alone.append(update)
-        rest = list(held.values())  # written before their schedule, as `apply` then `schedule` would
-        self._write([v for v in rest if "raw_json" in v], [v for v in rest if "raw_json" not in v])
+            else:
+                alone.append(update)
+        self._write(list(held.values()), list(stale.values()))  # before their schedule, as `apply` then `schedule`
         if together:
             run_many(self.conn, _SCHEDULE_ANSWERED, together)
         if alone:
