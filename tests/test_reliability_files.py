@@ -458,8 +458,7 @@ def test_a_title_that_fills_the_whole_file_name_is_archived(sim, sim_cli, librar
     [], ["a/b/song.mp3"], ["a/.part-only.mp3.part"], ["archiver.db", "archiver.db-wal", ".archiver.lock"],
     ["deep/er/still/cover.jpg"], ["link"], ["a/b/c/.x.part", "a/b/real.m4a"],
 ])
-def test_the_mounted_check_agrees_with_the_walk(tmp_path: Path,
-                                                  planted: list[str]) -> None:
+def test_the_mounted_check_agrees_with_the_walk(tmp_path: Path, planted: list[str]) -> None:
     from archiver.fs import LOCK_NAME, holds_a_file, walk_library
 
     root = tmp_path / "lib"

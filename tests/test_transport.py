@@ -15,10 +15,9 @@ import errno
 import hashlib
 import os
 import socket
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,6 +30,7 @@ from hypothesis import strategies as st
 from archiver import curl_file
 from archiver.download import Transfer, Tuning, fetch_once, next_hop
 from archiver.errors import RefusedURL, TransientError
+from archiver.testkit.loopback import QuietHTTPServer
 from archiver.transport import CHUNK, MAX_BUFFERED, SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 from conftest import answer_range
 
@@ -151,19 +151,9 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client hanging up on a trickling answer is what the stall tests provoke; printed
-        from the server's thread, its traceback would land outside any test's captured output."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = QuietServer(("127.0.0.1", 0), Handler)
+    httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
