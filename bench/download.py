@@ -85,7 +85,10 @@ def download(bench: Bench) -> Section:
                "rows are bench/floor_httpx.py (the same URLs through httpx alone: stream, sha256, write), "
                "with archiver's libcurl transport and (first N only) httpx's own; the `diagnostic` rows (first "
                "N only) are bench/ablate.py, `archiver sync` with the fsyncs, then tagging too, switched "
-               f"off. Runs alternate the tools; medians of {plan.runs}. MB = 10^6 bytes."),
+               f"off. Runs alternate the tools; medians of {plan.runs} for archiver, curl, aria2c and gallery-dl; "
+               f"of {plan.diag_runs} for the floors and the diagnostics, and for a peer whose fastest run is still over "
+               "twice archiver's slowest after that many (no further run could change its verdict). "
+               "MB = 10^6 bytes."),
         columns=["N", "tool", "wall", "MB/s", "CPU", "peak RSS", "vs curl + sync"],
     )
     for name, why in installed.missing.items():
@@ -138,12 +141,15 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
         timed["curl"].append(sample)
         synced.append(sample.wall + sync_time)
         timed["archiver"].append(_archiver(run, jobs))
+        diagnose = number < plan.diag_runs
         for name in ours:
-            if name not in fails:
+            if name not in fails and (diagnose or not _settled(timed[name], timed["archiver"])):
                 try:
                     timed[name].append(_peer(run, name, installed.binaries[name], jobs))
                 except (CommandFailed, RuntimeError) as exc:
                     fails[name] = str(exc).strip().splitlines()[0][:300]
+        if not diagnose:
+            continue
         if "pycurl" not in fails:
             try:
                 timed["pycurl"].append(_pycurl_floor(run, jobs))
@@ -203,6 +209,12 @@ def _one_n(run: _Run, section: Section, installed: peers.Peers, jobs: int,
                          f"the durable floor {floor / run.files * 1e3:.1f} ms of wall.")
     if first and not all(c.passed for c in section.checks[start:]):
         _where_the_time_goes(run, section, jobs, a_wall, floor, timed)
+
+
+def _settled(rival: list[Sample], ours: list[Sample]) -> bool:
+    """A rival whose fastest run so far is over twice archiver's slowest: no further run can turn the
+    comparison around, so it is not repeated (the median is of the runs it had)."""
+    return bool(rival) and min(s.wall for s in rival) > 2 * max(s.wall for s in ours)
 
 
 def _where_the_time_goes(run: _Run, section: Section, jobs: int, a_wall: float, floor: float,

@@ -35,6 +35,7 @@ class Plan:
 
     quick: bool
     runs: int  # repetitions of the download comparison and the fast items (medians)
+    diag_runs: int  # repetitions of the download rows no target compares archiver with closely
     clips: int  # clips in the download run (audio + cover each)
     audio_bytes: int
     jobs: tuple[int, ...]
@@ -46,9 +47,9 @@ class Plan:
     startup_runs: int
 
 
-FULL = Plan(quick=False, runs=5, clips=200, audio_bytes=3_000_000, jobs=(4, 8), poll_sizes=(1000, 5000, 10000),
+FULL = Plan(quick=False, runs=5, diag_runs=3, clips=200, audio_bytes=3_000_000, jobs=(4, 8), poll_sizes=(1000, 5000, 10000),
             poll_runs=5, library_clips=20000, big_file=1024 * MIB, memory_runs=2, startup_runs=15)
-QUICK = Plan(quick=True, runs=2, clips=40, audio_bytes=3_000_000, jobs=(4,), poll_sizes=(200, 500, 1000),
+QUICK = Plan(quick=True, runs=2, diag_runs=1, clips=40, audio_bytes=3_000_000, jobs=(4,), poll_sizes=(200, 500, 1000),
              poll_runs=1, library_clips=2000, big_file=128 * MIB, memory_runs=1, startup_runs=5)
 
 
