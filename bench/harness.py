@@ -317,7 +317,7 @@ def versions(nginx: str | None) -> dict[str, str]:
 
     nginx_version = _first_line([nginx, "-v"]).removeprefix("nginx version: nginx/") if nginx else "absent"
     return {
-        "archiver": dist("archiver") + _git_revision() + _install_kind(),
+        "archiver": _archiver_version(),
         "python": platform.python_version(),
         "nginx": nginx_version,
         "curl": (_first_line(["curl", "--version"]).split() + ["absent", "absent"])[1],
@@ -328,20 +328,22 @@ def versions(nginx: str | None) -> dict[str, str]:
     }
 
 
-def _install_kind() -> str:
-    """How the measured `archiver` is installed: an editable install loads a path finder into
-    every interpreter of the venv (~0.03 s a start) that the README's `pip install .` does not."""
+def _archiver_version() -> str:
+    """The measured `archiver`: its version, the checkout's revision and how it is installed (an
+    editable install loads a path finder into every interpreter of the venv, ~0.03 s a start, that
+    the README's `pip install .` does not)."""
     dist = _installed()
     if dist is None:
-        return ""
+        return "absent" + _git_revision()
+    shown = dist.version + _git_revision()
     try:
         editable = bool(json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"))
     except (ValueError, AttributeError):
-        return ""
+        return shown
     if editable:
-        return ", editable install (pip install -e)"
-    return ", installed with pip install ." + ("" if _install_matches() else
-                                                " **from other sources than this checkout: reinstall it**")
+        return shown + ", editable install (pip install -e)"
+    return shown + ", installed with pip install ." + ("" if _install_matches(dist) else
+                                                       " **from other sources than this checkout: reinstall it**")
 
 
 def _installed() -> importlib.metadata.Distribution | None:
@@ -350,10 +352,9 @@ def _installed() -> importlib.metadata.Distribution | None:
     return next(iter(importlib.metadata.distributions(name="archiver", path=elsewhere)), None)
 
 
-def _install_matches() -> bool:
+def _install_matches(dist: importlib.metadata.Distribution) -> bool:
     """The installed package's modules are the checkout's (a stale install measures other code)."""
-    dist = _installed()
-    files = (dist.files or []) if dist is not None else []
+    files = dist.files or []
     installed = {str(f): f.locate() for f in files if str(f).startswith("archiver/") and str(f).endswith(".py")}
     ours = {str(p.relative_to(REPO)): p for p in (REPO / "archiver").rglob("*.py")}
     return installed.keys() == ours.keys() and all(
