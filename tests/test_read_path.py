@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archiver.library import detail, list_clips, list_tasks, search
 from archiver.overview import stats
@@ -316,3 +318,28 @@ def test_a_change_made_while_an_idle_run_works_is_noticed_by_the_next(imported: 
 def test_a_link_named_like_the_database_is_noticed_with_a_stamp(stamped: Path) -> None:
     (stamped / "archiver.db-journal").symlink_to("/etc/hostname")
     assert _idle_in_process(stamped) is None
+
+
+_ANY_VALUE = st.one_of(st.none(), st.text(max_size=12), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.binary(max_size=6),
+                       st.sampled_from(["pending", "running", "succeeded", "failed", "cancelled", "downloaded",
+                                        "cancelled ", "failed\0", "Succeeded", "d"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(_ANY_VALUE, max_size=25), excluded=st.sets(st.sampled_from(
+    ["cancelled", "failed", "succeeded", "downloaded", "pending", ""]), min_size=1))
+@pytest.mark.parametrize("declared", ["VARCHAR", "BLOB"])
+def test_the_idle_checks_ranges_select_exactly_what_not_in_selects(declared: str, rows: list[Any],
+                                                                  excluded: set[str]) -> None:
+    """The idle sync counts unfinished tasks and undownloaded files with ranges (an index seek)
+    where NOT IN would scan: the same rows for whatever a column holds, typed or not."""
+    from archiver.idle import _not_in
+
+    con = sqlite3.connect(":memory:")
+    con.execute(f"CREATE TABLE t (status {declared})")
+    con.execute("CREATE INDEX ix ON t (status)")
+    con.executemany("INSERT INTO t VALUES (?)", [(v,) for v in rows])
+    marks = ", ".join(f"'{v}'" for v in excluded)
+    expected = con.execute(f"SELECT rowid FROM t WHERE status NOT IN ({marks}) ORDER BY rowid").fetchall()
+    assert con.execute(f"SELECT rowid FROM t WHERE {_not_in('status', excluded)} ORDER BY rowid").fetchall() == expected
+    con.close()
