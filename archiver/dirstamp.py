@@ -7,9 +7,10 @@ inode and both times are the same still holds the same names. The root is the ex
 database's WAL files come and go there on every run, so its entries are compared by name, kind and
 inode instead. Every figure is taken as the walk lists that folder, so a change made after it was
 listed shows next time. A folder touched within `RACY_SECONDS` of the walk is not trusted (a file
-created in the same clock tick would leave its times unchanged), and the stamp also carries a digest of the
-paths the database records, so a change on either side sends the run back to the full walk. The
-stamp is a cache: unreadable, stale or planted, it is simply not used.
+created in the same clock tick would leave its times unchanged), and the stamp also carries the
+database's token for the paths it records, which changes with any of them, so a change on either
+side sends the run back to the full walk. The stamp is a cache: unreadable, stale or planted, it
+is simply not used.
 """
 
 from __future__ import annotations
@@ -18,33 +19,21 @@ import json
 import os
 import stat
 import time
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ArchiverError
 from .fs import PART, SKIP_NAMES, SKIP_PREFIX, STAMP_NAME, atomic_write, read_bytes
 
-VERSION = 1
+VERSION = 2
 RACY_SECONDS = 2.0
 MAX_BYTES = 8 * 1024 * 1024  # a stamp of 100,000 folders is a few MB; anything larger is not ours
 
 
-@dataclass(frozen=True)
-class Stamp:
-    paths: str  # digest of the recorded paths (see `paths_digest`)
+class Stamp(NamedTuple):  # a tuple: building the class costs an idle run a fifth of a dataclass
+    paths: str  # the database's token for its recorded paths (idle.py), as it was at the walk
     root: tuple[tuple[str, str, int], ...]  # the root's entries: (name, kind, inode)
     dirs: tuple[tuple[str, int, int, int], ...]  # every folder below: (relative path, inode, mtime, ctime)
-
-
-def paths_digest(joined: str | None) -> str:
-    """A fingerprint of the recorded paths as the database lists them (NUL-joined, index order).
-
-    Length and two checksums, not a cryptographic hash: loading hashlib (OpenSSL) would cost an
-    idle run more than the walk it saves, and the only thing it guards against is an accident.
-    """
-    data = (joined or "").encode("utf-8", "surrogatepass")
-    return f"{len(data)}:{zlib.crc32(data):08x}:{zlib.adler32(data):08x}"
 
 
 def _kind(entry: os.DirEntry[str]) -> str:

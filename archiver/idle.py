@@ -68,20 +68,25 @@ _RECORDED = f"SELECT path FROM assets WHERE state = '{AssetState.DOWNLOADED.valu
 # Every path as one string, read from the covering path index: no per-row tuple, no table page.
 _ALL_PATHS = "SELECT group_concat(path, char(0)) FROM assets WHERE path IS NOT NULL"
 _PATH_NOT_DOWNLOADED = f"SELECT 1 FROM assets a WHERE {_NOT_DOWNLOADED} AND a.path IS NOT NULL LIMIT 1"
+# Changes whenever a recorded path does (the triggers of migrations' version 7).
+_PATH_TOKEN = "SELECT generation || ':' || changes FROM path_changes WHERE id = 1"
 
 
 def _exactly_recorded(conn: sqlite3.Connection, on_disk: set[str] | None, stamp: dirstamp.Stamp | None
                       ) -> tuple[bool, str]:
     """Whether the files on disk are exactly the recorded downloaded paths (the common idle case),
-    and the digest of those paths. False means only "look closer" (sidecars, missing or extra
-    files). With `on_disk` None the stamp's folders were found unchanged and the digest decides."""
+    and the token of those paths ("" when the database has none). False means only "look closer"
+    (sidecars, missing or extra files). With `on_disk` None the stamp's folders were found
+    unchanged, and the token alone decides. The token is read before the paths: a change between
+    the two leaves an older token in the stamp, and the next run walks again."""
     if conn.execute(_PATH_NOT_DOWNLOADED).fetchone() is not None:
         return False, ""
-    joined = conn.execute(_ALL_PATHS).fetchone()[0]
-    digest = dirstamp.paths_digest(joined)
+    found = conn.execute(_PATH_TOKEN).fetchone()
+    token = found[0] if found and isinstance(found[0], str) else ""
     if on_disk is None:
-        return stamp is not None and digest == stamp.paths, digest
-    return joined is not None and set(joined.split("\0")) == on_disk, digest
+        return bool(token) and stamp is not None and token == stamp.paths, token
+    joined = conn.execute(_ALL_PATHS).fetchone()[0]
+    return joined is not None and set(joined.split("\0")) == on_disk, token
 
 
 def _records_files(url: str) -> bool:
@@ -118,20 +123,20 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
                     return None
                 if on_disk is None and (stamp is None or not dirstamp.unchanged(root, stamp)):  # changed under a run
                     stamp = None
-                exact, digest = _exactly_recorded(db.conn, on_disk, stamp)
+                exact, token = _exactly_recorded(db.conn, on_disk, stamp)
                 if on_disk is None and not exact:  # the records (or, meanwhile, the folders) changed
                     seen = dirstamp.Recorder()
                     on_disk, parts, links = walk_library(root, seen)
                     if parts or links:
                         return None
-                    exact, digest = _exactly_recorded(db.conn, on_disk, None)
+                    exact, token = _exactly_recorded(db.conn, on_disk, None)
                 recorded = set() if exact else {path for (path,) in db.conn.execute(_RECORDED)}
         except (DatabaseError, sqlite3.DatabaseError):
             return None
         if on_disk is not None and not exact and not _accounted_for(recorded, on_disk):
             return None
-        if on_disk is not None and digest:
-            dirstamp.save(root, seen, digest)
+        if on_disk is not None and token:
+            dirstamp.save(root, seen, token)
         report = SyncReport(passes=1, still_unfinished=unfinished)
         _record(str(db_path), started, report)
     return report

@@ -159,8 +159,32 @@ def _v6_fleet(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+# Version 7: one row that changes whenever any recorded path does, so an idle sync (idle.py) tells
+# "the same paths as at the last walk" without reading 40,000 of them. Triggers count every path
+# an asset gains, changes or loses, whoever writes it (archiver, sqlite3, a cascading delete); the
+# generation, random per database, tells a replaced or rebuilt database from this one even when its
+# count happens to match. PostgreSQL has no idle check (the library's SQLite file is what it reads).
+_BUMP = "BEGIN UPDATE path_changes SET changes = changes + 1 WHERE id = 1; END"
+_PATH_CHANGES_SQL = (
+    """CREATE TABLE IF NOT EXISTS path_changes (
+           id INTEGER PRIMARY KEY CHECK (id = 1), generation VARCHAR NOT NULL, changes INTEGER NOT NULL)""",
+    "INSERT OR IGNORE INTO path_changes (id, generation, changes) VALUES (1, lower(hex(randomblob(16))), 0)",
+    f"CREATE TRIGGER IF NOT EXISTS assets_path_insert AFTER INSERT ON assets WHEN new.path IS NOT NULL {_BUMP}",
+    f"""CREATE TRIGGER IF NOT EXISTS assets_path_update AFTER UPDATE OF path ON assets
+           WHEN old.path IS NOT new.path {_BUMP}""",
+    f"CREATE TRIGGER IF NOT EXISTS assets_path_delete AFTER DELETE ON assets WHEN old.path IS NOT NULL {_BUMP}",
+)
+
+
+def _v7_path_changes(conn: Connection) -> None:
+    if _is_pg(conn):
+        return
+    for statement in _PATH_CHANGES_SQL:
+        conn.exec_driver_sql(statement)
+
+
 STEPS: list[Callable[[Connection], None]] = [_v1_tables, _v2_browse, _v3_not_found_since, _v4_fts_for_datasette,
-                                              _v5_clip_created, _v6_fleet]
+                                              _v5_clip_created, _v6_fleet, _v7_path_changes]
 # readdb holds the version too, for readers that import no ORM: a new step raises it there.
 if len(STEPS) != SCHEMA_VERSION:
     raise RuntimeError(f"readdb.SCHEMA_VERSION is {SCHEMA_VERSION} but migrations has {len(STEPS)} steps")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from .errors import DatabaseError
 
-SCHEMA_VERSION = 6  # migrations.STEPS has this many steps (migrations.py checks it on import)
+SCHEMA_VERSION = 7  # migrations.STEPS has this many steps (migrations.py checks it on import)
 READABLE_FROM = 2  # the oldest version reads understand: before version 5, clips without a time list none
 
 

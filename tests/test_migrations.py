@@ -91,6 +91,44 @@ def test_version_1_library_is_upgraded_in_place(tmp_path: Path) -> None:
     assert kinds["ix_clips_duration"] == "index"
 
 
+def test_every_change_to_a_recorded_path_is_counted(tmp_path: Path) -> None:
+    """Version 7's count, which an idle sync compares instead of reading every path, moves with
+    each path an asset gains, changes or loses (cascading deletes included) and nothing else."""
+    db = tmp_path / "archiver.db"
+    url = make_v1(db)
+    with Store(url):
+        pass
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA foreign_keys = ON")
+
+    def count() -> int:
+        return con.execute("SELECT changes FROM path_changes").fetchone()[0]
+
+    generation = con.execute("SELECT generation FROM path_changes").fetchone()[0]
+    assert count() == 0 and len(generation) == 32
+    with con:
+        con.execute("UPDATE assets SET attempts = 9, size = 1 WHERE path IS NOT NULL")  # not a path
+        con.execute("UPDATE assets SET path = path WHERE path IS NOT NULL")  # the same path
+        con.execute("INSERT INTO assets (clip_pk, kind, url, state, attempts, tagged) "
+                    "VALUES (2, 'image', 'https://x/2.jpg', 'pending', 0, 0)")  # no path yet
+    assert count() == 0
+    with con:
+        con.execute("UPDATE assets SET path = 'acedata/2.jpg' WHERE url = 'https://x/2.jpg'")
+    assert count() == 1
+    with con:
+        con.execute("UPDATE assets SET path = 'acedata/Moons.mp3' WHERE path = 'acedata/2025/Paper Moons.mp3'")
+    assert count() == 2
+    with con:
+        con.execute("INSERT INTO assets (clip_pk, kind, url, path, state, attempts, tagged) "
+                    "VALUES (1, 'video', 'https://x/1.mp4', 'acedata/1.mp4', 'downloaded', 1, 0)")
+    assert count() == 3
+    with con:
+        con.execute("DELETE FROM tasks WHERE task_id = 'old-task'")  # its clips and their three paths go
+    assert count() == 6
+    assert con.execute("SELECT generation FROM path_changes").fetchone()[0] == generation
+    con.close()
+
+
 def test_fresh_library_gets_every_step(tmp_path: Path) -> None:
     db = tmp_path / "new" / "archiver.db"
     with Store(f"sqlite:///{db}") as store:

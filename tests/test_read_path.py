@@ -242,7 +242,7 @@ def test_idle_sync_with_a_stamp_does_not_walk_the_library(stamped: Path, monkeyp
 
 
 @pytest.mark.parametrize("change", ["part", "unrecorded", "missing", "swapped", "root-file", "link", "subfolder",
-                                    "record-moved", "record-added"])
+                                    "record-moved", "record-added", "record-deleted", "database-replaced"])
 def test_idle_sync_with_a_stamp_still_notices_every_change(stamped: Path, change: str) -> None:
     folder = stamped / "acedata"
     if change == "part":
@@ -265,6 +265,10 @@ def test_idle_sync_with_a_stamp_still_notices_every_change(stamped: Path, change
         with con:
             if change == "record-moved":
                 con.execute("UPDATE assets SET path = 'acedata/Renamed.mp3' WHERE path = ?", (AUDIO,))
+            elif change in ("record-deleted", "database-replaced"):
+                con.execute("DELETE FROM assets WHERE path = ?", (AUDIO,))
+                if change == "database-replaced":  # another database whose count of path changes matches
+                    con.execute("UPDATE path_changes SET generation = 'another', changes = changes - 1")
             else:
                 con.execute("INSERT INTO assets (clip_pk, kind, url, path, size, sha256, state, attempts, tagged) "
                             "SELECT clip_pk, 'image', 'https://cdn.example/x.jpg', 'acedata/Woke up.jpg', 1, "
