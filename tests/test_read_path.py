@@ -284,9 +284,12 @@ def test_idle_stamp_is_not_trusted_when_planted_or_fresh(imported: Path) -> None
     assert _idle_in_process(imported) is not None
     assert dirstamp.load(imported) is None  # folders written a moment ago: too fresh to vouch for
     real = imported.parent / "stamp.json"
-    real.write_text('{"v": 1, "paths": "", "root": [], "dirs": []}')
+    real.write_text(json.dumps({"v": dirstamp.VERSION, "paths": "", "root": [], "dirs": []}))
     (imported / ".archiver.stamp").symlink_to(real)
     assert dirstamp.load(imported) is None  # a link is never read
+    (imported / ".archiver.stamp").unlink()
+    (imported / ".archiver.stamp").write_bytes(real.read_bytes())
+    assert dirstamp.load(imported) is not None  # the same stamp as a file of its own is
     (imported / ".archiver.stamp").unlink()
     (imported / ".archiver.stamp").write_text("{not json")
     assert dirstamp.load(imported) is None
