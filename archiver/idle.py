@@ -12,6 +12,7 @@ takes the library lock (a second sync exits 75 as before) and records itself in 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -22,7 +23,7 @@ from .fields import RUN_COUNTERS, TERMINAL, AssetState, Status
 from . import dirstamp
 from .fs import sidecars, walk_library
 from .lock import LibraryLock
-from .readdb import SCHEMA_VERSION, ReadDB
+from .readdb import PATH_TRIGGERS, SCHEMA_VERSION, ReadDB
 from .report import SyncReport
 
 
@@ -37,8 +38,11 @@ def _in(values: Sequence[str], prefix: str) -> tuple[str, dict[str, str]]:
 
 def _not_in(column: str, values: Iterable[str]) -> str:
     """`column NOT IN (values)` spelled as the ranges between them, which SQLite answers from an
-    index on `column` where NOT IN reads every entry; the same rows for any text, number or blob."""
+    index on `column` where NOT IN reads every entry. The same rows whatever the column holds
+    (text, numbers, blobs, NULL) when it has text affinity and the values are words, as the
+    status columns and their enum values are (numbers would sort differently in SQLite)."""
     ordered = sorted(values)
+    assert ordered and all(value.isalpha() for value in ordered), ordered
     ranges = [f"{column} < '{ordered[0]}'",
               *(f"({column} > '{low}' AND {column} < '{high}')" for low, high in zip(ordered, ordered[1:])),
               f"{column} > '{ordered[-1]}'"]
@@ -68,8 +72,13 @@ _RECORDED = f"SELECT path FROM assets WHERE state = '{AssetState.DOWNLOADED.valu
 # Every path as one string, read from the covering path index: no per-row tuple, no table page.
 _ALL_PATHS = "SELECT group_concat(path, char(0)) FROM assets WHERE path IS NOT NULL"
 _PATH_NOT_DOWNLOADED = f"SELECT 1 FROM assets a WHERE {_NOT_DOWNLOADED} AND a.path IS NOT NULL LIMIT 1"
-# Changes whenever a recorded path does (the triggers of migrations' version 7).
-_PATH_TOKEN = "SELECT generation || ':' || changes FROM path_changes WHERE id = 1"
+# Changes whenever a recorded path does (migrations' version 7); none while a trigger is missing
+# (dropped, or lost with a rebuilt table), as the count would then stand still.
+_PATH_TOKEN = (f"SELECT generation || ':' || changes FROM path_changes WHERE id = 1 AND (SELECT count(*) "
+               f"FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'assets' AND name IN "
+               f"({', '.join(repr(name) for name in PATH_TRIGGERS)})) = {len(PATH_TRIGGERS)}")
+# A new generation for the token a stamp is about to carry, unless the paths changed meanwhile.
+_REDRAW = "UPDATE path_changes SET generation = ? WHERE id = 1 AND generation || ':' || changes = ?"
 
 
 def _exactly_recorded(conn: sqlite3.Connection, on_disk: set[str] | None, stamp: dirstamp.Stamp | None
@@ -135,10 +144,10 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
             return None
         if on_disk is not None and not exact and not _accounted_for(recorded, on_disk):
             return None
-        if on_disk is not None and token:
-            dirstamp.save(root, seen, token)
         report = SyncReport(passes=1, still_unfinished=unfinished)
-        _record(str(db_path), started, report)
+        token = _record(str(db_path), started, report, token if on_disk is not None else "")
+        if token:
+            dirstamp.save(root, seen, token)
     return report
 
 
@@ -149,8 +158,11 @@ def _accounted_for(recorded: set[str], on_disk: set[str]) -> bool:
     return not unrecorded or unrecorded <= sidecars(recorded)  # else the normal path looks at the others
 
 
-def _record(path: str, started: datetime, report: SyncReport) -> None:
-    """One `sync_runs` row, as the normal path writes it for a run that did nothing."""
+def _record(path: str, started: datetime, report: SyncReport, token: str) -> str:
+    """One `sync_runs` row, as the normal path writes it for a run that did nothing. With the
+    `token` of a walk about to be stamped, the same transaction draws the database a new
+    generation, so that a copy of it from before this stamp (a restored backup) never matches it:
+    returns the new token, or "" when the paths changed since the walk (then no stamp)."""
     columns = ("started_at", "finished_at", "exit_code", "errors", *RUN_COUNTERS)
     values = (_stamp(started), _stamp(datetime.now(timezone.utc)), report.exit_code, len(report.errors),
               *report.counts().values())
@@ -161,9 +173,14 @@ def _record(path: str, started: datetime, report: SyncReport) -> None:
         with conn:
             conn.execute(f"INSERT INTO sync_runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
                          values)
+            if token:
+                generation = os.urandom(16).hex()
+                redrawn = conn.execute(_REDRAW, (generation, token)).rowcount == 1
+                token = f"{generation}:{token.rpartition(':')[2]}" if redrawn else ""
     except sqlite3.Error as exc:
         from .readdb import db_message
 
         raise DatabaseError(db_message(f"sqlite:///{path}", exc)) from None
     finally:
         conn.close()
+    return token

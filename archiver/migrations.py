@@ -25,7 +25,7 @@ from .models import UTCDateTime, utcnow  # importing models registers the tables
 from .pgdb import VERSION_TABLE
 from .pgschema import PG_BROWSE_SQL
 from .schema_views import TRACKS_VIEW, sqlite_count, task_summary_view
-from .readdb import READABLE_FROM, SCHEMA_VERSION, refuse_newer
+from .readdb import PATH_TRIGGERS, READABLE_FROM, SCHEMA_VERSION, refuse_newer
 
 __all__ = ["READABLE_FROM", "SCHEMA_VERSION", "STEPS", "current_version", "migrate", "refuse_newer"]
 
@@ -159,20 +159,26 @@ def _v6_fleet(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-# Version 7: one row that changes whenever any recorded path does, so an idle sync (idle.py) tells
+# Version 7: one row that changes whenever a recorded path does, so an idle sync (idle.py) tells
 # "the same paths as at the last walk" without reading 40,000 of them. Triggers count every path
-# an asset gains, changes or loses, whoever writes it (archiver, sqlite3, a cascading delete); the
-# generation, random per database, tells a replaced or rebuilt database from this one even when its
-# count happens to match. PostgreSQL has no idle check (the library's SQLite file is what it reads).
+# an asset gains, changes or loses through INSERT, UPDATE (of the path or of a unique key, which
+# UPDATE OR REPLACE may make collide) and DELETE, cascading deletes included, whoever writes them.
+# Not counted: INSERT OR REPLACE of a row without a path over one with a path (SQLite fires no
+# delete trigger for it), and a connection with triggers switched off; archiver does neither, and
+# the next folder change brings the walk back. The generation is random for a new database and
+# drawn again each time an idle run stamps the library, so a restored copy is not taken for it.
+# PostgreSQL has no idle check (the library's SQLite file is what it reads).
 _BUMP = "BEGIN UPDATE path_changes SET changes = changes + 1 WHERE id = 1; END"
+_INSERTED, _UPDATED, _DELETED = PATH_TRIGGERS
 _PATH_CHANGES_SQL = (
     """CREATE TABLE IF NOT EXISTS path_changes (
            id INTEGER PRIMARY KEY CHECK (id = 1), generation VARCHAR NOT NULL, changes INTEGER NOT NULL)""",
     "INSERT OR IGNORE INTO path_changes (id, generation, changes) VALUES (1, lower(hex(randomblob(16))), 0)",
-    f"CREATE TRIGGER IF NOT EXISTS assets_path_insert AFTER INSERT ON assets WHEN new.path IS NOT NULL {_BUMP}",
-    f"""CREATE TRIGGER IF NOT EXISTS assets_path_update AFTER UPDATE OF path ON assets
-           WHEN old.path IS NOT new.path {_BUMP}""",
-    f"CREATE TRIGGER IF NOT EXISTS assets_path_delete AFTER DELETE ON assets WHEN old.path IS NOT NULL {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS {_INSERTED} AFTER INSERT ON assets WHEN new.path IS NOT NULL {_BUMP}",
+    f"""CREATE TRIGGER IF NOT EXISTS {_UPDATED} AFTER UPDATE OF path, id, clip_pk, kind ON assets
+           WHEN old.path IS NOT new.path OR old.id IS NOT new.id OR old.clip_pk IS NOT new.clip_pk
+                OR old.kind IS NOT new.kind {_BUMP}""",
+    f"CREATE TRIGGER IF NOT EXISTS {_DELETED} AFTER DELETE ON assets WHEN old.path IS NOT NULL {_BUMP}",
 )
 
 

@@ -19,6 +19,9 @@ from .errors import DatabaseError
 
 SCHEMA_VERSION = 7  # migrations.STEPS has this many steps (migrations.py checks it on import)
 READABLE_FROM = 2  # the oldest version reads understand: before version 5, clips without a time list none
+# Version 7's triggers that count path changes (migrations.py); the idle check trusts the count
+# only while all three exist.
+PATH_TRIGGERS = ("assets_path_insert", "assets_path_update", "assets_path_delete")
 
 
 def sqlite_path(url: str) -> Path | None:
