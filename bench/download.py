@@ -286,17 +286,14 @@ def _design_floor(run: _Run, durable: float, ahead: dict[str, float]) -> str:
             f"of {runs} alternating runs). A transfer starts from a stored record (the asset row its file is "
             "recorded against), so these loads come before the first byte, and the floor of this design is "
             f"the durable floor plus them: {fmt_s(design)}.")
-    below = {name: wall for name, wall in ahead.items() if wall < design}
-    if below:
-        text += (" " + " and ".join(f"{name} ({fmt_s(wall)})" for name, wall in below.items())
-                 + (" finishes" if len(below) == 1 else " finish") + " under that floor (with no fsync): no "
-                 "tuning of archiver's per-file work can win there; it would take transfers that begin before "
-                 "SQLModel is loaded, or a write path without it.")
-    within = [name for name in ahead if name not in below]
-    if within:
-        text += (" " + " and ".join(f"{name} ({fmt_s(ahead[name])})" for name in within)
-                 + (" finishes" if len(within) == 1 else " finish") + " above that floor: the gap there is "
-                 "archiver's own work after start-up.")
+    verdicts = ((True, "under that floor (with no fsync): no tuning of archiver's per-file work can win there; "
+                       "it would take transfers that begin before SQLModel is loaded, or a write path without it."),
+                (False, "above that floor: the gap there is archiver's own work after start-up."))
+    for under, verdict in verdicts:
+        names = [name for name, wall in ahead.items() if (wall < design) == under]
+        if names:
+            text += (" " + " and ".join(f"{name} ({fmt_s(ahead[name])})" for name in names)
+                     + (" finishes " if len(names) == 1 else " finish ") + verdict)
     return text
 
 
