@@ -145,7 +145,8 @@ def idle_run(config: Config, *, sources: Sequence[str] | None, ignore_schedule: 
         if on_disk is not None and not exact and not _accounted_for(recorded, on_disk):
             return None
         report = SyncReport(passes=1, still_unfinished=unfinished)
-        token = _record(str(db_path), started, report, token if on_disk is not None else "")
+        stamping = on_disk is not None and seen.trusted  # dirstamp.save refuses an untrusted walk
+        token = _record(str(db_path), started, report, token if stamping else "")
         if token:
             dirstamp.save(root, seen, token)
     return report
