@@ -1,10 +1,13 @@
-"""The fastest a Python read command could be: the interpreter, click (the CLI library archiver is
-built on), the same SQL through the standard library's sqlite3, rows as JSON on stdout.
+"""The fastest a Python read command could be: the interpreter, the same SQL through the standard
+library's sqlite3, rows as JSON on stdout.
 
-    python bench/floor_read.py LIBRARY.db SCRIPT.sql
+    python bench/floor_read.py [--bare] LIBRARY.db SCRIPT.sql
 
-It parses no options, loads no configuration and formats nothing beyond `json.dumps`, so it is a
-floor for `ls`, `search` and `show`, not a competitor: archiver cannot be faster than this.
+By default it also imports click (the CLI library archiver is built on): the floor of any Python
+command built on click. With --bare it imports nothing beyond sqlite3 and json: the floor of any
+Python program answering from the same SQL. It parses no options, loads no configuration and
+formats nothing beyond `json.dumps`, so it is a floor for `ls`, `search` and `show`, not a
+competitor: archiver cannot be faster than this.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-
-import click  # noqa: F401  (its import is part of what every archiver command pays)
 
 
 def main(db: str, script: str) -> None:
@@ -32,4 +33,9 @@ def main(db: str, script: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    if args[:1] == ["--bare"]:
+        args = args[1:]
+    else:
+        import click  # noqa: F401  (its import is part of what every archiver command pays)
+    main(args[0], args[1])
