@@ -258,8 +258,19 @@ def default_library() -> Path:
 
 
 def db_url_for(value: str, library: Path) -> str:
-    """An SQLAlchemy URL from `--db`: URLs pass through, anything else is a file path."""
+    """An SQLAlchemy URL from `--db`: an SQLite or PostgreSQL URL, or else a file path.
+
+    PostgreSQL is reached through psycopg 3 (the `postgres` extra) whatever driver the URL
+    names or leaves out; any other database is refused here rather than by a missing driver.
+    """
     if "://" in value:
+        scheme, _, rest = value.partition("://")
+        dialect = scheme.split("+", 1)[0].lower()
+        if dialect in ("postgresql", "postgres"):
+            return f"postgresql+psycopg://{rest}"
+        if dialect != "sqlite":
+            raise ConfigError(f"db: unsupported database {redact(scheme)!r}: give a file path, "
+                              "sqlite:///FILE or a postgresql+psycopg:// URL")
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 

@@ -415,6 +415,25 @@ def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
     fsync_path(path.parent)
 
 
+def write_output(path: Path, data: bytes) -> None:
+    """A file the user named for a command's output. Something that is not a regular file (a
+    device such as /dev/null, a FIFO, a terminal, also through a link like /dev/stdout) is
+    written into: replacing it would destroy it. Anything else gets `atomic_write`, so a reader
+    never sees half a playlist; it refuses a link to a regular file, which it would replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
+
+
 Observer = Callable[[str, os.stat_result, list[os.DirEntry[str]]], None]
 
 

@@ -58,17 +58,26 @@ class NotFound(ArchiverError):
 class Ambiguous(UsageError):
     """An id prefix that names more than one task or clip (exit 2)."""
 
-    def __init__(self, ident: str, candidates: list[dict[str, Any]]) -> None:
-        lines = [f"  {c['kind']:<4}  {clean_line(c['source']):<14}  {clean_line(c['id'])}" for c in candidates]
-        super().__init__(f"{ident!r} matches {len(candidates)} tasks/clips; use a longer prefix "
-                         "(or task:ID / clip:ID):\n" + "\n".join(lines))
+    SHOWN = 5  # candidates named in the message, which is one line
+
+    def __init__(self, ident: str, candidates: list[dict[str, Any]], more: bool = False) -> None:
+        named = [f"{c['kind']} {clean_line(c['source'])} {clean_line(c['id'])}" for c in candidates[:self.SHOWN]]
+        rest = len(candidates) - len(named)
+        count = f"more than {len(candidates)}" if more else str(len(candidates))
+        super().__init__(f"{ident!r} matches {count} tasks/clips ({'; '.join(named)}"
+                         + (f"; and {'more than ' if more else ''}{rest} more" if rest else "")
+                         + "); use a longer prefix (or task:ID / clip:ID)")
         self.candidates = candidates
 
 
 def _iso_z(value: Any) -> str | None:
+    """A stored time in its Z spelling; text that is not a time (written by another tool) as it is."""
     if not value:
         return None
-    parsed = datetime.fromisoformat(value)  # the text models.UTCDateTime stores; also checks it
+    try:
+        parsed = datetime.fromisoformat(value)  # the text models.UTCDateTime stores; also checks it
+    except (TypeError, ValueError):
+        return str(value)
     if len(value) == 32 and value[10] == "T" and value[19] == "." and value.endswith("+00:00"):
         # its usual spelling, whose isoformat() is known: a slice is much cheaper than the call
         return value[:19] + ("Z" if value[20:26] == "000000" else value[19:26] + "Z")
@@ -224,22 +233,11 @@ def clips_json(store: Reader, terms: Sequence[str] = (), *, sources: Sequence[st
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
-        odd: list[str] = []
-
-        def iso_z(value: Any) -> str | None:  # an exception raised in here would be printed by sqlite3
-            try:
-                return _iso_z(value)
-            except (ValueError, TypeError):
-                odd.append(str(value))
-                return None
-
         register_functions(store.conn)
-        store.conn.create_function("archiver_iso_z", 1, iso_z, deterministic=True)
+        store.conn.create_function("archiver_iso_z", 1, _iso_z, deterministic=True)
         store.conn.create_function("archiver_duration", 1, _duration_json, deterministic=True)
         try:
-            objects = [text for (text,) in store.conn.execute(sql, params)]
-            if not odd:
-                return objects
+            return [text for (text,) in store.conn.execute(sql, params)]
         except sqlite3.Error:
             pass  # a value SQLite's JSON cannot hold (a BLOB someone stored): encode it in Python
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
@@ -328,6 +326,9 @@ def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequen
 # --- show ----------------------------------------------------------------------------------------
 
 
+AMBIGUOUS_SHOWN = 50  # an ambiguous prefix is counted up to this many candidates
+
+
 def resolve(store: Reader, ident: str) -> tuple[str, int]:
     """("task" | "clip", primary key) for an exact id or a unique prefix of task_id/clip_id.
 
@@ -352,14 +353,16 @@ def resolve(store: Reader, ident: str) -> tuple[str, int]:
             within = "clip_id >= :low AND " + ("clip_id < :high AND " if params["high"] else "")
         parts.append("SELECT 'clip' AS kind, id AS pk, source, clip_id AS id FROM clips "
                      f"WHERE {within}clip_id LIKE :pattern ESCAPE '\\'")
-    sql = " UNION ALL ".join(parts) + " ORDER BY kind DESC, source, id LIMIT 51"
-    candidates = select(store, sql, params)
-    exact = [c for c in candidates if c["id"] == ident]
-    chosen = exact if exact else candidates
+    union = " UNION ALL ".join(parts)
+    params["exact"] = ident
+    exact = f"SELECT * FROM ({union}) AS found WHERE id = :exact ORDER BY kind DESC, source"
+    chosen = select(store, exact, params)
+    if not chosen:
+        chosen = select(store, f"{union} ORDER BY kind DESC, source, id LIMIT {AMBIGUOUS_SHOWN + 1}", params)
     if not chosen:
         raise NotFound(f"no task or clip id starts with {ident!r}")
     if len(chosen) > 1:
-        raise Ambiguous(ident, chosen)
+        raise Ambiguous(ident, chosen[:AMBIGUOUS_SHOWN], more=len(chosen) > AMBIGUOUS_SHOWN)
     return chosen[0]["kind"], chosen[0]["pk"]
 
 

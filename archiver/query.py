@@ -164,7 +164,7 @@ def _seconds(text: str, term: str) -> float:
             seconds = int(minutes) * 60 + float(rest)
         else:
             seconds = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # overflow: minutes past float's range
         seconds = math.nan
     if not math.isfinite(seconds):
         raise UsageError(f"{term!r}: expected seconds or m:ss, e.g. duration:120..180 or duration:2:00..3:00")

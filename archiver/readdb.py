@@ -68,6 +68,17 @@ def is_damage(exc: BaseException) -> bool:
     return type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError)
 
 
+def undecodable(exc: BaseException) -> bool:
+    """Text that is not UTF-8 in a row (stored by some other tool): sqlite3 refuses the whole
+    result. Reads then decode leniently, so one such value does not hide the library."""
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode to UTF-8")
+
+
+def lenient_text(value: bytes) -> str:
+    """Only after `undecodable`: a text_factory costs a Python call per value of every row."""
+    return value.decode("utf-8", "replace")
+
+
 def db_message(url: str, exc: BaseException) -> str:
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     where = url.removeprefix("sqlite:///")
@@ -128,6 +139,9 @@ class ReadDB:
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         except sqlite3.Error as exc:
+            if undecodable(exc) and self.conn.text_factory is str:
+                self.conn.text_factory = lenient_text
+                return self.rows(sql, params)
             if is_damage(exc):
                 raise DatabaseError(db_message(self.url, exc)) from None
             raise

@@ -57,6 +57,11 @@ def _run(library: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> tuple[str
 
 @pytest.fixture
 def imported(library: Path) -> Path:
+    return import_payloads(library)
+
+
+def import_payloads(library: Path) -> Path:
+    """The saved provider bodies imported into `library`; one clip's audio on disk."""
     for body in sorted(PAYLOADS.glob("*.json")):
         if body.name != "aimusicapi_task.json":  # it carries no task id
             _run(library, "import", str(body))

@@ -108,6 +108,7 @@ def handle_errors(func: F) -> F:
         from ..interrupts import exit_code, sigterm_as_interrupt
 
         try:
+            _check_text(kwargs)
             with sigterm_as_interrupt():
                 return func(*args, **kwargs)
         except ArchiverError as exc:
@@ -127,6 +128,22 @@ def handle_errors(func: F) -> F:
             fail(f"internal error: {type(exc).__name__}: {exc} (set ARCHIVER_DEBUG=1 for a traceback)", 70)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_text(values: dict[str, Any]) -> None:
+    """Every argument and option value is checked with `require_text` before the command runs,
+    but file names: any bytes name a file."""
+    ctx = click.get_current_context(silent=True)
+    params = {p.name: p for p in ctx.command.params} if ctx is not None else {}
+    for name, value in values.items():
+        param = params.get(name)
+        if param is not None and isinstance(param.type, click.Path):
+            continue
+        shown = (param.opts[0] if isinstance(param, click.Option) else (param.name or name).upper()) \
+            if param is not None else name
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str):
+                require_text(item, shown)
 
 
 def require_text(value: str, what: str) -> None:

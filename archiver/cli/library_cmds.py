@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..fields import CLIP_TABLE
 from .context import Context, handle_errors, pass_ctx
 from .group import cli
-from .options import (STATUS_NAMES, format_option, query_argument, query_options, sources_option,
+from .options import (COUNT_MAX, STATUS_NAMES, format_option, query_argument, query_options, sources_option,
                       statuses_option, template_format_option)
 
 LS_TABLE = ("source", "clip_id", "title", "duration", "model", "status", "audio_path")
@@ -124,7 +124,7 @@ def ls_cmd(ctx: Context, query: tuple[str, ...], sources: tuple[str, ...], sort:
 @query_argument
 @query_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
-              help="Write here (atomically) instead of standard output.")
+              help="Write here instead of standard output (a regular file is replaced atomically).")
 @pass_ctx
 @handle_errors
 def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[str, ...], sort: tuple[str, ...],
@@ -143,8 +143,10 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
-    from ..fs import atomic_write
+    from ..fs import write_output
 
+    if output == "":
+        raise UsageError("-o/--output: give a file name, or - for standard output")
     with ctx.store(readonly=True) as store:
         rows = _clips(store, fmt, query, sources, sort, limit)
     library = ctx.config().library
@@ -154,15 +156,14 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     target = Path(output).expanduser()
     buffer = io.StringIO()
     _write_rows(rows, fmt, buffer, library=library, playlist_dir=target.parent, template=None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, buffer.getvalue().encode("utf-8"))
+    write_output(target, buffer.getvalue().encode("utf-8"))
     count = sum(1 for r in rows if r.get("audio_path")) if fmt in PLAYLISTS else len(rows)
     click.echo(f"wrote {count} clip(s) to {target}", err=True)
 
 
 @cli.command("search")
 @click.argument("words", nargs=-1, required=True)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N")
+@click.option("--limit", type=click.IntRange(min=1, max=COUNT_MAX), default=50, show_default=True, metavar="N")
 @format_option("table", "json")
 @pass_ctx
 @handle_errors

@@ -16,6 +16,7 @@ from ..fields import Status
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATUS_NAMES: tuple[str, ...] = tuple(status.value for status in Status)
+COUNT_MAX = 2**63 - 1  # the largest integer SQLite binds: a larger --limit would fail in the query
 
 
 def source_names() -> tuple[str, ...]:
@@ -95,7 +96,8 @@ def query_argument(func: F) -> F:
 
 def query_options(func: F) -> F:
     """--source, --sort and --limit, shared by `ls` and `export`."""
-    func = click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N clips.")(func)
+    func = click.option("--limit", type=click.IntRange(min=0, max=COUNT_MAX), metavar="N",
+                        help="At most N clips.")(func)
     func = click.option("--sort", "sort", multiple=True, metavar="FIELD[-]",
                         help="Sort key; '-' suffix for descending (repeatable or comma-separated).")(func)
     return sources_option(func)
