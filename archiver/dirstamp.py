@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import ArchiverError
-from .fs import PART, SKIP_NAMES, SKIP_PREFIX, STAMP_NAME, atomic_write, read_bytes
+from .fs import PART, SKIP_NAMES, STAMP_NAME, atomic_write, database_file, read_bytes
 
 VERSION = 2
 RACY_SECONDS = 2.0
@@ -46,7 +46,7 @@ def _root_listing(entries: list[os.DirEntry[str]]) -> tuple[tuple[str, str, int]
     """The root's entries that matter: all but the database, its WAL files, the lock and the
     stamp, which come and go on every run (a link is listed whatever its name, as the walk does)."""
     return tuple(sorted((e.name, _kind(e), e.inode()) for e in entries
-                        if e.is_symlink() or (e.name not in SKIP_NAMES and not e.name.startswith(SKIP_PREFIX))))
+                        if e.is_symlink() or (e.name not in SKIP_NAMES and not database_file(e.name))))
 
 
 def _root_entries(root: Path) -> tuple[tuple[str, str, int], ...]:

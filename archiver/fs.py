@@ -27,7 +27,8 @@ TAGGING = ".~tag.part"
 LOCK_NAME = ".archiver.lock"  # see `archiver.lock`
 STAMP_NAME = ".archiver.stamp"  # see `archiver.dirstamp`
 SKIP_NAMES = frozenset({LOCK_NAME, STAMP_NAME, STAMP_NAME + PART})
-SKIP_PREFIX = "archiver.db"  # the database, its WAL files and copies kept aside by rebuild
+DB_NAME = "archiver.db"
+DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
@@ -476,7 +477,21 @@ def walk_library(root: Path, observe: Observer | None = None) -> tuple[set[str],
 
 def _owned_name(name: str) -> bool:
     """A name `walk_library` lists as a file of the library (not the database, lock or stamp)."""
-    return name not in SKIP_NAMES and not name.startswith(SKIP_PREFIX)
+    return name not in SKIP_NAMES and not database_file(name)
+
+
+def database_file(name: str) -> bool:
+    """The database, its journal or WAL files, or a copy `rebuild` moved aside
+    (`archiver.db.damaged-YYYYmmdd-HHMMSS` and its WAL files); exactly these names, so that a
+    song titled "archiver.db…" is a file of the library like any other."""
+    if not name.startswith(DB_NAME):
+        return False
+    rest = name[len(DB_NAME):]
+    if rest.startswith(".damaged-"):
+        stamp, rest = rest[9:24], rest[24:]
+        if not (len(stamp) == 15 and stamp[8] == "-" and (stamp[:8] + stamp[9:]).isdecimal()):
+            return False
+    return rest in DB_SUFFIXES
 
 
 def holds_a_file(root: Path) -> bool:

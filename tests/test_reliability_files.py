@@ -454,6 +454,26 @@ def test_a_title_that_fills_the_whole_file_name_is_archived(sim, sim_cli, librar
     assert parts == [] and recorded <= on_disk and all(len(p.rsplit("/", 1)[-1].encode()) <= 255 for p in recorded)
 
 
+def test_only_the_database_files_are_left_out_of_the_walk(tmp_path: Path) -> None:
+    """A song whose name starts like the database's ("archiver.db" as a title under a
+    `{title}.{ext}` template) is a file of the library: left out, it would be missing forever."""
+    from archiver.fs import holds_a_file, walk_library
+
+    root = tmp_path / "lib"
+    database = ["archiver.db", "archiver.db-wal", "archiver.db-shm", "archiver.db-journal",
+                "archiver.db.damaged-20261203-041501", "archiver.db.damaged-20261203-041501-wal"]
+    songs = ["archiver.db.m4a", "archiver.db.jpg", "archiver.db [1dd08826].mp3", "sub/archiver.db.txt",
+             "archiver.db.damaged-soon.mp3", "archiver.dbx"]
+    for name in database:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    assert holds_a_file(root) is False and walk_library(root)[0] == set()
+    for name in songs:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    assert walk_library(root)[0] == set(songs)
+
+
 @pytest.mark.parametrize("planted", [
     [], ["a/b/song.mp3"], ["a/.part-only.mp3.part"], ["archiver.db", "archiver.db-wal", ".archiver.lock"],
     ["deep/er/still/cover.jpg"], ["link"], ["a/b/c/.x.part", "a/b/real.m4a"],
