@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ArchiverError, UnsafePath
 from .fs import open_read, sha256_file
-from .media import expected_kinds, final_ext, sniff
+from .media import AUDIO, expected_kinds, final_ext, sniff
 from .models import Asset, Clip
 from .tagging import read_tags
 
@@ -56,6 +56,8 @@ def find_in_place(base: Path, clip: Clip, asset: Asset, target: Path) -> InPlace
     if asset.path:
         names.add(PurePosixPath(asset.path).name)
     for path in (target.with_name(name) for name in sorted(names)):
+        if asset.kind != "audio" and path.suffix[1:].lower() in AUDIO:
+            continue  # the song's name (a video's recorded before it was kept apart): never another file's
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
                 continue  # a link or a folder is never adopted

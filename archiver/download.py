@@ -26,7 +26,7 @@ from .config import Config
 from .errors import DownloadError, LinkExpired, RefusedURL, TransientError, WrongContent
 from .fs import (HASH_BLOCK, STORAGE_ERRNOS, append_fd, block_size, fsync_fd, new_fd, open_read, regular_size,
                  start_writeback, storage_error)
-from .media import expected_kinds, id3_extent, looks_complete, sniff
+from .media import AUDIO, expected_kinds, id3_extent, looks_complete, sniff
 from .transport import SINK, THROUGHPUT, CurlTransport, MediaClient, Stalled
 
 
@@ -476,6 +476,6 @@ def guess_ext(url: str | None, kind: str) -> str:
         suffix = ""
     aliases: Mapping[str, str] = {"jpeg": "jpg", "mpeg": "mp3", "mp4a": "m4a"}
     suffix = aliases.get(suffix, suffix)
-    if suffix.isalnum() and 0 < len(suffix) <= 5:
-        return suffix
+    if suffix.isalnum() and 0 < len(suffix) <= 5 and (kind == "audio" or suffix not in AUDIO):
+        return suffix  # a cover or video named like a song would take the song's name beside it
     return {"audio": "mp3", "image": "jpg", "video": "mp4"}[kind]

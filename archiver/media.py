@@ -65,9 +65,12 @@ def id3_extent(head: bytes) -> int | None:
 
 
 def final_ext(kind: str, asset_kind: str) -> str:
-    """File extension for a sniffed format (an MP4 container holding audio is .m4a)."""
+    """File extension for a sniffed format: an MP4 container is .m4a for the song and .mp4 for
+    a video, so that a clip's video never takes its song's name (they share the stem)."""
     if asset_kind == "audio" and kind == "mp4":
         return "m4a"
+    if asset_kind == "video" and kind == "m4a":
+        return "mp4"
     return kind
 
 

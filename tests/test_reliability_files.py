@@ -545,3 +545,29 @@ def test_the_mounted_check_and_the_walk_agree_on_a_folder_that_fails_while_liste
 
     monkeypatch.setattr(fs.os, "scandir", lambda path: Failing(path) if path == str(tmp_path) else real(path))
     assert fs.holds_a_file(tmp_path) is bool(fs.walk_library(tmp_path)[0]) is False
+
+
+def test_a_video_in_an_mp4_container_never_takes_the_songs_name(sim, sim_cli, library: Path, catalog: Catalog,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A producer clip's video may come as an MP4 container branded M4A, and its song is .m4a
+    at the same stem: the video is its own .mp4, fetched, and the song is never taken for it."""
+    from archiver.providers import acedata
+
+    real = acedata.producer_clip
+
+    def with_video(clip, url, state, full, *, acedata):  # noqa: ANN001, ANN202
+        body = real(clip, url, state, full, acedata=acedata)
+        if full:
+            body["video_url"] = url(clip, clip.audio_ext)  # the song's bytes: an M4A container
+        return body
+
+    monkeypatch.setattr(acedata, "producer_clip", with_video)
+    task = sim.add_task("acedata", clips=1, steps=0, audio_format="m4a")
+    add(sim_cli, "acedata", task)
+    for _ in range(2):  # the second run finds both in place: nothing is adopted twice
+        code, summary = sync(sim_cli)
+        assert code == 0, summary
+    paths = {row["kind"]: row["path"] for row in assets(catalog)}
+    assert paths["audio"].endswith(".m4a") and paths["video"] == paths["audio"][:-4] + ".mp4", paths
+    song = library / paths["audio"]
+    assert read_tags(song)["clip_id"] and (library / paths["video"]).stat().st_size > 0
