@@ -175,6 +175,22 @@ def test_api_answers_that_are_not_json_are_errors(env: tuple[Lib, Loopback], kin
         assert summary["errors"] and task["status"] == "pending"
 
 
+def test_an_answer_that_inflates_past_the_cap_is_refused_once(env: tuple[Lib, Loopback]) -> None:
+    """A gzip bomb: 64 KiB on the wire, 64 MiB decoded; refused as it inflates, not retried."""
+    from archiver.providers.http import MAX_ANSWER
+
+    bomb = gzip.compress(b" " * (MAX_ANSWER * 2), compresslevel=9)
+    lib, loop = env
+    loop.routes["/api/producer/tasks"] = lambda h: h.reply(200, bomb, "application/json",
+                                                           {"Content-Encoding": "gzip"})
+    assert lib.cli("add", "acedata", "t-1").exit_code == 0
+    code, summary = lib.sync(env={"ARCHIVER_ACEDATA_BASE_URL": loop.url("/api/")}, once=True)
+    assert code == 1 and any("larger than 32 MiB once decoded" in e for e in summary["errors"]), summary
+    assert loop.hits("/api/producer/tasks") == 1 and no_tracebacks(lib) == []
+    (task,) = lib.query("SELECT status FROM tasks")
+    assert task["status"] == "pending"
+
+
 def test_lone_surrogates_from_a_provider_are_stored_and_shown(env: tuple[Lib, Loopback]) -> None:
     """JavaScript backends cut titles inside an emoji and send "\\ud83c" alone: valid JSON, invalid text."""
     lib, loop = env

@@ -41,6 +41,9 @@ class Endpoint(Protocol):
     def concurrency(self) -> int: ...
 
 USER_AGENT = f"archiver/{__version__}"
+# The most an answer may hold once decoded: a batch of 50 tasks with lyrics is tens of kB; a
+# compressed body that inflates past this (a gzip bomb) is refused before it fills the memory.
+MAX_ANSWER = 32 * 1024 * 1024
 
 
 def join_url(base: str, path: str) -> str:
@@ -212,7 +215,9 @@ class ApiClient:
         self.counters.requests += 1
         try:
             async with asyncio.timeout(self.deadline):
-                response = await self._client.request(request.method, url, params=request.params, json=request.json)
+                async with self._client.stream(request.method, url, params=request.params,
+                                               json=request.json) as response:
+                    content = await _capped(response, name)
         except TimeoutError:
             raise TransientError(name, f"timed out (stalled: no whole answer within {self.deadline:g} s)") from None
         except httpx.TimeoutException:
@@ -230,7 +235,7 @@ class ApiClient:
             raise TransientError(name, f"HTTP {status}", status_code=status,
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
         try:
-            payload = parse_json(response.content, secrets=[self.settings.token])
+            payload = parse_json(content, secrets=[self.settings.token])
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             if status >= 400:
                 raise source.error_for(status, None, ids) from None
@@ -239,3 +244,14 @@ class ApiClient:
             raise source.error_for(status, payload, ids)
         return payload
 
+
+async def _capped(response: httpx.Response, name: str) -> bytes:
+    """The decoded body, refused as soon as it grows past MAX_ANSWER."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise ProviderError(name, f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB once decoded; refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
