@@ -32,6 +32,7 @@ from .fs import (PART, TAGGING, discard, fsync_dirs, place, read_fd, regular_siz
 from .fs import stem_key as _stem_key
 from .fs import walk_library
 from .folder_art import write_folder_covers
+from .leftovers import split_leftovers
 from .media import final_ext
 from .models import Asset, Clip, Task
 from .mounted import check_present
@@ -93,6 +94,7 @@ class Archiver:
         self.held: dict[int, _Ready] = {}  # clip pk -> its cover, ready, waiting for the audio
         self.foreign: dict[str, list[str]] = {}  # stem key -> files on disk the database does not record
         self.keep_parts: set[Path] = set()
+        self.located: set[str] = set()  # every path this run writes to (its leftovers are archiver's)
         self.covered: set[int] = set()  # audio assets tagged in this run with their cover already in
         self.unrecorded: list[tuple[Asset, _Ready]] = []  # in place, their folder not yet fsynced
         self.songs: set[int] = set()  # clips whose audio is in place: its tags prove whose the siblings are
@@ -149,8 +151,15 @@ class Archiver:
                     self.reporter.warning(message)
         if self.summary.adopted:
             self.reporter.info(f"{self.summary.adopted} file(s) found complete in place were recorded, not fetched")
+        leftover = [part for part in parts if part not in self.keep_parts]  # from runs that died
+        if leftover and self.store.fleet is None:
+            stems = {_stem_key(p) for p in self.store.all_paths() | self.located}
+            leftover, theirs = split_leftovers(self.root, leftover, stems)
+            if theirs:
+                self.reporter.warning(f"left {len(theirs)} .part file(s) that no file of the library accounts for "
+                                      f"(yours?), e.g. {theirs[0].relative_to(self.root)}")
         clear = discard if self.store.fleet is None else self.store.fleet.clear_parts  # a fleet: only its own and dead workers'
-        await asyncio.to_thread(clear, [part for part in parts if part not in self.keep_parts])  # from runs that died
+        await asyncio.to_thread(clear, leftover)
         return self.summary
 
     async def _guarded(self, limit: asyncio.Semaphore, client: Any, clip: Clip, task: Task,
@@ -450,6 +459,7 @@ class Archiver:
         whether a complete copy is already there, and what its `.part` holds from an earlier run;
         file-system calls stay off the event loop."""
         target = resolve_inside(self.root, rel, base=self.base)
+        self.located.add(rel.as_posix())
         found = find_in_place(self.base, clip, asset, target)
         if found is None:
             target.parent.mkdir(parents=True, exist_ok=True)

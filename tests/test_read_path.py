@@ -165,11 +165,13 @@ def test_idle_sync_loads_no_hashing(imported: Path) -> None:
     assert probe == {"code": 0, "heavy": []}
 
 
-@pytest.mark.parametrize("leftover", ["part", "unrecorded", "missing", "swapped", "due"])
+@pytest.mark.parametrize("leftover", ["part", "foreign-part", "unrecorded", "missing", "swapped", "due"])
 def test_idle_sync_notices_work_and_takes_the_normal_path(imported: Path, leftover: str) -> None:
     _idle_library(imported)
-    if leftover == "part":
-        (imported / "acedata" / "Other.mp3.part").write_bytes(b"half")
+    if leftover == "part":  # the lyrics of the archived song, being written when a run died
+        (imported / "acedata" / "Woke up.txt.part").write_bytes(b"half")
+    elif leftover == "foreign-part":  # a browser's download saved in the folder: not archiver's
+        (imported / "acedata" / "My Mix.mp3.part").write_bytes(b"half")
     elif leftover == "unrecorded":
         (imported / "acedata" / "stranger.mp3").write_bytes(b"x")
     elif leftover == "missing":
@@ -184,7 +186,9 @@ def test_idle_sync_notices_work_and_takes_the_normal_path(imported: Path, leftov
     _out, probe = _run(imported, "sync", "--no-download" if leftover == "due" else "--quiet")
     assert "sqlmodel" in probe["heavy"]  # the full sync ran
     if leftover == "part":
-        assert not (imported / "acedata" / "Other.mp3.part").exists()  # and cleaned up after the dead run
+        assert not (imported / "acedata" / "Woke up.txt.part").exists()  # and cleaned up after the dead run
+    if leftover == "foreign-part":
+        assert (imported / "acedata" / "My Mix.mp3.part").read_bytes() == b"half"
 
 
 def test_idle_sync_still_takes_the_lock(imported: Path) -> None:

@@ -571,3 +571,20 @@ def test_a_video_in_an_mp4_container_never_takes_the_songs_name(sim, sim_cli, li
     assert paths["audio"].endswith(".m4a") and paths["video"] == paths["audio"][:-4] + ".mp4", paths
     song = library / paths["audio"]
     assert read_tags(song)["clip_id"] and (library / paths["video"]).stat().st_size > 0
+
+
+@pytest.mark.parametrize("name, ours", [
+    ("a/Song [1dd08826].mp3.part", True), ("a/Song [1dd08826].jpg.part", True), ("a/song [1DD08826].txt.part", True),
+    ("a/Song [1dd08826].mp3" + part_tag("w1") + ".part", True), ("a/Song [1dd08826].~tag.part", True),
+    ("a/Other.~tag.part", True), ("a/" + "歌" * 60 + "~0123456789ab.part", True), ("a/cover.jpg.part", True),
+    (".archiver.stamp.part", True), ("new/Fresh.m4a.part", True),
+    ("My Mix.mp3.part", False), ("a/notes.part", False), ("a/Song.mp3.part", False), ("b/Song [1dd08826].mp3.part", False),
+    ("a/Firefox download.flac.part", False),
+])
+def test_only_leftovers_a_library_file_accounts_for_are_archivers(tmp_path: Path, name: str, ours: bool) -> None:
+    from archiver.fs import stem_key
+    from archiver.leftovers import split_leftovers
+
+    stems = {stem_key("a/Song [1dd08826].mp3"), stem_key("new/Fresh.m4a")}  # recorded, and being written
+    part = tmp_path / name
+    assert split_leftovers(tmp_path, [part], stems) == (([part], []) if ours else ([], [part]))
