@@ -83,8 +83,8 @@ def db_message(url: str, exc: BaseException) -> str:
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     where = url.removeprefix("sqlite:///")
     if "not a database" in detail or "malformed" in detail or "vtable constructor failed" in detail:
-        return (f"{where} is damaged ({detail}); move it aside and run `archiver rebuild` "
-                "to recreate it from the tags of the archived files")
+        return (f"{where} is damaged ({detail}); run `archiver rebuild` to recreate it from the tags "
+                "of the archived files (it keeps the damaged file beside it)")
     if "locked" in detail:
         return f"{where} is locked by another process ({detail}); try again"
     if "readonly" in detail or "read-only" in detail:

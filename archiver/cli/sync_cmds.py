@@ -124,7 +124,8 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
 
     \b
     Exit codes: 0 all done that could be done (running tasks are fine), 1 some polls or
-    downloads failed after retries, 2 usage/config error, 75 another sync holds the lock.
+    downloads failed after retries, 2 usage/config error, 75 another sync holds the lock,
+    130 or 143 stopped by Ctrl-C or SIGTERM.
 
     \b
     Example (crontab, every 5 minutes):
