@@ -430,7 +430,10 @@ def exact_detail(store: Reader, kind: str, source: str, ident: str) -> dict[str,
 
 def _detail(store: Reader, kind: str, pk: int) -> dict[str, Any]:
     if kind == "clip":
-        clip = _clip_details(store, "c.id = :pk", {"pk": pk})[0]
+        found = _clip_details(store, "c.id = :pk", {"pk": pk})
+        if not found:  # its task row is gone: written by another tool, archiver deletes neither alone
+            raise NotFound("that clip's task is missing from the database")
+        clip = found[0]
         clip["task"] = _task_row(store, clip.pop("task_pk"))
         return clip
     task = {"kind": "task", **_task_row(store, pk)}

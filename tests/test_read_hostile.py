@@ -167,3 +167,11 @@ def test_a_database_url_of_another_kind_is_refused_and_postgres_urls_get_psycopg
         assert config.db_url == "postgresql+psycopg://u@h/db"
     with pytest.raises(ConfigError):
         load_config(config_file=None, overrides={"library": str(tmp_path), "db": "foo://x"})
+
+
+def test_a_clip_whose_task_row_is_gone_is_a_message(imported: Path) -> None:
+    db = imported / "archiver.db"
+    clip = sqlite3.connect(db).execute("SELECT clip_id FROM clips WHERE clip_id LIKE '1dd08826%'").fetchone()[0]
+    _plant(db, "UPDATE clips SET task_pk = NULL WHERE clip_id = ?", clip)
+    assert "task is missing" in _clean(_archiver(imported, "show", clip), 1)
+    _clean(_archiver(imported, "ls"), 0)
