@@ -254,7 +254,12 @@ class Batch:
         owners = {row["id"]: task_id for task_id, row in self.tasks.items()}
         for record in fresh:
             task = self.tasks[record.task_id]
+            listed: set[str] = set()
             for clip_record in record.clips:
+                if clip_record.clip_id in listed:  # the last copy is stored, as every later answer is
+                    result.warnings.append(f"{self.source}: clip {clip_record.clip_id} is listed more than once "
+                                           f"in task {record.task_id}'s answer; the last copy is kept")
+                listed.add(clip_record.clip_id)
                 clip = self.clips.get(clip_record.clip_id)
                 if clip is not None and clip["task_pk"] != task["id"]:
                     result.warnings.append(self._other_owner(clip, record.task_id, owners))

@@ -77,3 +77,18 @@ def test_a_repeated_wall_clock_time_is_stored_at_its_own_instant() -> None:
     second = first.replace(fold=1)
     assert _time_text(first) == "2024-11-03T05:30:00.000000+00:00"
     assert _time_text(second) == "2024-11-03T06:30:00.000000+00:00"
+
+
+def test_a_clip_listed_twice_in_one_answer_is_kept_once_and_said(tmp_path: Path) -> None:
+    """Both copies cannot be kept (one id, one row): the last is, as a later answer would be, and
+    the run says so rather than dropping a song without a word."""
+    with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        result = store.apply([TaskRecord("acedata", "t-1", Status.SUCCEEDED, created_at=T0, clips=(
+            ClipRecord("same", title="First"), ClipRecord("other", title="Other"), ClipRecord("same", title="Second")))])
+        assert store.execute("SELECT clip_id, title FROM clips ORDER BY clip_id") == [("other", "Other"),
+                                                                                   ("same", "Second")]
+        assert result.warnings == ["acedata: clip same is listed more than once in task t-1's answer; "
+                                   "the last copy is kept"]
+        again = store.apply([TaskRecord("acedata", "t-1", Status.SUCCEEDED, created_at=T0, clips=(
+            ClipRecord("same", title="Second"), ClipRecord("other", title="Other")))])
+        assert again.warnings == []
