@@ -175,3 +175,11 @@ def test_a_clip_whose_task_row_is_gone_is_a_message(imported: Path) -> None:
     _plant(db, "UPDATE clips SET task_pk = NULL WHERE clip_id = ?", clip)
     assert "task is missing" in _clean(_archiver(imported, "show", clip), 1)
     _clean(_archiver(imported, "ls"), 0)
+
+
+@pytest.mark.parametrize("args", [("retry",), ("retag",)])
+def test_a_mistyped_library_is_an_error_and_makes_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Commands that change an existing library (unlike `add` and `sync`, which start one)."""
+    absent = tmp_path / "Musci"
+    assert "no library" in _clean(_archiver(absent, *args), 1)
+    assert not absent.exists()

@@ -116,6 +116,10 @@ def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
         from ..retag import retag_library
 
     config = ctx.config()
+    if config.db_url.startswith("sqlite"):  # no library: an error before the lock makes its folder
+        from ..readdb import existing_file
+
+        existing_file(config.db_url)
     with LibraryLock(config.library, wait), ctx.store(create=False) as store:
         if store.dialect == "postgresql":  # fleet workers take no file lock: retag runs while none is live
             from ..claims import Fleet, default_worker_id

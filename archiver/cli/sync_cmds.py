@@ -96,7 +96,7 @@ def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
     with loading_libraries():
         from ..retry import retry_failed
 
-    with ctx.store() as store:
+    with ctx.store(create=False) as store:  # a mistyped --library is an error, not a new library
         chosen = retry_failed(store, query)
     click.echo(f"{len(chosen)} failed task(s) queued again")
 
