@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 REDACTED = "<redacted>"
 MIN_SECRET = 4  # a shorter "secret" protects nothing and would blank out ordinary words
+PIECE = 12  # the shortest piece of a long secret that is redacted on its own (see Redactor)
 
 _registered: set[str] = set()
 
@@ -62,6 +63,14 @@ class Redactor:
         # Every other spelling than the plain one needs a percent escape or a "\u" in the text, or
         # any backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
         self._mark = "\\" if any(c in '"\\/' for s in kept for c in s) else "\\u"
+        # A piece of a long secret is a secret too (an error echoing the token cut short, or a
+        # line wrapped inside it): every run of half its length, at least PIECE characters, with
+        # enough different characters that it is no ordinary run of digits. Found plainly written,
+        # it is redacted with the characters of the secrets around it.
+        self.pieces = tuple(sorted({piece for s in kept if len(s) >= 16
+                                    for k in (max(PIECE, len(s) // 2),) for i in range(len(s) - k + 1)
+                                    if len(set(piece := s[i:i + k])) >= 8}))
+        self._alphabet = frozenset("".join(kept))
 
     def text(self, text: str) -> str:
         text = self.secrets_out(text)
@@ -74,12 +83,40 @@ class Redactor:
         of an escaped spelling is searched for the plain ones only (a 50-task body: ~20× faster)."""
         if self._pattern is None:
             return False
+        if any(piece in text for piece in self.pieces):
+            return True
         if self._mark not in text and ("%" not in text or _PERCENT_ESCAPE.search(text) is None):
             return any(secret in text for secret in self.secrets)
         return self._pattern.search(text) is not None
 
     def secrets_out(self, text: str) -> str:
-        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        if any(piece in text for piece in self.pieces):
+            text = self._pieces_out(text)
+        return text
+
+    def _pieces_out(self, text: str) -> str:
+        """Each piece found, widened over the secrets' characters on both sides, as REDACTED."""
+        spans: list[tuple[int, int]] = []
+        for piece in self.pieces:
+            start = text.find(piece)
+            while start >= 0:
+                left, right = start, start + len(piece)
+                while left > 0 and text[left - 1] in self._alphabet:
+                    left -= 1
+                while right < len(text) and text[right] in self._alphabet:
+                    right += 1
+                spans.append((left, right))
+                start = text.find(piece, start + 1)
+        out, at = [], 0
+        for left, right in sorted(spans):
+            if right <= at:
+                continue
+            out.append(text[at:max(left, at)] + (REDACTED if left >= at else ""))
+            at = right
+        out.append(text[at:])
+        return "".join(out)
 
     def value(self, value: Any) -> Any:
         """A decoded JSON value with the secrets out of every string, keys included.

@@ -418,3 +418,22 @@ def test_parse_json_replaces_bad_bytes_and_keeps_good_ones() -> None:
     assert parse_json('{"t": "\\ud83c x"}'.encode()) == {"t": "\ufffd x"}
     with pytest.raises(ValueError):
         parse_json(b"\xff not json")
+
+
+@given(token=st.lists(st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=16, max_size=48,
+                      unique=True).map("".join),
+       data=st.data(), before=st.text(max_size=20), after=st.text(max_size=20))
+@PROPERTY
+def test_a_long_piece_of_the_token_is_redacted_with_it(token: str, data: st.DataObject, before: str,
+                                                       after: str) -> None:
+    """An error that echoes the token cut short (or wrapped inside it) shows none of the piece."""
+    from archiver.redact import PIECE, Redactor
+
+    shortest = max(PIECE, len(token) // 2)
+    start = data.draw(st.integers(0, len(token) - shortest))
+    piece = token[start:data.draw(st.integers(start + shortest, len(token)))]
+    scrub = Redactor([token])
+    text = f"{before} {piece} {after}"
+    assert scrub.holds_secret(text) and piece not in scrub.text(text) and REDACTED in scrub.text(text)
+    shorter = token[start:start + shortest - 1]  # below half the token: ordinary text is left alone
+    assert scrub.text(f"id {shorter[:PIECE - 1]} ok") == f"id {shorter[:PIECE - 1]} ok"
