@@ -236,9 +236,14 @@ class Store:
             return utcnow() if self.unfinished_count(sources) else None
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
-    def unfinished_count(self, sources: Sequence[str] | None = None) -> int:
+    def unfinished_count(self, sources: Sequence[str] | None = None, *, known: bool = False) -> int:
+        """Tasks not yet finished; `known`: only those whose provider knows them (not answering
+        "not found" since some time, which lasts up to a week before the task is given up)."""
+        clause = _unfinished(sources)
+        if known:
+            clause = clause & col(Task.not_found_since).is_(None)
         with self.session() as s:
-            return s.exec(select(func.count()).select_from(Task).where(_unfinished(sources))).one()
+            return s.exec(select(func.count()).select_from(Task).where(clause)).one()
 
     def schedule(self, source: str, outcomes: dict[str, PollOutcome], base: float, cap: float, now: datetime,
                  *, changed: set[str], not_found_after: timedelta = NOT_FOUND_AFTER,

@@ -137,7 +137,9 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
             if not options.until_done:
                 break
             busy = fleet is not None and await asyncio.to_thread(fleet.others_busy, names, options.download)
-            if not busy and not store.unfinished_count(names):
+            if not busy and not store.unfinished_count(names, known=True):
+                if unknown := store.unfinished_count(names):  # a mistyped id: no point waiting a week
+                    reporter.info(f"{unknown} task(s) the provider does not know stay pending; not waiting for them")
                 break
             pause = _until_next(store, names, deadline)
             if pause is None:

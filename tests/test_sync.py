@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,16 @@ def test_runs_are_recorded_and_tokens_never_stored(sim, sim_cli, library: Path) 
     for path in library.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_until_done_does_not_wait_a_week_for_a_task_the_provider_does_not_know(sim, sim_cli) -> None:
+    """A mistyped id stays pending (the provider may not know a new task yet, for up to a week),
+    but `--until-done` ends once only such tasks are left, with the not-found error (exit 1)."""
+    known = sim.add_task("acedata", steps=2)
+    sim_cli("add", "acedata", known)
+    sim_cli("add", "acedata", "no-such-task")
+    started = time.monotonic()
+    code, summary = sync_json(sim_cli, "--no-download", "--until-done", "--interval", "0.05", "--timeout", "30")
+    assert time.monotonic() - started < 15, summary
+    assert code == 1 and summary["still_unfinished"] == 1 and summary["errors"], summary
+    assert tasks_json(sim_cli)[known]["status"] == "succeeded"

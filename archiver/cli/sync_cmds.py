@@ -105,7 +105,8 @@ def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
 @sources_option
 @click.option("--now", "ignore_schedule", is_flag=True, help="Poll every unfinished task now, ignoring the schedule.")
 @click.option("--interval", type=click.FloatRange(min=0.01), metavar="SECONDS", help="Base poll interval for this run.")
-@click.option("--until-done", is_flag=True, help="Keep polling until nothing is pending or running.")
+@click.option("--until-done", is_flag=True, help="Keep polling until nothing is pending or running (tasks the provider answers "
+                   "'not found' for are not waited for).")
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="With --until-done: give up after this long.")
 @wait_option("Wait this long for another sync's lock instead of exiting 75.")
 @click.option("--no-download", is_flag=True, help="Only poll; do not download files.")
