@@ -236,12 +236,12 @@ class Store:
             return utcnow() if self.unfinished_count(sources) else None
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
-    def unfinished_count(self, sources: Sequence[str] | None = None, *, known: bool = False) -> int:
-        """Tasks not yet finished; `known`: only those whose provider knows them (not answering
-        "not found" since some time, which lasts up to a week before the task is given up)."""
+    def unfinished_count(self, sources: Sequence[str] | None = None, *, unknown_since: datetime | None = None) -> int:
+        """Tasks not yet finished; with `unknown_since`, not those the provider has answered "not
+        found" for since before then (which goes on for up to a week before they are given up)."""
         clause = _unfinished(sources)
-        if known:
-            clause = clause & col(Task.not_found_since).is_(None)
+        if unknown_since is not None:
+            clause = clause & (col(Task.not_found_since).is_(None) | (col(Task.not_found_since) > unknown_since))
         with self.session() as s:
             return s.exec(select(func.count()).select_from(Task).where(clause)).one()
 

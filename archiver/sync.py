@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 from . import interrupts
@@ -27,6 +28,10 @@ from .records import PollKind, PollOutcome, TaskRecord
 from .redact import redact
 from .report import Reporter, SyncReport
 from .store import NOT_FOUND_AFTER, Added, DueTask, Store
+
+# `--until-done` waits this long for a task the provider answers "not found" for (a new task may
+# not be known at once), not the week after which it is given up.
+UNKNOWN_WAIT = timedelta(minutes=10)
 
 
 
@@ -137,9 +142,11 @@ async def _run(config: Config, options: SyncOptions, store: Store, reporter: Rep
             if not options.until_done:
                 break
             busy = fleet is not None and await asyncio.to_thread(fleet.others_busy, names, options.download)
-            if not busy and not store.unfinished_count(names, known=True):
+            waited = utcnow() - UNKNOWN_WAIT  # a new task the provider does not know yet may be soon
+            if not busy and not store.unfinished_count(names, unknown_since=waited):
                 if unknown := store.unfinished_count(names):  # a mistyped id: no point waiting a week
-                    reporter.info(f"{unknown} task(s) the provider does not know stay pending; not waiting for them")
+                    reporter.info(f"{unknown} task(s) the provider has not known for {UNKNOWN_WAIT.seconds // 60} "
+                                  "minutes stay pending; not waiting for them")
                 break
             pause = _until_next(store, names, deadline)
             if pause is None:

@@ -6,6 +6,7 @@ import json
 import math
 import sqlite3
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -274,14 +275,25 @@ def test_runs_are_recorded_and_tokens_never_stored(sim, sim_cli, library: Path) 
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_until_done_does_not_wait_a_week_for_a_task_the_provider_does_not_know(sim, sim_cli) -> None:
+@pytest.mark.sqlite_only  # the not-found time is moved back by hand
+def test_until_done_does_not_wait_a_week_for_a_task_the_provider_does_not_know(sim, sim_cli, library: Path) -> None:
     """A mistyped id stays pending (the provider may not know a new task yet, for up to a week),
-    but `--until-done` ends once only such tasks are left, with the not-found error (exit 1)."""
+    but `--until-done` ends once only tasks unknown for 10 minutes are left, with the not-found
+    error (exit 1); a task unknown for less is waited for."""
     known = sim.add_task("acedata", steps=2)
     sim_cli("add", "acedata", known)
     sim_cli("add", "acedata", "no-such-task")
     started = time.monotonic()
-    code, summary = sync_json(sim_cli, "--no-download", "--until-done", "--interval", "0.05", "--timeout", "30")
+    code, summary = sync_json(sim_cli, "--no-download", "--until-done", "--interval", "0.05", "--timeout", "2")
+    assert code == 1 and summary["still_unfinished"] == 1, summary
+    assert time.monotonic() - started >= 1.9  # unknown for less than 10 minutes: waited for
+    con = sqlite3.connect(library / "archiver.db")
+    with con:
+        earlier = (datetime.now(timezone.utc) - timedelta(minutes=20)).isoformat(timespec="microseconds")
+        con.execute("UPDATE tasks SET not_found_since = ? WHERE task_id = 'no-such-task'", (earlier,))
+    con.close()
+    started = time.monotonic()
+    code, summary = sync_json(sim_cli, "--now", "--no-download", "--until-done", "--interval", "0.05", "--timeout", "30")
     assert time.monotonic() - started < 15, summary
     assert code == 1 and summary["still_unfinished"] == 1 and summary["errors"], summary
     assert tasks_json(sim_cli)[known]["status"] == "succeeded"

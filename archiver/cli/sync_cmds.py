@@ -47,7 +47,7 @@ def import_cmd(ctx: Context, files: tuple[str, ...], source: str | None, task_id
 @cli.command("add", cls=SourcesInHelp)
 @click.argument("source")
 @click.argument("task_ids", nargs=-1)
-@click.option("--file", "id_file", metavar="F", help="Read ids from F, one per line (# comments; '-' = stdin).")
+@click.option("--file", "id_file", metavar="F", type=click.Path(dir_okay=False, allow_dash=True), help="Read ids from F, one per line (# comments; '-' = stdin).")
 @pass_ctx
 @handle_errors
 def add_cmd(ctx: Context, source: str, task_ids: tuple[str, ...], id_file: str | None) -> None:
@@ -105,8 +105,8 @@ def retry_cmd(ctx: Context, query: tuple[str, ...]) -> None:
 @sources_option
 @click.option("--now", "ignore_schedule", is_flag=True, help="Poll every unfinished task now, ignoring the schedule.")
 @click.option("--interval", type=click.FloatRange(min=0.01), metavar="SECONDS", help="Base poll interval for this run.")
-@click.option("--until-done", is_flag=True, help="Keep polling until nothing is pending or running (tasks the provider answers "
-                   "'not found' for are not waited for).")
+@click.option("--until-done", is_flag=True, help="Keep polling until nothing is pending or running (a task the "
+              "provider has answered 'not found' for over 10 minutes is not waited for).")
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="With --until-done: give up after this long.")
 @wait_option("Wait this long for another sync's lock instead of exiting 75.")
 @click.option("--no-download", is_flag=True, help="Only poll; do not download files.")
