@@ -17,6 +17,7 @@ from typing import Any, Iterable
 REDACTED = "<redacted>"
 MIN_SECRET = 4  # a shorter "secret" protects nothing and would blank out ordinary words
 PIECE = 12  # the shortest piece of a long secret that is redacted on its own (see Redactor)
+PIECE_MAX = 32
 
 _registered: set[str] = set()
 
@@ -64,11 +65,15 @@ class Redactor:
         # any backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
         self._mark = "\\" if any(c in '"\\/' for s in kept for c in s) else "\\u"
         # A piece of a long secret is a secret too (an error echoing the token cut short, or a
-        # line wrapped inside it): every run of half its length, at least PIECE characters, with
-        # enough different characters that it is no ordinary run of digits. Found plainly written,
-        # it is redacted with the characters of the secrets around it.
+        # line wrapped inside it): runs of half its length (PIECE to PIECE_MAX characters), with
+        # enough different characters that none is an ordinary run of digits. A secret of up to 64
+        # characters gives every run (any piece of half its length is caught); a longer one (a
+        # JWT) every PIECE_MAX // 2-th, so a piece of 1.5 × PIECE_MAX is caught, and a body is
+        # searched for some 2 × length / PIECE_MAX strings, not for as many as it has characters.
+        # Found plainly written, a piece is redacted with the secrets' characters around it.
         self.pieces = tuple(sorted({piece for s in kept if len(s) >= 16
-                                    for k in (max(PIECE, len(s) // 2),) for i in range(len(s) - k + 1)
+                                    for k in (min(max(PIECE, len(s) // 2), PIECE_MAX),)
+                                    for i in range(0, len(s) - k + 1, 1 if len(s) <= 64 else k // 2)
                                     if len(set(piece := s[i:i + k])) >= 8}))
         self._alphabet = frozenset("".join(kept))
 
