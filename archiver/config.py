@@ -271,7 +271,7 @@ def db_url_for(value: str, library: Path) -> str:
         if dialect != "sqlite":
             raise ConfigError(f"db: unsupported database {redact(scheme)!r}: give a file path, "
                               "sqlite:///FILE or a postgresql+psycopg:// URL")
-        return value
+        return f"{scheme.lower()}://{rest}"
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
 

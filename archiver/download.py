@@ -476,6 +476,6 @@ def guess_ext(url: str | None, kind: str) -> str:
         suffix = ""
     aliases: Mapping[str, str] = {"jpeg": "jpg", "mpeg": "mp3", "mp4a": "m4a"}
     suffix = aliases.get(suffix, suffix)
-    if suffix.isalnum() and 0 < len(suffix) <= 5 and (kind == "audio" or suffix not in AUDIO):
-        return suffix  # a cover or video named like a song would take the song's name beside it
+    if suffix in expected_kinds(kind) and (suffix in AUDIO) == (kind == "audio"):
+        return suffix  # anything else could take a sibling's name (the song's, the cover's, the lyrics')
     return {"audio": "mp3", "image": "jpg", "video": "mp4"}[kind]

@@ -425,7 +425,10 @@ def exact_detail(store: Reader, kind: str, source: str, ident: str) -> dict[str,
     table, column = ("tasks", "task_id") if kind == "task" else ("clips", "clip_id")
     found = select(store, f"SELECT id FROM {table} WHERE source = :source AND {column} = :ident",
                    {"source": source, "ident": ident})
-    return _detail(store, kind, found[0]["id"]) if found else None
+    try:
+        return _detail(store, kind, found[0]["id"]) if found else None
+    except NotFound:  # a clip whose task row another tool deleted
+        return None
 
 
 def _detail(store: Reader, kind: str, pk: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 
 from archiver.config import load_config
 from archiver.errors import ConfigError
-from archiver.library import resolve
+from archiver.library import exact_detail, resolve
 from archiver.readdb import ReadDB
 
 from test_read_path import import_payloads
@@ -151,10 +151,12 @@ def test_an_exact_id_beats_prefixes_and_many_matches_stay_one_line(imported: Pat
         for n in range(60):  # more tasks with one prefix than any message should list
             con.execute(f"INSERT INTO tasks (task_id, {', '.join(columns)}) "
                         f"SELECT ?, {', '.join(columns)} FROM tasks LIMIT 1", (f"many-{n:03d}",))
-        con.execute("UPDATE tasks SET task_id = 'many-0' WHERE task_id = 'many-059'")
+        # a clip sorts after tasks: the exact id is not among the first 51 prefix matches
+        pk = con.execute("SELECT id FROM clips WHERE clip_id LIKE '1dd08826%'").fetchone()[0]
+        con.execute("UPDATE clips SET clip_id = 'many-0' WHERE id = ?", (pk,))
     con.close()
     with ReadDB(f"sqlite:///{db}") as store:
-        assert resolve(store, "many-0")[0] == "task"  # exact, though many-000... share its prefix
+        assert resolve(store, "many-0") == ("clip", pk)  # exact, though 60 task ids start with it
     err = _clean(_archiver(imported, "show", "many-"), 2)
     assert err.count("\n") == 1 and "matches more than 50 tasks/clips" in err and "and more than 45 more" in err
 
@@ -175,6 +177,8 @@ def test_a_clip_whose_task_row_is_gone_is_a_message(imported: Path) -> None:
     _plant(db, "UPDATE clips SET task_pk = NULL WHERE clip_id = ?", clip)
     assert "task is missing" in _clean(_archiver(imported, "show", clip), 1)
     _clean(_archiver(imported, "ls"), 0)
+    with ReadDB(f"sqlite:///{db}") as store:  # the web app's clip page: no page (404), not a 500
+        assert exact_detail(store, "clip", "acedata", clip) is None
 
 
 @pytest.mark.parametrize("args", [("retry",), ("retag",)])
@@ -183,3 +187,13 @@ def test_a_mistyped_library_is_an_error_and_makes_nothing(tmp_path: Path, args: 
     absent = tmp_path / "Musci"
     assert "no library" in _clean(_archiver(absent, *args), 1)
     assert not absent.exists()
+
+
+def test_export_to_dev_stdout_redirected_to_a_file_writes_that_file(imported: Path, tmp_path: Path) -> None:
+    """`-o /dev/stdout > list.m3u`: the shell's file is written through the descriptor, and a
+    playlist's paths are absolute (a descriptor has no folder to be relative to)."""
+    out = tmp_path / "list.m3u"
+    with out.open("wb") as fh:
+        _clean(_archiver(imported, "export", "m3u", "-o", "/dev/stdout", stdout=fh.fileno()), 0)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U" and lines[2] == str(imported / "acedata" / "Woke up.mp3")

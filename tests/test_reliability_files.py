@@ -588,3 +588,17 @@ def test_only_leftovers_a_library_file_accounts_for_are_archivers(tmp_path: Path
     stems = {stem_key("a/Song [1dd08826].mp3"), stem_key("new/Fresh.m4a")}  # recorded, and being written
     part = tmp_path / name
     assert split_leftovers(tmp_path, [part], stems) == (([part], []) if ours else ([], [part]))
+
+
+@pytest.mark.parametrize("url, kind, ext", [
+    ("http://m/a.mp3", "audio", "mp3"), ("http://m/a.m4a", "audio", "m4a"), ("http://m/a.mp4", "audio", "mp3"),
+    ("http://m/a.bin", "audio", "mp3"), ("http://m/a.m4a", "video", "mp4"), ("http://m/a.webm", "video", "webm"),
+    ("http://m/a.mp3", "image", "jpg"), ("http://m/a.txt", "image", "jpg"), ("http://m/a.jpeg", "image", "jpg"),
+    ("http://m/a.png", "image", "png"), ("http://m/a.bin", "image", "jpg"), ("http://m/a.lrc", "video", "mp4"),
+])
+def test_a_guessed_name_never_takes_a_siblings(url: str, kind: str, ext: str) -> None:
+    """Song, cover, video and lyrics share a stem: a URL's suffix names the file only when it is
+    one of its kind's and of no other kind (a cover URL ending .mp3 would take the song's name)."""
+    from archiver.download import guess_ext
+
+    assert guess_ext(url, kind) == ext

@@ -141,18 +141,20 @@ def _check_text(values: dict[str, Any]) -> None:
             continue
         shown = (param.opts[0] if isinstance(param, click.Option) else (param.name or name).upper()) \
             if param is not None else name
+        secret = "token" in name or "password" in name
         for item in value if isinstance(value, tuple) else (value,):
             if isinstance(item, str):
-                require_text(item, shown)
+                require_text(item, shown, show=not secret)
 
 
-def require_text(value: str, what: str) -> None:
+def require_text(value: str, what: str, *, show: bool = True) -> None:
     """Bytes that are not UTF-8 (an argument, stdin) reach Python as lone surrogates, which
     no database or terminal accepts: a usage error, not an internal one."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        fail(f"{what} is not valid UTF-8 text: {value.encode('utf-8', 'surrogateescape')!r}", EXIT_USAGE)
+        shown = f": {value.encode('utf-8', 'surrogateescape')!r}" if show else ""
+        fail(f"{what} is not valid UTF-8 text{shown}", EXIT_USAGE)
 
 
 def read_input(name: str) -> str:

@@ -143,7 +143,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
-    from ..fs import write_output
+    from ..fs import streams_into, write_output
 
     if output == "":
         raise UsageError("-o/--output: give a file name, or - for standard output")
@@ -154,9 +154,10 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
         _write_rows(rows, fmt, sys.stdout, library=library, playlist_dir=None, template=None)
         return
     target = Path(output).expanduser()
+    into = streams_into(target)  # a pipe or terminal has no folder for a playlist's paths to be relative to
     buffer = io.StringIO()
-    _write_rows(rows, fmt, buffer, library=library, playlist_dir=target.parent, template=None)
-    write_output(target, buffer.getvalue().encode("utf-8"))
+    _write_rows(rows, fmt, buffer, library=library, playlist_dir=None if into else target.parent, template=None)
+    write_output(target, buffer.getvalue().encode("utf-8"), into=into)
     count = sum(1 for r in rows if r.get("audio_path")) if fmt in PLAYLISTS else len(rows)
     click.echo(f"wrote {count} clip(s) to {target}", err=True)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..errors import DatabaseError
 from .context import Context, handle_errors, loading_libraries, pass_ctx
 from .group import cli
 from .options import format_option, json_option, query_argument, wait_option
@@ -111,14 +112,15 @@ def retag_cmd(ctx: Context, query: tuple[str, ...], wait: float | None) -> None:
     """
     from ..library import list_clips
     from ..lock import LibraryLock
+    from ..readdb import existing_file, sqlite_path
 
     with loading_libraries():
         from ..retag import retag_library
 
     config = ctx.config()
-    if config.db_url.startswith("sqlite"):  # no library: an error before the lock makes its folder
-        from ..readdb import existing_file
-
+    if not config.library.is_dir():  # a mistyped --library: an error before the lock makes its folder
+        raise DatabaseError(f"no library at {config.library}; check --library, or run `archiver sync` to start one")
+    if sqlite_path(config.db_url) is not None:
         existing_file(config.db_url)
     with LibraryLock(config.library, wait), ctx.store(create=False) as store:
         if store.dialect == "postgresql":  # fleet workers take no file lock: retag runs while none is live
@@ -168,7 +170,7 @@ def rebuild_cmd(ctx: Context, force: bool) -> None:
 
 
 @cli.command("demo")
-@click.option("--dir", "directory", metavar="DIR", help="Where to make the demo library (default: a new temp dir).")
+@click.option("--dir", "directory", metavar="DIR", type=click.Path(file_okay=False), help="Where to make the demo library (default: a new temp dir).")
 @handle_errors
 def demo_cmd(directory: str | None) -> None:
     """Run the whole pipeline against the built-in provider simulator (no tokens, no network).

@@ -246,7 +246,8 @@ class ApiClient:
 
 
 async def _capped(response: httpx.Response, name: str) -> bytes:
-    """The decoded body, refused as soon as it grows past MAX_ANSWER."""
+    """The decoded body, refused once it has grown past MAX_ANSWER (checked per decoded piece:
+    one piece may overshoot it by what one compressed chunk inflates to)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
