@@ -143,7 +143,7 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
-    from ..fs import streams_into, write_output
+    from ..output import streams_into, write_output
 
     if output == "":
         raise UsageError("-o/--output: give a file name, or - for standard output")
