@@ -35,7 +35,7 @@ def sqlite_path(url: str) -> Path | None:
 def readonly_uri(path: Path) -> str:
     """The `file:` URI that opens `path` without writing anything beside it (see the module note)."""
     absolute = path.resolve()
-    uri = f"file:{quote(str(absolute))}?mode=ro"
+    uri = f"file:{quote(bytes(absolute))}?mode=ro"  # bytes: a folder name need not be UTF-8
     if not (Path(f"{absolute}-wal").exists() and Path(f"{absolute}-shm").exists()):
         uri += "&immutable=1"
     return uri

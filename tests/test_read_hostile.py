@@ -197,3 +197,11 @@ def test_export_to_dev_stdout_redirected_to_a_file_writes_that_file(imported: Pa
         _clean(_archiver(imported, "export", "m3u", "-o", "/dev/stdout", stdout=fh.fileno()), 0)
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#EXTM3U" and lines[2] == str(imported / "acedata" / "Woke up.mp3")
+
+
+def test_a_library_folder_named_with_bytes_that_are_not_utf8_is_read(imported: Path, tmp_path: Path) -> None:
+    """Any bytes name a folder: the read-only URI percent-encodes the name's bytes."""
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/m\xfcsic")
+    os.rename(imported, odd)
+    listed = _archiver(Path(odd), "ls", "--format", "json")
+    assert json.loads(_clean_out(listed)) and "Woke up" in listed.stdout.decode("utf-8")
