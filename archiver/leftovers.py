@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from .claims import tag_of
 from .folder_art import is_cover_name
 from .fs import PART, SKIP_NAMES, TAGGING, stem_key
 
 _DIGESTED = re.compile(r"~[0-9a-f]{12}(?:\.~w[0-9a-f]{8})?(?:\.~tag)?\.part$")  # fs.temp_path's long names
-_TAG = re.compile(r"\.~w[0-9a-f]{8}$")  # claims.part_tag
 
 
 def split_leftovers(root: Path, parts: Iterable[Path], stems: set[str]) -> tuple[list[Path], list[Path]]:
@@ -27,7 +27,7 @@ def split_leftovers(root: Path, parts: Iterable[Path], stems: set[str]) -> tuple
     theirs: list[Path] = []
     for part in parts:
         name = part.name
-        final = _TAG.sub("", name[: -len(PART)])
+        final = name[: -len(PART)].removesuffix(tag_of(name) or "")
         rel = part.relative_to(root).with_name(final).as_posix()
         mine = (name.endswith(TAGGING) or name in SKIP_NAMES or _DIGESTED.search(name) is not None
                 or is_cover_name(final) or stem_key(rel) in stems)

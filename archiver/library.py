@@ -326,7 +326,7 @@ def search(store: Reader, text_: str, *, limit: int | None = None, terms: Sequen
 # --- show ----------------------------------------------------------------------------------------
 
 
-AMBIGUOUS_SHOWN = 50  # an ambiguous prefix is counted up to this many candidates
+AMBIGUOUS_COUNTED = 50  # an ambiguous prefix is counted up to this many candidates
 
 
 def resolve(store: Reader, ident: str) -> tuple[str, int]:
@@ -358,11 +358,11 @@ def resolve(store: Reader, ident: str) -> tuple[str, int]:
     exact = f"SELECT * FROM ({union}) AS found WHERE id = :exact ORDER BY kind DESC, source"
     chosen = select(store, exact, params)
     if not chosen:
-        chosen = select(store, f"{union} ORDER BY kind DESC, source, id LIMIT {AMBIGUOUS_SHOWN + 1}", params)
+        chosen = select(store, f"{union} ORDER BY kind DESC, source, id LIMIT {AMBIGUOUS_COUNTED + 1}", params)
     if not chosen:
         raise NotFound(f"no task or clip id starts with {ident!r}")
     if len(chosen) > 1:
-        raise Ambiguous(ident, chosen[:AMBIGUOUS_SHOWN], more=len(chosen) > AMBIGUOUS_SHOWN)
+        raise Ambiguous(ident, chosen[:AMBIGUOUS_COUNTED], more=len(chosen) > AMBIGUOUS_COUNTED)
     return chosen[0]["kind"], chosen[0]["pk"]
 
 
