@@ -88,7 +88,7 @@ class Config:
     id3_version: int = 3
     lyrics_sidecar: bool = False
     folder_cover: bool = True  # cover.<ext> in a task's own folder; only templates that give one (folder_art)
-    tag_artist: str | None = None  # None: the defaults in archiver.retag
+    tag_artist: str | None = None  # None: DEFAULT_ARTIST, and so on
     tag_album: str | None = None
     tag_albumartist: str | None = None
     tag_track: str | None = None
@@ -119,6 +119,8 @@ class Config:
                 value = redact_url(value)
             elif spec.secret and value:
                 value = REDACTED
+            elif value is None:
+                value = _default_text(key)
             out[key] = {"value": value, "from": self.origins.get(key, "default")}
         out["providers"] = {}
         for name, prov in self.providers.items():
@@ -129,14 +131,41 @@ class Config:
                     value = REDACTED if value else None
                 elif key == "base_url":
                     value = redact_url(value)
+                elif key == "interval" and value is None:
+                    value = _documented_interval(name)
                 entry[key] = {"value": _plain(value), "from": self.origins.get(f"providers.{name}.{key}", "default")}
             out["providers"][name] = entry
         return out
 
 
+def _default_text(key: str) -> str | None:
+    """What an unset template falls back to, so that `archiver config` shows the value in effect."""
+    if key == "path_template":
+        from .paths import DEFAULT_TEMPLATE
+
+        return DEFAULT_TEMPLATE
+    return {"artist": DEFAULT_ARTIST, "album": DEFAULT_ALBUM, "albumartist": DEFAULT_ALBUMARTIST,
+            "track": DEFAULT_TRACK}.get(key)
+
+
+def _documented_interval(provider: str) -> float | None:
+    """The poll interval a provider's sources document (None if they differ: each polls at its own)."""
+    from .providers import sources_of
+
+    intervals = {source.interval for source in sources_of(provider)}
+    return intervals.pop() if len(intervals) == 1 else None
+
+
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
+
+# What a player shows by default: each generation task is one album (its clips are the takes of
+# one song idea), all albums under one album artist, so the collection is not split by model.
+DEFAULT_ARTIST = "{model}"
+DEFAULT_ALBUM = "{task_title}"
+DEFAULT_ALBUMARTIST = "archiver"
+DEFAULT_TRACK = "{track}"
 
 SECONDS_HINT = f"seconds, a finite number > 0 and <= {MAX_SECONDS:.0f}"
 

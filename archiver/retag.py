@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import Config
+from .config import DEFAULT_ALBUM, DEFAULT_ALBUMARTIST, DEFAULT_ARTIST, DEFAULT_TRACK, Config
 from .errors import ArchiverError, StorageError, UnsafePath
 from .fs import STORAGE_ERRNOS, TAGGING, atomic_write, create_new, is_link, open_read, place, read_bytes, \
     sha256_file, storage_error, sync_file, temp_path
@@ -31,14 +31,6 @@ def created_of(clip: Clip, task: Task) -> datetime | None:
     `task` is unused and kept so that archive's calls read alike.
     """
     return clip.created_at
-
-
-# What a player shows by default: each generation task is one album (its clips are the takes of
-# one song idea), all albums under one album artist, so the collection is not split by model.
-DEFAULT_ARTIST = "{model}"
-DEFAULT_ALBUM = "{task_title}"
-DEFAULT_ALBUMARTIST = "archiver"
-DEFAULT_TRACK = "{track}"
 
 
 def track_order(clips: Sequence[Clip], task: Task) -> list[Clip]:

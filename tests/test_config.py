@@ -107,6 +107,26 @@ def test_cli_config_command_redacts(run_cli, tmp_path: Path) -> None:
     assert data["providers"]["mountsea"]["token"]["from"] == f"file {cfg}"
 
 
+def test_cli_config_shows_the_value_in_effect_for_every_unset_key(run_cli, tmp_path: Path) -> None:
+    """An unset template or interval is shown as the default archiver applies, not as a blank."""
+    from archiver.paths import DEFAULT_TEMPLATE
+    from archiver.providers import sources_of
+
+    cfg = write(tmp_path / "c.toml", "")
+    result = run_cli("--config", str(cfg), "config", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)[0]
+    blank = [key for key, entry in data.items() if key != "providers" and entry["value"] in (None, "")]
+    blank += [f"{name}.{key}" for name, section in data["providers"].items()
+              for key, entry in section.items() if entry["value"] in (None, "")]
+    assert sorted(blank) == sorted(["serve_token", *(f"{name}.token" for name in data["providers"])])
+    assert data["path_template"] == {"value": DEFAULT_TEMPLATE, "from": "default"}
+    for name, section in data["providers"].items():
+        assert {section["interval"]["value"]} == {source.interval for source in sources_of(name)}
+    table = run_cli("--config", str(cfg), "config").output
+    assert f"path_template\t{DEFAULT_TEMPLATE}\tdefault" in table.splitlines()
+
+
 def test_cli_config_error_exit_2(run_cli, tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.toml", "unknown_thing = 1\n")
     result = run_cli("--config", str(cfg), "ls")
