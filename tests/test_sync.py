@@ -255,6 +255,25 @@ def test_second_sync_exits_75_or_waits(sim, sim_cli, library: Path) -> None:
 
 
 @pytest.mark.sqlite_only
+def test_json_summary_even_when_the_lock_is_held(sim, sim_cli, library: Path) -> None:
+    """A script reading `sync --json` gets one object on every run: why it stopped, its exit code."""
+    with LibraryLock(library, None):
+        result = sim_cli("sync", "--json")
+    assert result.exit_code == 75
+    summary = json.loads(result.stdout)
+    assert summary["exit_code"] == 75 and summary["files_downloaded"] == 0
+    assert len(summary["errors"]) == 1 and "another archiver sync is running" in summary["errors"][0]
+    assert "another archiver sync is running" in result.stderr
+
+
+def test_timeout_without_until_done_is_a_usage_error(sim, sim_cli) -> None:
+    """`--timeout` only bounds `--until-done`: alone it would be ignored, so it is refused."""
+    result = sim_cli("sync", "--timeout", "5")
+    assert result.exit_code == 2 and "--until-done" in result.output
+    assert sim_cli("sync", "--until-done", "--timeout", "5").exit_code == 0
+
+
+@pytest.mark.sqlite_only
 def test_runs_are_recorded_and_tokens_never_stored(sim, sim_cli, library: Path) -> None:
     secret = "sk-live-very-secret-0123456789"
     for provider in ("ccapi", "mountsea", "acedata", "aimusicapi"):

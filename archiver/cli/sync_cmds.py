@@ -136,14 +136,22 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     """
     import json as jsonlib
 
+    from ..errors import ArchiverError
     from ..idle import idle_run
 
-    config = ctx.config(jobs=jobs, path_template=path_template)
-    report = idle_run(config, sources=sources or None, ignore_schedule=ignore_schedule, until_done=until_done,
-                      wait=wait)
-    if report is None:
-        report = _full_sync(config, sources, ignore_schedule, interval, until_done, timeout, wait, no_download,
-                            quiet=quiet or as_json, worker_id=worker_id)
+    if timeout is not None and not until_done:
+        fail("--timeout bounds --until-done; a single run ends on its own (add --until-done)", EXIT_USAGE)
+    try:
+        config = ctx.config(jobs=jobs, path_template=path_template)
+        report = idle_run(config, sources=sources or None, ignore_schedule=ignore_schedule, until_done=until_done,
+                          wait=wait)
+        if report is None:
+            report = _full_sync(config, sources, ignore_schedule, interval, until_done, timeout, wait, no_download,
+                                quiet=quiet or as_json, worker_id=worker_id)
+    except ArchiverError as exc:
+        if as_json:  # a script reading the summary gets one on every run, its exit code and why
+            click.echo(jsonlib.dumps(_failed_run(exc), ensure_ascii=False))
+        raise
     if as_json:
         click.echo(jsonlib.dumps(report.as_dict(), ensure_ascii=False))
     elif not quiet:
@@ -152,6 +160,18 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
                    f"{report.files_downloaded} file(s) downloaded; {report.still_unfinished} unfinished; "
                    f"{len(report.errors)} error(s)")
     sys.exit(report.exit_code)
+
+
+def _failed_run(exc: Any) -> dict[str, Any]:
+    """The summary of a run that ended in an error instead (the lock held, a bad setting, a
+    damaged database): no counters, the error as stderr shows it, and its exit code."""
+    from ..redact import redact
+    from ..render import clean_line
+    from ..report import SyncReport
+
+    data = SyncReport(errors=[clean_line(redact(str(exc)))]).as_dict()
+    data["exit_code"] = exc.exit_code
+    return data
 
 
 def _full_sync(config: Any, sources: tuple[str, ...], ignore_schedule: bool, interval: float | None,
