@@ -228,6 +228,12 @@ def tag_template_problem(template: str) -> str | None:
     return None
 
 
+def _path_template_problem(template: str) -> str | None:
+    from .paths import template_problem  # its rules and sanitizing live there, loaded only when one is set
+
+    return template_problem(template)
+
+
 def track_template_problem(template: str) -> str | None:
     """A track number must come out as a number (or empty: no track numbers at all)."""
     problem = tag_template_problem(template)
@@ -242,7 +248,7 @@ def track_template_problem(template: str) -> str | None:
 TOP_KEYS: dict[str, _Key] = {
     "library": _Key("library", str, "ARCHIVER_LIBRARY", lambda v: Path(v).expanduser()),
     "db": _Key("db_url", str, "ARCHIVER_DB"),
-    "path_template": _Key("path_template", str, "ARCHIVER_PATH_TEMPLATE"),
+    "path_template": _Key("path_template", str, "ARCHIVER_PATH_TEMPLATE", explain=_path_template_problem),
     "jobs": _Key("jobs", int, "ARCHIVER_JOBS", check=_positive, hint="a positive integer"),
     "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
     "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),

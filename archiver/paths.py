@@ -235,12 +235,12 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
 def _compile(template: str) -> tuple[str, tuple[_Component, ...]]:
     """Validate `template` once; return it normalized plus its components (ext implied)."""
     if not isinstance(template, str) or not template.strip():
-        raise ConfigError("path_template is empty")
+        raise ConfigError("it is empty")
     template = unicodedata.normalize("NFC", template.strip())
     if "\\" in template:
-        raise ConfigError("path_template: use '/' to separate directories, not '\\'")
+        raise ConfigError("use '/' to separate directories, not '\\'")
     if template.startswith("/") or re.match(r"[A-Za-z]:", template):
-        raise ConfigError(f"path_template must be relative to the library: {template!r}")
+        raise ConfigError("it must be relative to the library")
     items = _parse(template)
     last = items[-1]
     if not (last[1] == "ext" and last[2] == "" and last[3] is None and last[0].endswith(".")):
@@ -261,7 +261,7 @@ def _compile(template: str) -> tuple[str, tuple[_Component, ...]]:
         if all(isinstance(part, str) for part in component):
             text = "".join(part for part in component if isinstance(part, str))
             if not _scrub(text):
-                raise ConfigError(f"path_template has an empty, '.' or '..' part: {template!r}")
+                raise ConfigError("it has an empty, '.' or '..' part")
     return template, tuple(tuple(p for p in c if p != "") for c in components)
 
 
@@ -269,31 +269,47 @@ def _parse(template: str) -> list[tuple[str, str | None, str | None, str | None]
     try:
         return list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ConfigError(f"path_template cannot be parsed: {exc}: {template!r}") from None
+        raise ConfigError(f"it cannot be parsed: {exc}") from None
 
 
 def _check_field(name: str, spec: str, conversion: str | None) -> _Field:
     """Reject what str.format would accept but we must not: positional, attribute, nested."""
     valid = ", ".join(sorted(TEMPLATE_FIELDS))
     if name not in TEMPLATE_FIELDS:
-        raise ConfigError(f"path_template: unknown field {{{name}}}; valid fields: {valid}")
+        raise ConfigError(f"unknown field {{{name}}}; valid fields: {valid}")
     if conversion not in (None, "s", "r", "a"):
-        raise ConfigError(f"path_template: bad conversion !{conversion} on {{{name}}}")
+        raise ConfigError(f"bad conversion !{conversion} on {{{name}}}")
     if "{" in spec or "}" in spec:
-        raise ConfigError(f"path_template: nested fields in the spec of {{{name}}}")
+        raise ConfigError(f"nested fields in the spec of {{{name}}}")
     field = _Field(name, spec, conversion)
     try:
         _format(field, _SAMPLE, "mp3", strict=True)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"path_template: bad format spec for {{{name}}}: {exc}") from None
+        raise ConfigError(f"bad format spec for {{{name}}}: {exc}") from None
     return field
 
 
 def validate_template(template: str) -> str:
     """The normalized template (``.{ext}`` appended when missing); ConfigError if unusable."""
+    return _compiled(template)[0]
+
+
+def template_problem(template: str) -> str | None:
+    """Why `template` cannot lay out files, None when it can: config checks it wherever it is set."""
+    try:
+        _compile(template)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _compiled(template: str) -> tuple[str, tuple[_Component, ...]]:
     if not isinstance(template, str):
         raise ConfigError(f"path_template must be a string, not {type(template).__name__}")
-    return _compile(template)[0]
+    try:
+        return _compile(template)
+    except ConfigError as exc:
+        raise ConfigError(f"path_template = {template!r} is not a valid template: {exc}") from None
 
 
 def _format(field: _Field, fields: Mapping[str, Any], ext: str, *, strict: bool = False) -> str:
@@ -337,7 +353,7 @@ def render_relpath(
 ) -> PurePosixPath:
     """Relative path for one file; every component sanitized, bounded, clip id kept."""
     check_ext(ext)
-    _, components = _compile(template)
+    _, components = _compiled(template)
     clip_id = _scrub(str(fields.get("clip_id") or ""), platform)
     names: list[str] = []
     for index, component in enumerate(components):

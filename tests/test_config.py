@@ -127,6 +127,18 @@ def test_cli_config_shows_the_value_in_effect_for_every_unset_key(run_cli, tmp_p
     assert f"path_template\t{DEFAULT_TEMPLATE}\tdefault" in table.splitlines()
 
 
+@pytest.mark.parametrize("template, reason", [("{nosuch}/{title}", "unknown field {nosuch}"),
+                                              ("/abs/{title}", "relative to the library"),
+                                              ("{title", "cannot be parsed")])
+def test_a_bad_path_template_names_where_it_was_set(run_cli, tmp_path: Path, template: str, reason: str) -> None:
+    cfg = write(tmp_path / "c.toml", f"path_template = {json.dumps(template)}\n")
+    result = run_cli("--config", str(cfg), "sync", "--no-download")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {cfg}: path_template = ") and reason in result.output, result.output
+    env = run_cli("ls", env={"ARCHIVER_PATH_TEMPLATE": template})
+    assert env.exit_code == 2 and "environment ARCHIVER_PATH_TEMPLATE: path_template" in env.output
+
+
 def test_cli_config_error_exit_2(run_cli, tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.toml", "unknown_thing = 1\n")
     result = run_cli("--config", str(cfg), "ls")
