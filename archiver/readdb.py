@@ -47,7 +47,7 @@ def existing_file(url: str) -> Path:
     if path is None:
         raise DatabaseError("an in-memory database has no library to read")
     if not path.is_file():
-        raise DatabaseError(f"no library at {path.parent} (no database {path}); "
+        raise DatabaseError(f"no library at {path} (no such database file); "
                             "check --library/--db, or run `archiver sync` to start one")
     return path
 
