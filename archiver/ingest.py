@@ -34,7 +34,7 @@ def import_bodies(store: Store, bodies: Sequence[Body], *, source: str | None = 
     records = []
     for body in bodies:
         payload = parse_body(body)
-        src = forced or detect_source(payload)
+        src = forced or detect_source(payload, body.label)
         try:
             records.extend(src.normalize(payload, task_id=task_id))
         except PayloadError as exc:

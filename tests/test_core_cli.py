@@ -90,6 +90,17 @@ def test_malformed_bodies_fail_cleanly(run_cli, body: str, needle: str) -> None:
     assert "Traceback" not in result.output
 
 
+def test_an_unrecognised_body_among_several_is_named(run_cli, tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text((PAYLOADS / "acedata_single.json").read_text())
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"hello": "world"}')
+    result = run_cli("import", str(good), str(odd))
+    assert result.exit_code == 1
+    assert result.output == f"error: {odd}: cannot tell which source this body is from; pass --source\n"
+    assert ls(run_cli) == []  # all or nothing
+
+
 def test_missing_file(run_cli, tmp_path: Path) -> None:
     result = run_cli("import", str(tmp_path / "nope.json"))
     assert result.exit_code == 2 and "nope.json" in result.output

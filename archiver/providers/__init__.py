@@ -58,15 +58,15 @@ def get_source(name: str) -> Source:
         raise UnknownSourceError(name, list(SOURCES)) from None
 
 
-def detect_source(payload: Any) -> Source:
-    """Which source a saved response body came from, judged by its shape."""
+def detect_source(payload: Any, label: str = "import") -> Source:
+    """Which source a saved response body came from, judged by its shape (`label` names the body)."""
     matches = [source for source in SOURCES.values() if source.detect(payload)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise PayloadError("import", "cannot tell which source this body is from; pass --source")
+        raise PayloadError(label, "cannot tell which source this body is from; pass --source")
     names = ", ".join(m.name for m in matches)
-    raise PayloadError("import", f"body could come from several sources ({names}); pass --source")
+    raise PayloadError(label, f"body could come from several sources ({names}); pass --source")
 
 
 __all__ = ["SOURCES", "ProviderDefaults", "Request", "Source", "detect_source", "get_source",
