@@ -68,6 +68,7 @@ ALIASES = {"style": "tags", "genre": "tags", "lyric": "lyrics", "task_id": "task
 
 BARE_COLUMNS = ("c.title", "c.tags", "c.lyrics")
 DEFAULT_ORDER = "c.created_at, c.source, c.clip_id"
+MAX_TERMS = 500
 
 
 @functools.cache
@@ -182,6 +183,9 @@ def _period(text: str, term: str) -> tuple[datetime, datetime]:
     year, month, day, hour, minute = (int(p) if p else None for p in match.groups())
     try:
         start = datetime(year or 1, month or 1, day or 1, hour or 0, minute or 0, tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(f"{term!r}: {exc}") from None
+    try:
         if month is None:
             end = start.replace(year=start.year + 1)
         elif day is None:
@@ -190,8 +194,8 @@ def _period(text: str, term: str) -> tuple[datetime, datetime]:
         else:
             end = start + (timedelta(days=1) if hour is None else
                            timedelta(hours=1) if minute is None else timedelta(minutes=1))
-    except (ValueError, OverflowError) as exc:
-        raise UsageError(f"{term!r}: {exc}") from None
+    except (ValueError, OverflowError):  # the period runs to the end of year 9999
+        end = datetime.max.replace(tzinfo=timezone.utc)
     return start, end
 
 
@@ -278,6 +282,8 @@ def _term_clause(q: Compiled, term: str) -> str | None:
 def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None,
                   dialect: str = "sqlite") -> Compiled:
     """All terms ANDed into one WHERE expression; `sources` is the old --source option."""
+    if len(terms) > MAX_TERMS:  # SQLite refuses an expression nested ~1000 deep: say so as a usage error
+        raise UsageError(f"too many query terms ({len(terms)}); at most {MAX_TERMS}")
     q = Compiled(dialect=dialect)
     clauses = []
     if sources:
@@ -291,7 +297,7 @@ def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None,
 
 
 def compile_sort(specs: Sequence[str], dialect: str = "sqlite") -> str:
-    """ORDER BY text from `title`, `duration-` (descending), `-duration`, or `a,b`; NULLs last."""
+    """ORDER BY text from `title`, `duration-` (descending), `-duration`, or `a,b`; empty values last."""
     keys = [key.strip() for spec in specs for key in spec.split(",") if key.strip()]
     if not keys:
         return DEFAULT_ORDER
@@ -308,7 +314,8 @@ def compile_sort(specs: Sequence[str], dialect: str = "sqlite") -> str:
         expr = fld.sort or fld.column
         if dialect == "postgresql" and expr.endswith(" COLLATE NOCASE"):
             expr = f"lower({fld.column})"
-        parts.append(f"({fld.column} IS NULL), {expr} {'DESC' if descending else 'ASC'}")
+        empty = f"{fld.column} IS NULL OR {fld.column} = ''" if fld.kind == "text" else f"{fld.column} IS NULL"
+        parts.append(f"({empty}), {expr} {'DESC' if descending else 'ASC'}")
     return ", ".join(parts) + ", c.id"
 
 

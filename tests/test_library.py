@@ -290,6 +290,20 @@ def test_sort_descending_and_nulls_last(run_cli, clips) -> None:
     assert ascending[:len(known)] == sorted(known) and ascending[-1] is None
 
 
+@pytest.mark.parametrize("order", ["tags", "tags-"])
+def test_empty_text_sorts_last_like_missing_text(run_cli, library: Path, order: str) -> None:
+    """An empty string (another tool's write, a provider's blank) is as empty as NULL for --sort."""
+    con = sqlite3.connect(library / "archiver.db")
+    with con:
+        con.execute("UPDATE clips SET tags = '' WHERE tags IS NOT NULL AND clip_id IN "
+                    "(SELECT clip_id FROM clips WHERE tags IS NOT NULL ORDER BY clip_id LIMIT 5)")
+    con.close()
+    tags = [r["tags"] for r in ls_json(run_cli, "--sort", order)]
+    filled = [t for t in tags if t]
+    assert tags[:len(filled)] == sorted(filled, key=str.casefold, reverse=order.endswith("-"))
+    assert tags.count("") == 5 and None in tags and not any(tags[len(filled):])
+
+
 def test_sort_by_title_is_case_insensitive(run_cli) -> None:
     titles = [r["title"] for r in ls_json(run_cli, "--sort", "title")]
     assert titles == sorted(titles, key=str.casefold)

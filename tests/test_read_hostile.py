@@ -75,6 +75,26 @@ def test_minutes_past_floating_point_are_a_usage_error(imported: Path) -> None:
     assert "expected seconds or m:ss" in err
 
 
+def _listed(library: Path, *terms: str) -> list[dict[str, object]]:
+    result = _archiver(library, "ls", "--format", "json", *terms)
+    _clean(result, 0)
+    return json.loads(result.stdout or b"[]")
+
+
+def test_more_terms_than_sqlite_nests_are_a_usage_error(imported: Path) -> None:
+    from archiver.query import MAX_TERMS
+
+    assert _listed(imported, *["^title:zzz"] * MAX_TERMS) == _listed(imported) != []
+    err = _clean(_archiver(imported, "ls", *["^title:zzz"] * 1200), 2)
+    assert err == f"error: too many query terms (1200); at most {MAX_TERMS}\n"
+
+
+@pytest.mark.parametrize("term", ["created:9999-12", "created:9999", "created:2020..9999", "year:9999",
+                                  "created:9999-12-31T23:59"])
+def test_dates_in_the_last_year_are_periods_to_its_end(imported: Path, term: str) -> None:
+    assert _listed(imported, term) == (_listed(imported) if term == "created:2020..9999" else [])
+
+
 def test_export_writes_into_a_fifo_and_a_link_to_a_pipe_instead_of_replacing_them(
         imported: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
