@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import shutil
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
@@ -189,6 +190,53 @@ def test_an_answer_that_inflates_past_the_cap_is_refused_once(env: tuple[Lib, Lo
     assert loop.hits("/api/producer/tasks") == 1 and no_tracebacks(lib) == []
     (task,) = lib.query("SELECT status FROM tasks")
     assert task["status"] == "pending"
+
+
+def _endless(status: int, sent: list[int]) -> Callable[[Any], None]:
+    """An answer with `status` whose body (announced as 1 GiB) trickles until the client leaves."""
+    def route(h: Any) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(1 << 30))
+        h.end_headers()
+        chunk = b"{" + b" " * (256 * 1024)
+        try:
+            for _ in range(400):  # at most 100 MiB, over 40 s
+                h.wfile.write(chunk)
+                h.wfile.flush()
+                sent[0] += len(chunk)
+                time.sleep(0.1)
+        except OSError:
+            pass
+        h.close_connection = True
+    return route
+
+
+@pytest.mark.parametrize("status", [503, 429, 403])
+def test_a_status_that_says_it_all_is_acted_on_without_reading_the_body(env: tuple[Lib, Loopback],
+                                                                       status: int) -> None:
+    """A server fault, a throttle or a refused token: the body is never read, however it goes on."""
+    lib, loop = env
+    sent = [0]
+    loop.routes["/api/producer/tasks"] = _endless(status, sent)
+    assert lib.cli("add", "acedata", "t-1").exit_code == 0
+    code, summary = lib.sync(env={"ARCHIVER_ACEDATA_BASE_URL": loop.url("/api/")}, once=True)
+    assert code != 0 and summary["errors"], lib.outputs[-1]
+    assert not any("timed out" in e or "larger than" in e for e in summary["errors"]), summary
+    assert sent[0] < 16 * 1024 * 1024, sent  # what loopback buffers took before the client left
+
+
+def test_an_error_answer_is_read_only_as_far_as_a_message_goes(env: tuple[Lib, Loopback]) -> None:
+    """A 404 whose body runs on: not read past a message's length, and reported as the 404 it is."""
+    lib, loop = env
+    sent = [0]
+    loop.routes["/api/producer/tasks"] = _endless(404, sent)
+    assert lib.cli("add", "acedata", "t-1").exit_code == 0
+    code, summary = lib.sync(env={"ARCHIVER_ACEDATA_BASE_URL": loop.url("/api/")}, once=True)
+    (task,) = lib.query("SELECT status, error FROM tasks")
+    assert code in (0, 1) and "HTTP 404" in task["error"], (summary, dict(task))
+    assert not any("timed out" in e or "larger than" in e for e in summary["errors"]), summary
+    assert sent[0] < 16 * 1024 * 1024, sent
 
 
 def test_lone_surrogates_from_a_provider_are_stored_and_shown(env: tuple[Lib, Loopback]) -> None:

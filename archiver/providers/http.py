@@ -44,6 +44,8 @@ USER_AGENT = f"archiver/{__version__}"
 # The most an answer may hold once decoded: a batch of 50 tasks with lyrics is tens of kB; a
 # compressed body that inflates past this (a gzip bomb) is refused before it fills the memory.
 MAX_ANSWER = 32 * 1024 * 1024
+# An error's body is read only for the message it may carry, which is short.
+MAX_ERROR_BODY = 256 * 1024
 
 
 def join_url(base: str, path: str) -> str:
@@ -217,7 +219,10 @@ class ApiClient:
             async with asyncio.timeout(self.deadline):
                 async with self._client.stream(request.method, url, params=request.params,
                                                json=request.json) as response:
-                    content = await _capped(response, name)
+                    # The status alone decides a refused token, a throttle or a server fault: their
+                    # bodies are never read (one may be huge, or never end).
+                    content = (None if _status_says_all(response.status_code)
+                               else await _capped(response, MAX_ERROR_BODY if response.status_code >= 400 else MAX_ANSWER))
         except TimeoutError:
             raise TransientError(name, f"timed out (stalled: no whole answer within {self.deadline:g} s)") from None
         except httpx.TimeoutException:
@@ -231,10 +236,14 @@ class ApiClient:
         status = response.status_code
         if status in (401, 403):
             raise AuthError(name, status)
-        if status == 429 or status >= 500 or status == 408:
+        if _status_says_all(status):
             raise TransientError(name, f"HTTP {status}", status_code=status,
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
+        if content is None and status < 400:
+            raise ProviderError(name, f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB once decoded; refused")
         try:
+            if content is None:  # an error whose body is too long to be a message
+                raise ValueError
             payload = parse_json(content, secrets=[self.settings.token])
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             if status >= 400:
@@ -245,14 +254,18 @@ class ApiClient:
         return payload
 
 
-async def _capped(response: httpx.Response, name: str) -> bytes:
-    """The decoded body, refused once it has grown past MAX_ANSWER (checked per decoded piece:
-    one piece may overshoot it by what one compressed chunk inflates to)."""
+def _status_says_all(status: int) -> bool:
+    return status in (401, 403, 408, 429) or status >= 500
+
+
+async def _capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body, or None once it has grown past `limit` (checked per decoded piece: one
+    piece may overshoot it by what one compressed chunk inflates to)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
-        if size > MAX_ANSWER:
-            raise ProviderError(name, f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB once decoded; refused")
+        if size > limit:
+            return None
         chunks.append(chunk)
     return b"".join(chunks)
