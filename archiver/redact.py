@@ -1,8 +1,8 @@
 """Secrets out of every text that leaves the program: API tokens and credentials inside URLs.
 
-A provider may echo a token back in any spelling JSON or a URL allows (`\\/`, `\\u002d`, `%2D`),
-so a secret is matched in all of them at once, and decoded JSON is searched string by string
-(keys too). Every text that leaves goes through here: provider payloads and errors, reporter
+A provider may echo a token back in any spelling JSON, a URL or HTML allows (`\\/`, `\\u002d`,
+`%2D`, `&#45;`), so a secret is matched in all of them at once, and decoded JSON is searched string
+by string (keys too). Every text that leaves goes through here: provider payloads and errors, reporter
 lines, the configuration shown by `archiver config`. Loading a config registers its secrets,
 because not every path that builds a message holds the Config.
 """
@@ -35,16 +35,24 @@ def registered() -> frozenset[str]:
     return frozenset(_registered)
 
 
+_ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
 def _char_pattern(char: str) -> str:
-    """One character of a secret in every spelling: itself, a JSON escape, a percent escape."""
+    """One character of a secret in every spelling: itself, a JSON escape, a percent escape, an
+    HTML character reference (an error page echoing the request)."""
     code = ord(char)
-    forms = [re.escape(char)]
+    forms = []
     if code < 0x10000:
         forms.append(r"\\u(?i:%04x)" % code)
     if char in '"\\/':
         forms.append(re.escape("\\" + char))
     if code < 0x80:
         forms.append("%%(?i:%02x)" % code)
+    forms.append(r"&#(?:0*%d|[xX]0*(?i:%x));" % (code, code))
+    if char in _ENTITIES:
+        forms.append(f"&{_ENTITIES[char]};")
+    forms.append(re.escape(char))  # last: a spelling that starts with the character itself ("&amp;") wins
     return "(?:" + "|".join(forms) + ")"
 
 
@@ -64,6 +72,8 @@ class Redactor:
         # Every other spelling than the plain one needs a percent escape or a "\u" in the text, or
         # any backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
         self._mark = "\\" if any(c in '"\\/' for s in kept for c in s) else "\\u"
+        # An HTML reference starts "&#", or is a named one for a secret holding one of & < > " '.
+        self._reference = "&" if any(c in _ENTITIES for s in kept for c in s) else "&#"
         # A piece of a long secret is a secret too (an error echoing the token cut short, or a
         # line wrapped inside it): runs of half its length (PIECE to PIECE_MAX characters), with
         # enough different characters that none is an ordinary run of digits. A secret of up to 64
@@ -90,7 +100,8 @@ class Redactor:
             return False
         if any(piece in text for piece in self.pieces):
             return True
-        if self._mark not in text and ("%" not in text or _PERCENT_ESCAPE.search(text) is None):
+        if (self._mark not in text and self._reference not in text
+                and ("%" not in text or _PERCENT_ESCAPE.search(text) is None)):
             return any(secret in text for secret in self.secrets)
         return self._pattern.search(text) is not None
 

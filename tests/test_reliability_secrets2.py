@@ -9,6 +9,7 @@ never an echoed token. Class 12: one stray non-UTF-8 byte in a body is U+FFFD, n
 
 from __future__ import annotations
 
+import html
 import json
 import secrets
 import sqlite3
@@ -175,6 +176,10 @@ def test_redact_finds_the_token_in_any_json_spelling(token: str, choices: list[s
     assert token not in Redactor([token]).text(json.dumps(payload))
     pct = "".join(urllib.parse.quote(c, safe="") if how == "pct" else c for c, how in zip(token, choices))
     assert redact(f"{before} {pct} {after}", [token]).count(REDACTED) >= 1
+    references = "".join(f"&#{ord(c)};" if how == "u" else f"&#x{ord(c):x};" if how == "U" else html.escape(c)
+                         for c, how in zip(token, choices))  # an HTML error page echoing the request
+    assert token not in redact(f"<p>{before}{references}{after}</p>", [token]).replace(html.escape(before), "")
+    assert redact(f"<p>{references}</p>", [token]) == f"<p>{REDACTED}</p>"
 
 
 @given(token=st.text(st.sampled_from("ab9-_\n\t\r\x08\x0c\U0001f3b5\U00010348é"), min_size=8, max_size=24),
@@ -204,11 +209,12 @@ def test_a_body_whose_escapes_cannot_hide_the_token_is_not_walked(monkeypatch: p
     assert parse_json(leaked, secrets=["sk-live-0123456789"]) == {"lyrics": f"la\n{REDACTED}"}
 
 
-@given(secrets_=st.lists(st.text(st.sampled_from('sk9/"\\'), min_size=4, max_size=8), min_size=1, max_size=3),
-       spellings=st.lists(st.sampled_from(["raw"] * 3 + ["slash"] * 3 + ["u", "U", "pct", "pct", "drop"]),
+@given(secrets_=st.lists(st.text(st.sampled_from('sk9/"\\&<'), min_size=4, max_size=8), min_size=1, max_size=3),
+       spellings=st.lists(st.sampled_from(["raw"] * 3 + ["slash"] * 3 + ["u", "U", "pct", "pct", "drop", "dec",
+                                                                      "hex", "named"]),
                           min_size=10, max_size=10),
-       before=st.text(st.sampled_from('sk-9a/"\\%u0d\n'), max_size=8),
-       after=st.text(st.sampled_from('sk-9a/"\\%u0d\n'), max_size=8))
+       before=st.text(st.sampled_from('sk-9a/"\\%u0d\n&#;x'), max_size=8),
+       after=st.text(st.sampled_from('sk-9a/"\\%u0d\n&#;x'), max_size=8))
 @settings(PROPERTY, max_examples=1000)
 def test_the_plain_text_shortcut_finds_what_the_pattern_finds(secrets_: list[str], spellings: list[str],
                                                                before: str, after: str) -> None:
@@ -218,7 +224,8 @@ def test_the_plain_text_shortcut_finds_what_the_pattern_finds(secrets_: list[str
 
     def spell(char: str, how: str) -> str:
         return {"u": f"\\u{ord(char):04x}", "U": f"\\u{ord(char):04X}", "pct": f"%{ord(char):02x}",
-                "slash": "\\" + char if char in '/"\\' else char, "drop": ""}.get(how, char)
+                "slash": "\\" + char if char in '/"\\' else char, "drop": "", "dec": f"&#{ord(char)};",
+                "hex": f"&#x{ord(char):X};", "named": html.escape(char)}.get(how, char)
 
     scrub = Redactor(secrets_)
     text = before + "".join(spell(c, how) for c, how in zip(secrets_[0], spellings)) + after
@@ -226,7 +233,7 @@ def test_the_plain_text_shortcut_finds_what_the_pattern_finds(secrets_: list[str
     assert scrub.holds_secret(text) is expected
 
 
-@given(text=st.text(st.characters(blacklist_characters="%\\", blacklist_categories=("Cs",)), max_size=60),
+@given(text=st.text(st.characters(blacklist_characters="%\\&", blacklist_categories=("Cs",)), max_size=60),
        token=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=8, max_size=20))
 @PROPERTY
 def test_redact_leaves_text_without_secrets_alone(text: str, token: str) -> None:
