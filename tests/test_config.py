@@ -102,7 +102,7 @@ def test_cli_config_command_redacts(run_cli, tmp_path: Path) -> None:
     result = run_cli("--config", str(cfg), "config", "--format", "json")
     assert result.exit_code == 0, result.output
     assert TOKEN not in result.output
-    data = json.loads(result.output)[0]
+    data = json.loads(result.output)
     assert data["providers"]["mountsea"]["token"]["value"] == "<redacted>"
     assert data["providers"]["mountsea"]["token"]["from"] == f"file {cfg}"
 
@@ -115,7 +115,7 @@ def test_cli_config_shows_the_value_in_effect_for_every_unset_key(run_cli, tmp_p
     cfg = write(tmp_path / "c.toml", "")
     result = run_cli("--config", str(cfg), "config", "--format", "json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)[0]
+    data = json.loads(result.output)
     blank = [key for key, entry in data.items() if key != "providers" and entry["value"] in (None, "")]
     blank += [f"{name}.{key}" for name, section in data["providers"].items()
               for key, entry in section.items() if entry["value"] in (None, "")]

@@ -293,7 +293,7 @@ def test_the_serve_token_is_a_secret_config_key(tmp_path: Path) -> None:
                                                                       ARCHIVER_LIBRARY=str(tmp_path)))
     assert result.returncode == 0, result
     assert TOKEN not in result.stdout + result.stderr
-    assert json.loads(result.stdout)[0]["serve_token"] == {"value": "<redacted>",
+    assert json.loads(result.stdout)["serve_token"] == {"value": "<redacted>",
                                                         "from": "environment ARCHIVER_SERVE_TOKEN"}
     bad = run_archiver("serve", env=clean_env(ARCHIVER_SERVE_TOKEN="two words", ARCHIVER_LIBRARY=str(tmp_path)))
     assert bad.returncode == 2 and "serve_token" in bad.stderr and "two words" not in bad.stderr

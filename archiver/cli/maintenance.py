@@ -27,12 +27,13 @@ def config_cmd(ctx: Context, fmt: str) -> None:
     \b
     Example:
       ARCHIVER_ACEDATA_TOKEN=... archiver config
+      archiver config --format json | jq .path_template
     """
     data = ctx.config().redacted()
-    from ..render import emit, rows_json
+    from ..render import emit, json_text
 
-    if fmt == "json":
-        rows_json([data], sys.stdout)
+    if fmt == "json":  # one object, as `stats` and `show` print
+        click.echo(json_text(data))
         return
     rows = [{"key": k, "value": v["value"], "from": v["from"]} for k, v in data.items() if k != "providers"]
     for name, entry in data["providers"].items():
