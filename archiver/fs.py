@@ -380,6 +380,7 @@ def fsync_dirs(folders: set[Path]) -> None:
 
 
 NAME_MAX = 255  # bytes in one file name on the file systems a library lives on
+_DIGEST_CHARS = 12  # of a long temporary name's digest
 
 
 def temp_path(path: Path, base: str, tail: str) -> Path:
@@ -392,10 +393,16 @@ def temp_path(path: Path, base: str, tail: str) -> Path:
         return path.with_name(name)
     import hashlib  # here: the idle run, which imports this module, never names a long file
 
-    digest = hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:_DIGEST_CHARS]
     room = NAME_MAX - len(tail.encode("utf-8")) - len(digest) - 1
     head = base.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
     return path.with_name(f"{head}~{digest}{tail}")
+
+
+def shortened(base: str) -> bool:
+    """Whether `base`, a temporary name without its tail, is one `temp_path` cut to fit."""
+    _head, tilde, digest = base.rpartition("~")
+    return bool(tilde) and len(digest) == _DIGEST_CHARS and all(c in "0123456789abcdef" for c in digest)
 
 
 def atomic_write(path: Path, data: bytes, tag: str = "") -> None:

@@ -9,15 +9,12 @@ the folder, say) belongs to someone else and is left where it is.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
 from .claims import tag_of
 from .folder_art import is_cover_name
-from .fs import PART, SKIP_NAMES, TAGGING, stem_key
-
-_DIGESTED = re.compile(r"~[0-9a-f]{12}(?:\.~w[0-9a-f]{8})?(?:\.~tag)?\.part$")  # fs.temp_path's long names
+from .fs import PART, SKIP_NAMES, TAGGING, shortened, stem_key
 
 
 def split_leftovers(root: Path, parts: Iterable[Path], stems: set[str]) -> tuple[list[Path], list[Path]]:
@@ -29,7 +26,7 @@ def split_leftovers(root: Path, parts: Iterable[Path], stems: set[str]) -> tuple
         name = part.name
         final = name[: -len(PART)].removesuffix(tag_of(name) or "")
         rel = part.relative_to(root).with_name(final).as_posix()
-        mine = (name.endswith(TAGGING) or name in SKIP_NAMES or _DIGESTED.search(name) is not None
+        mine = (name.endswith(TAGGING) or name in SKIP_NAMES or shortened(final)
                 or is_cover_name(final) or stem_key(rel) in stems)
         (ours if mine else theirs).append(part)
     return ours, theirs

@@ -141,6 +141,10 @@ def test_temporary_names_fit_one_file_name_and_stay_the_same(base: str, tail: st
         assert name == base + tail
     else:
         assert fs.temp_path(Path("/lib/x"), base + "x", tail).name != name  # a longer sibling gets its own
+        assert fs.shortened(name[:-len(tail)])
+        from archiver.leftovers import split_leftovers  # a run's leftover of it is known as archiver's
+
+        assert split_leftovers(Path("/lib"), [Path("/lib/x") / name], set())[0] == [Path("/lib/x") / name]
 
 
 def test_without_a_c_library_the_portable_paths_are_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
