@@ -131,7 +131,7 @@ def test_sixth_provider_adds_syncs_downloads_and_lists(tunebox: Tunebox, sim: An
 
 def test_sixth_provider_has_a_config_section_with_its_defaults(tunebox: Tunebox, run_cli: Any,
                                                               tmp_path: Path) -> None:
-    shown = cli_json(run_cli, "config")[0]["providers"]["tunebox"]
+    shown = cli_json(run_cli, "config")["providers"]["tunebox"]
     assert shown["base_url"] == {"value": Tunebox.base_url, "from": "default"}
     assert shown["batch_size"] == {"value": Tunebox.batch_size, "from": "default"}
     table = run_cli("config")
@@ -141,7 +141,7 @@ def test_sixth_provider_has_a_config_section_with_its_defaults(tunebox: Tunebox,
     cfg = tmp_path / "box.toml"
     cfg.write_text('[providers.tunebox]\nbase_url = "http://127.0.0.1:9/box/"\nbatch_size = 2\n')
     cfg.chmod(0o600)
-    shown = cli_json(run_cli, "--config", str(cfg), "config")[0]["providers"]["tunebox"]
+    shown = cli_json(run_cli, "--config", str(cfg), "config")["providers"]["tunebox"]
     assert shown["base_url"]["value"] == "http://127.0.0.1:9/box/" and shown["batch_size"]["value"] == 2
 
 
