@@ -72,8 +72,8 @@ class Redactor:
         # Every other spelling than the plain one needs a percent escape or a "\u" in the text, or
         # any backslash when a secret holds '"', '\' or '/' (written \", \\ and \/).
         self._mark = "\\" if any(c in '"\\/' for s in kept for c in s) else "\\u"
-        # An HTML reference starts "&#", or is a named one for a secret holding one of & < > " '.
-        self._reference = "&" if any(c in _ENTITIES for s in kept for c in s) else "&#"
+        # An HTML reference starts "&#", or is the named one of a character a secret holds.
+        self._references = ("&#", *sorted({f"&{_ENTITIES[c]};" for s in kept for c in s if c in _ENTITIES}))
         # A piece of a long secret is a secret too (an error echoing the token cut short, or a
         # line wrapped inside it): runs of half its length (PIECE to PIECE_MAX characters), with
         # enough different characters that none is an ordinary run of digits. A secret of up to 64
@@ -100,7 +100,7 @@ class Redactor:
             return False
         if any(piece in text for piece in self.pieces):
             return True
-        if (self._mark not in text and self._reference not in text
+        if (self._mark not in text and not any(ref in text for ref in self._references)
                 and ("%" not in text or _PERCENT_ESCAPE.search(text) is None)):
             return any(secret in text for secret in self.secrets)
         return self._pattern.search(text) is not None

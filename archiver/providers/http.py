@@ -46,6 +46,9 @@ USER_AGENT = f"archiver/{__version__}"
 MAX_ANSWER = 32 * 1024 * 1024
 # An error's body is read only for the message it may carry, which is short.
 MAX_ERROR_BODY = 256 * 1024
+# A refusal, throttle or fault is decided by its status; its body is read on only so that the
+# connection can serve the retry, while it is short and quick (else the connection is dropped).
+DRAIN_BODY, DRAIN_SECONDS = 64 * 1024, 1.0
 
 
 def join_url(base: str, path: str) -> str:
@@ -219,10 +222,12 @@ class ApiClient:
             async with asyncio.timeout(self.deadline):
                 async with self._client.stream(request.method, url, params=request.params,
                                                json=request.json) as response:
-                    # The status alone decides a refused token, a throttle or a server fault: their
-                    # bodies are never read (one may be huge, or never end).
-                    content = (None if _status_says_all(response.status_code)
-                               else await _capped(response, MAX_ERROR_BODY if response.status_code >= 400 else MAX_ANSWER))
+                    if _status_says_all(response.status_code):
+                        content = None
+                        await _drain(response)
+                    else:
+                        content = await _capped(response, MAX_ERROR_BODY if response.status_code >= 400
+                                                else MAX_ANSWER)
         except TimeoutError:
             raise TransientError(name, f"timed out (stalled: no whole answer within {self.deadline:g} s)") from None
         except httpx.TimeoutException:
@@ -256,6 +261,16 @@ class ApiClient:
 
 def _status_says_all(status: int) -> bool:
     return status in (401, 403, 408, 429) or status >= 500
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a body nobody needs if it is short and quick, so that its connection is kept; one
+    that is long or slow is left unread (its connection closes with the response)."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            await _capped(response, DRAIN_BODY)
+    except (TimeoutError, httpx.HTTPError):
+        pass
 
 
 async def _capped(response: httpx.Response, limit: int) -> bytes | None:
