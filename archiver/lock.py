@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import LockHeld
+from .errors import LockHeld, UsageError
 from .fs import LOCK_NAME
 
 _POLL = 0.05  # seconds between attempts while waiting for another sync
@@ -22,7 +22,10 @@ class LibraryLock:
     """One sync per library: a second one fails at once (exit 75) or waits up to `wait` s."""
 
     def __init__(self, library: Path, wait: float | None) -> None:
-        library.mkdir(parents=True, exist_ok=True)
+        try:
+            library.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # mkdir's own word for a file where the folder should be
+            raise UsageError(f"the library {library} is not a folder (check --library)") from None
         self.path = library / LOCK_NAME
         self.wait = wait if wait else 0
         self._fd: int | None = None

@@ -261,9 +261,26 @@ def test_json_summary_even_when_the_lock_is_held(sim, sim_cli, library: Path) ->
         result = sim_cli("sync", "--json")
     assert result.exit_code == 75
     summary = json.loads(result.stdout)
-    assert summary["exit_code"] == 75 and summary["files_downloaded"] == 0
+    assert summary["exit_code"] == 75 and summary["files_downloaded"] is None and summary["still_unfinished"] is None
     assert len(summary["errors"]) == 1 and "another archiver sync is running" in summary["errors"][0]
     assert "another archiver sync is running" in result.stderr
+
+
+def test_json_summary_when_the_library_cannot_be_a_folder(tmp_path: Path) -> None:
+    """A file where the library folder should be (exit 2), or under its path (an OSError, exit 1)."""
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a library")
+    for library, code, said in ((blocker, 2, "is not a folder"), (blocker / "sub", 1, "Not a directory")):
+        result = CliRunner().invoke(cli, ["--library", str(library), "sync", "--json"], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        summary = json.loads(result.stdout)
+        assert summary["exit_code"] == code and said in summary["errors"][0] and summary["tasks_polled"] is None
+        assert result.stderr == f"error: {summary['errors'][0]}\n"
+    assert blocker.read_text() == "not a library"
 
 
 def test_timeout_without_until_done_is_a_usage_error(sim, sim_cli) -> None:

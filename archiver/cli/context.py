@@ -97,6 +97,13 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def failure(exc: ArchiverError | OSError) -> tuple[str, int]:
+    """What an error ends a command with: its message (before `fail` cleans it) and exit code."""
+    if isinstance(exc, ArchiverError):
+        return str(exc), exc.exit_code
+    return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1
+
+
 def handle_errors(func: F) -> F:
     """Turn ArchiverError into one line on stderr and its exit code; never a traceback.
 
@@ -112,7 +119,7 @@ def handle_errors(func: F) -> F:
             with sigterm_as_interrupt():
                 return func(*args, **kwargs)
         except ArchiverError as exc:
-            fail(str(exc), exc.exit_code)
+            fail(*failure(exc))
         except BrokenPipeError:  # `archiver ls | head`: the reader left, nothing to report
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
@@ -121,7 +128,7 @@ def handle_errors(func: F) -> F:
             click.echo("interrupted", err=True)
             sys.exit(exit_code())
         except OSError as exc:
-            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+            fail(*failure(exc))
         except Exception as exc:  # a bug: say so briefly unless debugging
             if os.environ.get("ARCHIVER_DEBUG"):
                 raise

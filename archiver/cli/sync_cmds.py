@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from ..errors import EXIT_USAGE
-from .context import Context, fail, handle_errors, loading_libraries, pass_ctx, read_ids, read_input, require_text
+from ..errors import EXIT_USAGE, ArchiverError
+from .context import Context, fail, failure, handle_errors, loading_libraries, pass_ctx, read_ids, read_input, require_text
 from .group import cli
 from .options import SourcesInHelp, json_option, query_argument, source_option, sources_option, wait_option
 
@@ -136,7 +136,6 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     """
     import json as jsonlib
 
-    from ..errors import ArchiverError
     from ..idle import idle_run
 
     if timeout is not None and not until_done:
@@ -148,8 +147,8 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
         if report is None:
             report = _full_sync(config, sources, ignore_schedule, interval, until_done, timeout, wait, no_download,
                                 quiet=quiet or as_json, worker_id=worker_id)
-    except ArchiverError as exc:
-        if as_json:  # a script reading the summary gets one on every run, its exit code and why
+    except (ArchiverError, OSError) as exc:
+        if as_json:  # a script reading the summary gets one for a failed run too: why, and its exit code
             click.echo(jsonlib.dumps(_failed_run(exc), ensure_ascii=False))
         raise
     if as_json:
@@ -162,15 +161,17 @@ def sync_cmd(ctx: Context, sources: tuple[str, ...], ignore_schedule: bool, inte
     sys.exit(report.exit_code)
 
 
-def _failed_run(exc: Any) -> dict[str, Any]:
+def _failed_run(exc: ArchiverError | OSError) -> dict[str, Any]:
     """The summary of a run that ended in an error instead (the lock held, a bad setting, a
-    damaged database): no counters, the error as stderr shows it, and its exit code."""
+    damaged database, a full disk): the error as stderr shows it, its exit code, and no counts
+    (null: a run that stopped has not measured them)."""
     from ..redact import redact
     from ..render import clean_line
     from ..report import SyncReport
 
-    data = SyncReport(errors=[clean_line(redact(str(exc)))]).as_dict()
-    data["exit_code"] = exc.exit_code
+    message, code = failure(exc)
+    data: dict[str, Any] = {key: None for key in SyncReport().as_dict()}
+    data["errors"], data["exit_code"] = [clean_line(redact(message))], code
     return data
 
 
