@@ -34,9 +34,6 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Mapping
 
-from pathvalidate import ValidationError, sanitize_filename
-from pathvalidate.handler import ReservedNameHandler
-
 from .errors import ArchiverError, ConfigError, UsageError
 from .fields import CLIP_TABLE
 
@@ -212,6 +209,10 @@ def sanitize_component(value: str, *, platform: str = "universal", max_bytes: in
     text = _settle(text, platform, max_bytes)
     if not text:
         return ""
+    # here, not at the top: checking a template (every command whose config sets one) needs none of it
+    from pathvalidate import ValidationError, sanitize_filename
+    from pathvalidate.handler import ReservedNameHandler
+
     try:
         text = str(sanitize_filename(
             text, platform=platform, max_len=max_bytes, fs_encoding="utf-8",
