@@ -80,8 +80,8 @@ def open_writable(url: str, *, create: bool) -> Engine:
         return engine
     path = sqlite_path(url)
     if path is not None:
-        if not create and not path.exists():
-            raise DatabaseError(f"no library database at {path}; run `archiver sync` or `archiver import` first")
+        if path.is_dir() or (not create and not path.is_file()):
+            raise readdb.missing_database(path)
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})
     if url.startswith("sqlite"):

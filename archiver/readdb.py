@@ -47,9 +47,14 @@ def existing_file(url: str) -> Path:
     if path is None:
         raise DatabaseError("an in-memory database has no library to read")
     if not path.is_file():
-        raise DatabaseError(f"no library at {path} (no such database file); "
-                            "check --library/--db, or run `archiver sync` to start one")
+        raise missing_database(path)
     return path
+
+
+def missing_database(path: Path) -> DatabaseError:
+    """A database file that is not there (or is a folder): what every command says of it."""
+    what = "a folder, not a database file" if path.is_dir() else "no such database file"
+    return DatabaseError(f"no library at {path} ({what}); check --library/--db, or run `archiver sync` to start one")
 
 
 def refuse_newer(version: int) -> None:

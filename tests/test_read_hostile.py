@@ -225,3 +225,17 @@ def test_a_library_folder_named_with_bytes_that_are_not_utf8_is_read(imported: P
     os.rename(imported, odd)
     listed = _archiver(Path(odd), "ls", "--format", "json")
     assert json.loads(_clean_out(listed)) and "Woke up" in listed.stdout.decode("utf-8")
+
+
+@pytest.mark.parametrize("args", [("ls",), ("show", "x"), ("retry",), ("retag",), ("sync", "--no-download")])
+def test_a_database_that_is_missing_or_a_folder_is_named_alike_by_every_command(tmp_path: Path,
+                                                                              args: tuple[str, ...]) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    err = _clean(_archiver(tmp_path, "--db", str(folder), *args), 1)
+    assert err == (f"error: no library at {folder} (a folder, not a database file); check --library/--db, "
+                   "or run `archiver sync` to start one\n")
+    if args[0] != "sync":  # a sync starts a library where there is none
+        missing = tmp_path / "typo" / "archiver.db"
+        err = _clean(_archiver(tmp_path, "--db", str(missing), *args), 1)
+        assert err.startswith(f"error: no library at {missing} (no such database file); ")
