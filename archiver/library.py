@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
+from .fs import DB_SUFFIXES, database_file
 from .fields import CLIP_TABLE, STORED_FIELDS, AssetKind, AssetState, plausible_duration
 from .query import Compiled, compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .readdb import ReadDB
@@ -118,6 +119,24 @@ def select(db: Reader, sql: str, params: dict[str, Any] | None = None) -> list[d
     with db.connect() as conn:
         register_functions(conn.connection.driver_connection)  # sqlite3 takes the `:name` style as written
         return [dict(r._mapping) for r in conn.exec_driver_sql(sql, params or {})]
+
+
+def owned_by_library(db: Reader, library: Path, db_path: Path | None, target: Path) -> str | None:
+    """What of the library's own `target` is (its database, an archived file), or None: a file a
+    command's output (`export -o`) must never replace."""
+    where = Path(os.path.realpath(target))
+    if db_path is not None:
+        database = Path(os.path.realpath(db_path))
+        if where.parent == database.parent and where.name in {database.name + s for s in DB_SUFFIXES}:
+            return "the library's database"
+    root = Path(os.path.realpath(library))
+    if where.is_relative_to(root):
+        rel = where.relative_to(root).as_posix()
+        if len(where.relative_to(root).parts) == 1 and database_file(rel):
+            return "a database file of the library"
+        if select(db, "SELECT 1 AS found FROM assets WHERE path = :path LIMIT 1", {"path": rel}):
+            return "a file the library archived"
+    return None
 
 
 def select_values(db: Reader, sql: str) -> list[tuple[Any, ...]]:

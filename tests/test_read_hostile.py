@@ -25,7 +25,7 @@ from archiver.errors import ConfigError
 from archiver.library import exact_detail, resolve
 from archiver.readdb import ReadDB
 
-from test_read_path import import_payloads
+from test_read_path import AUDIO, import_payloads
 
 
 @pytest.fixture
@@ -239,3 +239,18 @@ def test_a_database_that_is_missing_or_a_folder_is_named_alike_by_every_command(
         missing = tmp_path / "typo" / "archiver.db"
         err = _clean(_archiver(tmp_path, "--db", str(missing), *args), 1)
         assert err.startswith(f"error: no library at {missing} (no such database file); ")
+
+
+def test_export_never_replaces_the_database_or_an_archived_file(imported: Path) -> None:
+    song = imported / AUDIO
+    database = imported / "archiver.db"
+    (imported / "link.csv").symlink_to("archiver.db")
+    before = {path: path.read_bytes() for path in (song, database)}
+    for target, what in ((database, "the library's database"), (song, "a file the library archived"),
+                         (imported / "link.csv", "the library's database")):
+        err = _clean(_archiver(imported, "export", "csv", "-o", str(target)), 2)
+        assert err == f"error: refusing to write the export over {what}: {target}\n"
+    assert {path: path.read_bytes() for path in before} == before
+    for _ in range(2):  # a playlist of the library's own, in its folder, is written and replaced
+        _clean(_archiver(imported, "export", "m3u", "-o", str(imported / "all.m3u")), 0)
+    assert (imported / "all.m3u").read_text(encoding="utf-8").splitlines()[-1] == AUDIO

@@ -143,17 +143,21 @@ def export_cmd(ctx: Context, fmt: str, query: tuple[str, ...], sources: tuple[st
     """
     import io
 
+    from ..library import owned_by_library
     from ..output import streams_into, write_output
 
     if output == "":
         raise UsageError("-o/--output: give a file name, or - for standard output")
+    config = ctx.config()
+    target = None if output is None or output == "-" else Path(output).expanduser()
     with ctx.store(readonly=True) as store:
+        if target is not None and (what := owned_by_library(store, config.library, config.db_path, target)):
+            raise UsageError(f"refusing to write the export over {what}: {target}")
         rows = _clips(store, fmt, query, sources, sort, limit)
-    library = ctx.config().library
-    if output is None or output == "-":
+    library = config.library
+    if target is None:
         _write_rows(rows, fmt, sys.stdout, library=library, playlist_dir=None, template=None)
         return
-    target = Path(output).expanduser()
     into = streams_into(target)  # a pipe or terminal has no folder for a playlist's paths to be relative to
     buffer = io.StringIO()
     _write_rows(rows, fmt, buffer, library=library, playlist_dir=None if into else target.parent, template=None)
