@@ -29,6 +29,7 @@ STAMP_NAME = ".archiver.stamp"  # see `archiver.dirstamp`
 SKIP_NAMES = frozenset({LOCK_NAME, STAMP_NAME, STAMP_NAME + PART})
 DB_NAME = "archiver.db"
 DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
+REBUILDING = ".rebuilding"  # the database `rebuild` writes beside the old one, then renames over it
 HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
@@ -469,12 +470,13 @@ def _owned_name(name: str) -> bool:
 
 
 def database_file(name: str) -> bool:
-    """The database, its journal or WAL files, or a copy `rebuild` moved aside
-    (`archiver.db.damaged-YYYYmmdd-HHMMSS` and its WAL files); exactly these names, so that a
-    song titled "archiver.db…" is a file of the library like any other."""
+    """The database, its journal or WAL files, a copy `rebuild` moved aside
+    (`archiver.db.damaged-YYYYmmdd-HHMMSS` and its WAL files) or the one it is writing
+    (`archiver.db.rebuilding`); exactly these names, so that a song titled "archiver.db…" is a
+    file of the library like any other."""
     if not name.startswith(DB_NAME):
         return False
-    rest = name[len(DB_NAME):]
+    rest = name[len(DB_NAME):].removeprefix(REBUILDING)
     if rest.startswith(".damaged-"):
         stamp, rest = rest[9:24], rest[24:]
         if not (len(stamp) == 15 and stamp[8] == "-" and (stamp[:8] + stamp[9:]).isdecimal()):

@@ -7,17 +7,18 @@ user who lost the database loses no clip: this walks the library and writes the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .fs import walk_library
-from .fs import sha256_file
+from .fs import DB_SUFFIXES, REBUILDING, fsync_path, sha256_file, sync_file, walk_library
 from .errors import ArchiverError, DatabaseError, TaggingError
 from .media import AUDIO, IMAGE, sniff
 from .providers import SOURCES
@@ -61,23 +62,41 @@ def healthy(db_url: str) -> bool:
 
 
 def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport:
+    """The files are read and the new database written beside the old one first; only then is
+    the old one moved aside and the new one renamed into place, so a rebuild stopped at any
+    moment leaves the library with the database it had."""
     report = RebuildReport()
     db_path = Path(db_url.removeprefix("sqlite:///")) if db_url.startswith("sqlite:///") else None
-    if db_path is not None and db_path.exists():
-        if healthy(db_url) and not force:
-            raise ArchiverError(f"{db_path} is readable; pass --force to rebuild it anyway "
-                                "(the current file is kept beside it)")
-        report.moved_aside = move_aside(db_path)
+    if db_path is not None and db_path.exists() and healthy(db_url) and not force:
+        raise ArchiverError(f"{db_path} is readable; pass --force to rebuild it anyway "
+                            "(the current file is kept beside it)")
     files, _parts, _links = walk_library(library)
     records, placed = _scan(library, sorted(files), report)
-    with Store(db_url) as store:
+    hashed = {key: sha256_file(library / rel) for key, (rel, _url) in placed.items()}
+    building = None if db_path is None else db_path.with_name(db_path.name + REBUILDING)
+    if building is not None:
+        _remove_database(building)  # a rebuild stopped before
+    with Store(db_url if building is None else f"sqlite:///{building}") as store:
         result = store.apply(records)
         report.tasks = result.tasks_added
         for (source, clip_id, kind), (rel, url) in placed.items():
-            size, digest = sha256_file(library / rel)
+            size, digest = hashed[(source, clip_id, kind)]
             store.record_file(source, clip_id, kind, path=rel, size=size, sha256=digest, url=url,
                               tagged=kind == "audio")
+    if building is not None and db_path is not None:
+        with closing(sqlite3.connect(building)) as conn:  # one file, no WAL beside it, to rename
+            conn.execute("PRAGMA journal_mode = DELETE")
+        sync_file(building)
+        if db_path.exists():
+            report.moved_aside = move_aside(db_path)
+        os.replace(building, db_path)
+        fsync_path(db_path.parent)
     return report
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in DB_SUFFIXES:
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _scan(library: Path, files: list[str], report: RebuildReport

@@ -46,3 +46,36 @@ def test_rebuild_after_loss_and_damage(sim, sim_cli, library: Path) -> None:
         extra.unlink()
     assert sim_cli("rebuild").exit_code == 0
     assert snapshot(sim_cli) == before
+
+
+def test_a_rebuild_stopped_at_any_step_leaves_the_database_it_had(sim, sim_cli, library: Path,
+                                                                  monkeypatch) -> None:
+    """Ctrl-C while the files are read, or while the new database is written: the old database
+    stays in place, and the next rebuild starts over from the files."""
+    import pytest
+
+    from archiver import rebuild as rebuild_module
+    from archiver.store import Store
+
+    for source in ("mountsea", "acedata"):
+        sim_cli("add", source, sim.add_task(source, steps=0))
+    assert sim_cli("sync", "--now").exit_code == 0
+    before = snapshot(sim_cli)
+    db = library / "archiver.db"
+
+    def stop(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    for target, name in ((rebuild_module, "sha256_file"), (Store, "apply")):
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, stop)
+            with pytest.raises(KeyboardInterrupt):
+                rebuild_module.rebuild(library, f"sqlite:///{db}", force=True)
+        assert snapshot(sim_cli) == before and not list(library.glob("archiver.db.damaged-*")), name
+    assert (library / "archiver.db.rebuilding").exists()  # what the stopped write left: not the database
+    assert sim_cli("sync", "--now", "--json").exit_code == 0  # not a file of the library either
+
+    assert sim_cli("rebuild", "--force").exit_code == 0
+    assert snapshot(sim_cli) == before
+    assert len(list(library.glob("archiver.db.damaged-*"))) == 1
+    assert not list(library.glob("archiver.db.rebuilding*"))
