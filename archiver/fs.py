@@ -34,6 +34,7 @@ HASH_BLOCK = 1024 * 1024
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 
@@ -63,10 +64,11 @@ def new_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
 
 
 def _regular_fd(path: str | os.PathLike[str], flags: int, link_error: Callable[[OSError], UnsafePath],
-                verb: str) -> int:
-    """A descriptor on an existing regular file, opened without following a final link."""
+                verb: str, dir_fd: int | None = None) -> int:
+    """A descriptor on an existing regular file, opened without following a final link (and
+    without blocking: opening a FIFO waits for a writer, so the type is checked on the descriptor)."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY | _NONBLOCK, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
             raise link_error(exc) from None
@@ -74,7 +76,33 @@ def _regular_fd(path: str | os.PathLike[str], flags: int, link_error: Callable[[
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UnsafePath(f"refusing to {verb} {os.fspath(path)}: not a regular file")
+    if _NONBLOCK:
+        os.set_blocking(fd, True)
     return fd
+
+
+def read_fd_beneath(root: str | os.PathLike[str], relative: str) -> int:
+    """`read_fd` of `relative` (a POSIX path) under `root`, each folder on the way opened from the
+    one before without following a link: a folder swapped for a link while this runs is refused,
+    not followed out of the library (a check of the path, then an open of it, could be raced)."""
+    names = relative.split("/")
+    if not relative or relative.startswith("/") or any(n in ("", ".", "..") for n in names):
+        raise UnsafePath(f"refusing to read {relative!r}: not a path inside the library")
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        for name in names[:-1]:
+            try:
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafePath(f"refusing to read {relative!r}: {name!r} is not a folder of the library") from None
+                raise
+            os.close(folder)
+            folder = inner
+        return _regular_fd(names[-1], os.O_RDONLY, lambda _exc: UnsafePath(
+            f"refusing to read {relative!r}: it is a symbolic link"), "read", dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def append_fd(path: str | os.PathLike[str], _flags: int = 0) -> int:
@@ -457,6 +485,8 @@ def walk_library(root: Path, observe: Observer | None = None) -> tuple[set[str],
                 links.add(prefix + entry.name)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, f"{prefix}{entry.name}/"))
+            elif not entry.is_file(follow_symlinks=False):
+                continue  # a FIFO, socket or device: nothing a library holds, and opening one may block
             elif entry.name.endswith(PART):
                 parts.append(Path(entry.path))
             elif _owned_name(entry.name):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .fs import DB_SUFFIXES, REBUILDING, fsync_path, sha256_file, sync_file, walk_library
-from .errors import ArchiverError, DatabaseError, TaggingError
+from .fs import DB_SUFFIXES, REBUILDING, fsync_path, open_read, sha256_file, sync_file, walk_library
+from .errors import ArchiverError, DatabaseError, TaggingError, UnsafePath
 from .media import AUDIO, IMAGE, sniff
 from .providers import SOURCES
 from .records import ClipRecord, Status, TaskRecord, duration, timestamp
@@ -152,9 +152,9 @@ def _scan(library: Path, files: list[str], report: RebuildReport
 
 def _kind(path: Path) -> str | None:
     try:
-        with path.open("rb") as fh:
+        with open_read(path) as fh:
             return sniff(fh.read(64))
-    except OSError:
+    except (OSError, UnsafePath):
         return None
 
 

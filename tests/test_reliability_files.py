@@ -602,3 +602,31 @@ def test_a_guessed_name_never_takes_a_siblings(url: str, kind: str, ext: str) ->
     from archiver.download import guess_ext
 
     assert guess_ext(url, kind) == ext
+
+
+@pytest.mark.sqlite_only(reason="rebuild writes an SQLite database")
+def test_a_fifo_in_the_library_never_blocks_a_command(sim, sim_cli, library: Path) -> None:
+    """Opening a FIFO waits for a writer: no command opens one, recorded or not."""
+    import subprocess
+    import sys
+
+    task = sim.add_task("acedata", steps=0)
+    sim_cli("add", "acedata", task)
+    assert sync(sim_cli)[0] == 0
+    os.mkfifo(library / "acedata" / "stray.fifo")
+    song = next(p for p in library.rglob("*.m4a"))
+    kept = song.with_name("kept")
+    song.rename(kept)
+    os.mkfifo(song)  # where a recorded file should be
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    for args in (("verify",), ("ls",), ("rebuild", "--force")):
+        result = subprocess.run([sys.executable, "-m", "archiver", "--library", str(library), *args],
+                                capture_output=True, text=True, timeout=60, env=env, check=False)
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, (args, result.stderr)
+    assert stat_is_fifo(song) and stat_is_fifo(library / "acedata" / "stray.fifo")
+
+
+def stat_is_fifo(path: Path) -> bool:
+    import stat
+
+    return stat.S_ISFIFO(os.lstat(path).st_mode)

@@ -3,6 +3,7 @@ Range, 404s, the token, escaping of provider text, and requests that try to leav
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
+from archiver.errors import UnsafePath
 from archiver.simulator import Simulator
 from serve_support import HOSTILE, Library, build_library, clean_env, request, serve
 
@@ -242,6 +244,90 @@ def test_links_planted_in_the_library_are_not_followed(base: str, library: Libra
         folder.unlink()
         moved.rename(folder)
     assert request(base, href("audio", library, "Glass River"))[0] == 200
+
+
+def test_a_folder_swapped_for_a_link_while_files_are_opened_is_never_followed(library: Library,
+                                                                            tmp_path: Path) -> None:
+    """Another process swaps a library folder for a link out of it, over and over, while the
+    server opens the file under it: no open may land outside (one check, then an open, could)."""
+    import threading
+
+    from archiver.web.files import open_archived
+
+    audio = library.path("Glass River")
+    root = library.lib.root
+    relative = audio.relative_to(root).as_posix()
+    folder = audio.parent
+    real = folder.with_name(folder.name + ".real")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / audio.name).write_bytes(b"SECRET outside the library")
+    folder.rename(real)
+    stop = threading.Event()
+
+    def swap() -> None:
+        for target in itertools.cycle((real, outside)):
+            if stop.is_set():
+                return
+            link = folder.with_name(".swap")
+            link.symlink_to(target, target_is_directory=True)
+            os.replace(link, folder)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    leaked, served = 0, 0
+    try:
+        for _ in range(3000):
+            try:
+                fd, size = open_archived(root, relative)
+            except (OSError, UnsafePath):
+                continue
+            with os.fdopen(fd, "rb") as fh:
+                leaked += fh.read(6) == b"SECRET"
+                served += 1
+    finally:
+        stop.set()
+        swapper.join()
+        folder.unlink()
+        real.rename(folder)
+    assert leaked == 0 and served == 0, (leaked, served)  # the folder is a link at every open
+
+
+def test_a_fifo_where_a_file_should_be_never_blocks_the_server(base: str, library: Library) -> None:
+    audio = library.path("Harbour Lights")
+    kept = audio.with_name("kept")
+    audio.rename(kept)
+    try:
+        os.mkfifo(audio)
+        for _ in range(3):
+            assert request(base, href("audio", library, "Harbour Lights"))[0] == 404
+        assert request(base, "/")[0] == 200
+    finally:
+        audio.unlink()
+        kept.rename(audio)
+
+
+RANGES_PAST_ANY_NUMBER = ("bytes=" + "1" * 5000 + "-", "bytes=-" + "9" * 5000, "bytes=1-" + "2" * 40)
+
+
+def test_a_range_beyond_any_number_is_the_whole_file(base: str, library: Library) -> None:
+    path = href("audio", library, "Paper Moon")
+    data = library.path("Paper Moon").read_bytes()
+    for header in RANGES_PAST_ANY_NUMBER:
+        status, _, body = request(base, path, headers={"Range": header})
+        assert (status, body) == (200, data), header
+
+
+def test_no_range_header_leaves_a_descriptor_open(library: Library) -> None:
+    from archiver.web.files import FdResponse, file_response
+
+    relative = library.path("Paper Moon").relative_to(library.root).as_posix()
+    opened = set(os.listdir("/proc/self/fd"))
+    for header in (*RANGES_PAST_ANY_NUMBER, "bytes=999999999-"):
+        response = file_response(library.root, relative, header)
+        if isinstance(response, FdResponse):
+            os.close(response.fd)  # what sending it does at the end
+    assert set(os.listdir("/proc/self/fd")) <= opened
 
 
 def test_only_loopback_host_names_are_answered_without_a_token(base: str) -> None:
