@@ -69,6 +69,8 @@ ALIASES = {"style": "tags", "genre": "tags", "lyric": "lyrics", "task_id": "task
 BARE_COLUMNS = ("c.title", "c.tags", "c.lyrics")
 DEFAULT_ORDER = "c.created_at, c.source, c.clip_id"
 MAX_TERMS = 500
+MAX_TERM_CHARS = 1000
+MAX_SEARCH_WORDS = 64
 
 
 @functools.cache
@@ -284,6 +286,8 @@ def compile_query(terms: Sequence[str], *, sources: Sequence[str] | None = None,
     """All terms ANDed into one WHERE expression; `sources` is the old --source option."""
     if len(terms) > MAX_TERMS:  # SQLite refuses an expression nested ~1000 deep: say so as a usage error
         raise UsageError(f"too many query terms ({len(terms)}); at most {MAX_TERMS}")
+    if any(len(term) > MAX_TERM_CHARS for term in terms):  # SQLite's LIKE refuses a pattern of 50,000 bytes
+        raise UsageError(f"a query term is longer than {MAX_TERM_CHARS} characters")
     q = Compiled(dialect=dialect)
     clauses = []
     if sources:
@@ -341,4 +345,6 @@ def fts_query(text: str) -> str:
         phrases.append(f'"{phrase.strip()}"' + ("*" if prefix else ""))
     if not phrases:
         raise UsageError(f"nothing to search for in {text!r}; give at least one word")
+    if len(phrases) > MAX_SEARCH_WORDS:  # each word is one more pass over the index and the snippets
+        raise UsageError(f"too many words to search for ({len(phrases)}); at most {MAX_SEARCH_WORDS}")
     return " ".join(phrases)

@@ -254,3 +254,14 @@ def test_export_never_replaces_the_database_or_an_archived_file(imported: Path) 
     for _ in range(2):  # a playlist of the library's own, in its folder, is written and replaced
         _clean(_archiver(imported, "export", "m3u", "-o", str(imported / "all.m3u")), 0)
     assert (imported / "all.m3u").read_text(encoding="utf-8").splitlines()[-1] == AUDIO
+
+
+def test_searches_and_terms_past_their_bounds_are_usage_errors(imported: Path) -> None:
+    from archiver.query import MAX_SEARCH_WORDS, MAX_TERM_CHARS
+
+    err = _clean(_archiver(imported, "search", *["rain"] * (MAX_SEARCH_WORDS + 1)), 2)
+    assert err == f"error: too many words to search for ({MAX_SEARCH_WORDS + 1}); at most {MAX_SEARCH_WORDS}\n"
+    _clean(_archiver(imported, "search", *["rain"] * MAX_SEARCH_WORDS), 0)
+    err = _clean(_archiver(imported, "ls", "x" * 60_000), 2)
+    assert err == f"error: a query term is longer than {MAX_TERM_CHARS} characters\n"
+    assert _listed(imported, "^" + "x" * (MAX_TERM_CHARS - 1)) == _listed(imported)

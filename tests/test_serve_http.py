@@ -93,6 +93,10 @@ def test_full_text_search_ranks_and_highlights(base: str) -> None:
 def test_a_bad_query_is_a_400_with_the_reason(base: str) -> None:
     status, _, body = request(base, "/?q=colour%3Ablue")
     assert status == 400 and "unknown field &#39;colour&#39;" in body.decode(), body[:300]
+    status, _, body = request(base, "/?mode=text&q=" + "+".join(["a*"] * 3000))
+    assert status == 400 and "too many words to search for (3000)" in body.decode(), body[:300]
+    status, _, body = request(base, "/?q=" + "x" * 60_000)
+    assert status == 400 and "longer than" in body.decode(), body[:300]
 
 
 def test_provider_text_is_rendered_as_text_and_scripts_come_only_from_the_app(base: str, library: Library) -> None:
