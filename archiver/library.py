@@ -494,7 +494,8 @@ def m3u(rows: Iterable[dict[str, Any]], library: Path, playlist_dir: Path | None
         title = row.get("title") or row.get("clip_id") or ""
         label = clean_line(f"{artist} - {title}" if artist else title)
         lines.append(f"#EXTINF:{seconds},{' '.join(label.split())}")
-        lines.append(clean_line(os.path.relpath(target, base) if base is not None else target))
+        entry = clean_line(os.path.relpath(target, base) if base is not None else target)
+        lines.append("./" + entry if entry.startswith("#") else entry)  # a line starting "#" is a comment
     return "\n".join(lines) + "\n"
 
 

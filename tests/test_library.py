@@ -597,3 +597,15 @@ def test_stats_counts_what_was_inserted(run_cli, data, library: Path) -> None:
     assert stats["last_sync"]["started_at"] == "2026-12-01T00:00:00Z"
     text = run_cli("stats").output
     assert f"clips      {len(clips)}" in text and f"{downloaded} downloaded" in text and "exit 1" in text
+
+
+def test_a_playlist_entry_starting_with_a_hash_is_not_a_comment(tmp_path: Path) -> None:
+    """`{title}.{ext}` and the song "#1 Hit": its relative path would be read as a comment line."""
+    from archiver.library import m3u
+
+    rows = [{"audio_path": "#1 Hit.mp3", "title": "#1 Hit", "duration": 61.0, "source": "acedata"},
+            {"audio_path": "b/#2.mp3", "title": "#2", "duration": None, "source": "acedata"}]
+    lines = m3u(rows, tmp_path, tmp_path).splitlines()
+    entries = [line for line in lines if not line.startswith("#")]
+    assert entries == ["./#1 Hit.mp3", "b/#2.mp3"]
+    assert (tmp_path / entries[0]).resolve() == (tmp_path / "#1 Hit.mp3").resolve()
