@@ -127,9 +127,19 @@ def rows_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO
         writer.writerow({k: ("" if row.get(k) is None else _csv_cell(row.get(k))) for k in columns})
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")  # a seed "-42" is a number, not a formula
+
+
 def _csv_cell(value: Any) -> Any:
-    """CSV quotes line breaks itself, so a lyric keeps its lines; other controls go."""
-    return clean_text(value) if isinstance(value, str) else value
+    """CSV quotes line breaks itself, so a lyric keeps its lines; other controls go. Text a
+    spreadsheet would run as a formula (a title "=HYPERLINK(…)") gets a leading ', the mark
+    spreadsheets give text; numbers, signed ones too, are written as they are."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + clean_text(value)
+    return clean_text(value)
 
 
 def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO | None = None,

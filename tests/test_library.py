@@ -609,3 +609,14 @@ def test_a_playlist_entry_starting_with_a_hash_is_not_a_comment(tmp_path: Path) 
     entries = [line for line in lines if not line.startswith("#")]
     assert entries == ["./#1 Hit.mp3", "b/#2.mp3"]
     assert (tmp_path / entries[0]).resolve() == (tmp_path / "#1 Hit.mp3").resolve()
+
+
+@pytest.mark.parametrize("title, written", [("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
+                                            ("+1 (remix)", "'+1 (remix)"), ("@home", "'@home"), ("-Intro-", "'-Intro-"),
+                                            ("-42", "-42"), ("Plain = fine", "Plain = fine")])
+def test_csv_cells_a_spreadsheet_would_run_start_as_text(title: str, written: str) -> None:
+    from archiver.render import rows_csv
+
+    out = io.StringIO()
+    rows_csv([{"title": title, "seed": "-7", "duration": -1.5}], ["title", "seed", "duration"], out)
+    assert list(csv.DictReader(io.StringIO(out.getvalue()))) == [{"title": written, "seed": "-7", "duration": "-1.5"}]
