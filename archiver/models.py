@@ -38,9 +38,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
     def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        """A stored time; None for text that is not one (another tool's write), as for no time."""
         if value is None:
             return None
-        parsed = datetime.fromisoformat(value)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

@@ -630,3 +630,21 @@ def stat_is_fifo(path: Path) -> bool:
     import stat
 
     return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+@pytest.mark.sqlite_only(reason="the row is edited through the SQLite file")
+def test_a_stored_time_that_is_not_a_time_is_read_as_none(sim, sim_cli, library: Path) -> None:
+    """Another tool wrote text that is no time into a clip's and a task's times: commands that
+    read through the ORM take it as no time instead of ending in an internal error."""
+    import sqlite3
+
+    sim_cli("add", "acedata", sim.add_task("acedata", steps=0))
+    assert sync(sim_cli)[0] == 0
+    con = sqlite3.connect(library / "archiver.db")
+    with con:
+        con.execute("UPDATE clips SET created_at = 'notadate'")
+        con.execute("UPDATE tasks SET next_poll_at = 'soon', finished_at = '2026-02-30'")
+    con.close()
+    for args in (("retag",), ("verify",), ("sync", "--now")):
+        result = sim_cli(*args)
+        assert result.exit_code == 0 and "internal error" not in result.output, (args, result.output)
