@@ -24,6 +24,7 @@ never need to know which library failed.
     ├── LibraryAbsent               the database records files but the library root has none of them
     ├── TaggingError                mutagen could not read or write a file's tags
     ├── DatabaseError               the library database is missing, corrupt or locked
+    │   └── TooSlow                 a read stopped at its time limit (a web request)
     ├── ClaimLost                   a fleet worker stalled past its lease: another took the file over
     └── LockHeld                    exit 75: another sync holds the library lock
 """
@@ -137,6 +138,10 @@ class TaggingError(ArchiverError):
 
 
 class DatabaseError(ArchiverError):
+    pass
+
+
+class TooSlow(DatabaseError):
     pass
 
 

@@ -11,11 +11,12 @@ schema is ever created here. database.py opens the same way for SQLAlchemy engin
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from .errors import DatabaseError
+from .errors import DatabaseError, TooSlow
 
 SCHEMA_VERSION = 7  # migrations.STEPS has this many steps (migrations.py checks it on import)
 READABLE_FROM = 2  # the oldest version reads understand: before version 5, clips without a time list none
@@ -113,8 +114,11 @@ class ReadDB:
 
     dialect = "sqlite"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, time_limit: float | None = None) -> None:
+        """`time_limit`: seconds after which a statement is stopped (the web app's requests: one
+        a client gave up on must not hold a worker for minutes)."""
         self.url = url
+        self.time_limit = time_limit
         uri = readonly_uri(existing_file(url))
         try:
             self.conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
@@ -139,11 +143,16 @@ class ReadDB:
         Opening checks only the header and schema: a bad page elsewhere surfaces in whatever
         query reads it.
         """
+        if self.time_limit is not None:
+            deadline = time.monotonic() + self.time_limit
+            self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
         try:
             cursor = self.conn.execute(sql, params or {})
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         except sqlite3.Error as exc:
+            if self.time_limit is not None and "interrupted" in str(exc):
+                raise TooSlow(f"the query took longer than {self.time_limit:g} s; narrow it") from None
             if undecodable(exc) and self.conn.text_factory is str:
                 self.conn.text_factory = lenient_text
                 return self.rows(sql, params)

@@ -501,3 +501,75 @@ def test_serve_reads_a_postgresql_catalog(pg_url: str, tmp_path: Path) -> None:
         assert audio is not None
         status, headers, body = request(base, audio[1].replace("/download/", "/audio/"), headers={"Range": "bytes=0-9"})
         assert status == 206 and len(body) == 10 and headers["content-range"].startswith("bytes 0-9/")
+
+
+def test_a_client_that_never_finishes_its_request_head_is_dropped(library: Library,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow clients (a header line now and then, no token needed) are dropped when their head
+    is not whole in time; a client that sends a whole request is answered meanwhile."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from archiver.readdb import ReadDB
+    from archiver.web import server
+    from archiver.web.app import Settings, create_app
+
+    monkeypatch.setattr(server, "HEAD_SECONDS", 0.5)
+    db_url = f"sqlite:///{library.root / 'archiver.db'}"
+    app = create_app(Settings(library=library.root, open_reader=lambda: ReadDB(db_url), token=None))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, http=server.HeadDeadline, log_level="warning", access_log=False, lifespan="off")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not running.started:
+            time.sleep(0.01)
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for conn in slow:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            conn.settimeout(2)
+        answered = request(f"http://127.0.0.1:{port}/", "/stats")[0]
+        for _ in range(3):  # a header line now and then does not keep them
+            time.sleep(0.25)
+            for conn in slow:
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+        dropped = []
+        for conn in slow:
+            try:
+                dropped.append(conn.recv(100) == b"")
+            except socket.timeout:  # still open, waiting for the rest of the head
+                dropped.append(False)
+            except OSError:  # reset: dropped
+                dropped.append(True)
+            conn.close()
+        assert answered == 200 and all(dropped), dropped
+        kept = socket.create_connection(("127.0.0.1", port))  # a keep-alive client, between its requests
+        kept.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        kept.settimeout(5)
+        assert kept.recv(12).startswith(b"HTTP/1.1 200")
+        kept.close()
+    finally:
+        running.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_a_web_query_past_its_time_limit_is_stopped(library: Library) -> None:
+    from archiver.errors import TooSlow
+    from archiver.readdb import ReadDB
+
+    with ReadDB(f"sqlite:///{library.root / 'archiver.db'}", time_limit=0.05) as db:
+        with pytest.raises(TooSlow, match="longer than 0.05 s"):
+            db.rows("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000000) "
+                    "SELECT count(*) FROM n")
+        assert db.rows("SELECT count(*) AS n FROM clips")[0]["n"] > 0  # the next query has its own time

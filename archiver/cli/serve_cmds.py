@@ -75,8 +75,7 @@ def serve_cmd(ctx: Context, host: str, port: int, token: str | None, open_browse
     reader = _reader_factory(ctx)
     sock = _listen(host, port)
     with loading_libraries():
-        import uvicorn
-
+        from ..web import server
         from ..web.app import Settings, create_app
 
     app = create_app(Settings(library=config.library, open_reader=reader, token=token))
@@ -89,9 +88,7 @@ def serve_cmd(ctx: Context, host: str, port: int, token: str | None, open_browse
         import webbrowser
 
         webbrowser.open(url + (f"?token={token}" if token else ""))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           server_header=False, proxy_headers=False))
-    server.run(sockets=[sock])
+    server.run(app, sock)
 
 
 def _reader_factory(ctx: Context) -> Any:
@@ -106,6 +103,8 @@ def _reader_factory(ctx: Context) -> Any:
     first = ctx.store(readonly=True)
     if isinstance(first, ReadDB):
         first.close()
+        from ..web.server import QUERY_SECONDS
+
         url = ctx.config().db_url
-        return lambda: ReadDB(url)
+        return lambda: ReadDB(url, time_limit=QUERY_SECONDS)
     return lambda: nullcontext(first)

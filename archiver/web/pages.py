@@ -12,7 +12,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from ..errors import ArchiverError, UsageError
+from ..errors import ArchiverError, TooSlow, UsageError
 from ..fields import AssetKind, AssetState, Status
 from ..library import archived_path, count_clips, exact_detail, list_clips, list_tasks, m3u, search
 from ..overview import clips_per_month, facets, stats
@@ -175,4 +175,5 @@ def not_found(request: Request, exc: Exception | None) -> Response:
 
 def server_error(request: Request, exc: Exception) -> Response:
     message = str(exc) if isinstance(exc, ArchiverError) else f"internal error: {type(exc).__name__}"
-    return _render(request, "error.html", 500, heading="Cannot read the library", message=message)
+    status = 503 if isinstance(exc, TooSlow) else 500
+    return _render(request, "error.html", status, heading="Cannot read the library", message=message)
