@@ -72,6 +72,8 @@ def _regular_fd(path: str | os.PathLike[str], flags: int, link_error: Callable[[
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
             raise link_error(exc) from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads, opened for writing
+            raise UnsafePath(f"refusing to {verb} {os.fspath(path)}: not a regular file") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

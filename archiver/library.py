@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from .errors import ArchiverError, UsageError
-from .fs import DB_SUFFIXES, database_file
+from .fs import DB_SUFFIXES, PART, SKIP_NAMES, database_file
 from .fields import CLIP_TABLE, STORED_FIELDS, AssetKind, AssetState, plausible_duration
 from .query import Compiled, compile_query, compile_sort, fts_query, prefix_bounds, register_functions
 from .readdb import ReadDB
@@ -132,8 +132,10 @@ def owned_by_library(db: Reader, library: Path, db_path: Path | None, target: Pa
     root = Path(os.path.realpath(library))
     if where.is_relative_to(root):
         rel = where.relative_to(root).as_posix()
-        if len(where.relative_to(root).parts) == 1 and database_file(rel):
-            return "a database file of the library"
+        if len(where.relative_to(root).parts) == 1 and (database_file(rel) or rel in SKIP_NAMES):
+            return "a file archiver keeps in the library"
+        if rel.endswith(PART):
+            return "a temporary file of the library"
         if select(db, "SELECT 1 AS found FROM assets WHERE path = :path LIMIT 1", {"path": rel}):
             return "a file the library archived"
     return None

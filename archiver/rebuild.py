@@ -40,14 +40,24 @@ class RebuildReport:
     problems: list[str] = field(default_factory=list)
 
 
-def move_aside(db_path: Path) -> Path:
-    """Keep the old database (and its WAL files) next to it instead of deleting anything."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+def keep_aside(db_path: Path) -> Path:
+    """A second name for the old database and its WAL files (`archiver.db.damaged-…`), made
+    while the originals stay in place: hard links, or copies where the file system has none.
+    The database keeps its name until the new one is renamed over it."""
+    when = time.time()
+    while True:  # a name no earlier rebuild took (one stopped a moment ago may have)
+        target = db_path.with_name(f"{db_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}")
+        if not any(os.path.lexists(f"{target}{suffix}") for suffix in DB_SUFFIXES):
+            break
+        when += 1
+    for suffix in DB_SUFFIXES:
         old = db_path.with_name(db_path.name + suffix)
         if old.exists():
-            shutil.move(str(old), str(target) + suffix)
+            kept = Path(str(target) + suffix)
+            try:
+                os.link(old, kept)
+            except OSError:
+                shutil.copy2(old, kept)
     return target
 
 
@@ -63,8 +73,9 @@ def healthy(db_url: str) -> bool:
 
 def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport:
     """The files are read and the new database written beside the old one first; only then is
-    the old one moved aside and the new one renamed into place, so a rebuild stopped at any
-    moment leaves the library with the database it had."""
+    the old one given its `.damaged-…` name too (a hard link), its WAL files removed, and the new
+    one renamed over it: a rebuild stopped at any moment leaves a database at its name, the old
+    one (as of its last checkpoint, once its WAL is gone) or the new one."""
     report = RebuildReport()
     db_path = Path(db_url.removeprefix("sqlite:///")) if db_url.startswith("sqlite:///") else None
     if db_path is not None and db_path.exists() and healthy(db_url) and not force:
@@ -87,8 +98,11 @@ def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport
         with closing(sqlite3.connect(building)) as conn:  # one file, no WAL beside it, to rename
             conn.execute("PRAGMA journal_mode = DELETE")
         sync_file(building)
-        if db_path.exists():
-            report.moved_aside = move_aside(db_path)
+        if any(db_path.with_name(db_path.name + suffix).exists() for suffix in DB_SUFFIXES):
+            report.moved_aside = keep_aside(db_path)
+            fsync_path(db_path.parent)
+        for suffix in DB_SUFFIXES[1:]:  # the old WAL beside the new file would be replayed into it
+            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
         os.replace(building, db_path)
         fsync_path(db_path.parent)
     return report
@@ -168,4 +182,4 @@ def _style(comment: str | None) -> str | None:
     return None
 
 
-__all__ = ["RebuildReport", "move_aside", "rebuild"]
+__all__ = ["RebuildReport", "keep_aside", "rebuild"]

@@ -137,9 +137,8 @@ def _csv_cell(value: Any) -> Any:
     spreadsheets give text; numbers, signed ones too, are written as they are."""
     if not isinstance(value, str):
         return value
-    if value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
-        return "'" + clean_text(value)
-    return clean_text(value)
+    text = clean_text(value)  # first: a control character in front must not hide a formula
+    return "'" + text if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text) else text
 
 
 def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO | None = None,

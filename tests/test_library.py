@@ -613,7 +613,8 @@ def test_a_playlist_entry_starting_with_a_hash_is_not_a_comment(tmp_path: Path) 
 
 @pytest.mark.parametrize("title, written", [("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
                                             ("+1 (remix)", "'+1 (remix)"), ("@home", "'@home"), ("-Intro-", "'-Intro-"),
-                                            ("-42", "-42"), ("Plain = fine", "Plain = fine")])
+                                            ("-42", "-42"), ("Plain = fine", "Plain = fine"),
+                                            ("\x07=1+1", "'=1+1")])
 def test_csv_cells_a_spreadsheet_would_run_start_as_text(title: str, written: str) -> None:
     from archiver.render import rows_csv
 

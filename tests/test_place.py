@@ -169,3 +169,11 @@ def test_without_a_c_library_the_portable_paths_are_taken(monkeypatch: pytest.Mo
         monkeypatch.undo()
         for call in calls:
             call.cache_clear()
+
+
+def test_a_fifo_is_refused_for_reading_and_appending_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.mp3.part"
+    os.mkfifo(fifo)
+    for open_fd in (fs.read_fd, fs.append_fd):
+        with pytest.raises(UnsafePath, match="not a regular file"):
+            open_fd(fifo)

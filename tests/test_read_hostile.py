@@ -246,8 +246,11 @@ def test_export_never_replaces_the_database_or_an_archived_file(imported: Path) 
     database = imported / "archiver.db"
     (imported / "link.csv").symlink_to("archiver.db")
     before = {path: path.read_bytes() for path in (song, database)}
+    (imported / ".archiver.lock").write_bytes(b"")
     for target, what in ((database, "the library's database"), (song, "a file the library archived"),
-                         (imported / "link.csv", "the library's database")):
+                         (imported / "link.csv", "the library's database"),
+                         (imported / ".archiver.lock", "a file archiver keeps in the library"),
+                         (song.with_name(song.name + ".part"), "a temporary file of the library")):
         err = _clean(_archiver(imported, "export", "csv", "-o", str(target)), 2)
         assert err == f"error: refusing to write the export over {what}: {target}\n"
     assert {path: path.read_bytes() for path in before} == before

@@ -558,6 +558,28 @@ def test_a_client_that_never_finishes_its_request_head_is_dropped(library: Libra
         kept.settimeout(5)
         assert kept.recv(12).startswith(b"HTTP/1.1 200")
         kept.close()
+        piped = socket.create_connection(("127.0.0.1", port))  # two pipelined requests, then a trickle
+        piped.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2 + b"GET / HTTP/1.1\r\n")
+        piped.settimeout(2)
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            received += piped.recv(65536)
+        assert received.count(b"HTTP/1.1 200") == 2
+        closed = False
+        for _ in range(8):
+            time.sleep(0.25)
+            try:
+                piped.sendall(b"X-Slow: 1\r\n")
+                closed = piped.recv(100) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        piped.close()
+        assert closed
     finally:
         running.should_exit = True
         thread.join(10)

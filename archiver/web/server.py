@@ -28,15 +28,16 @@ class HeadDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._answered: Any = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not None and self.cycle is not self._answered:  # a whole head arrived
-            self._answered = self.cycle
+        if self._answering():  # a whole head arrived: the request is being answered
             self._stop_timer()
+
+    def _answering(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -57,8 +58,7 @@ class HeadDeadline(H11Protocol):
 
     def _too_slow(self) -> None:
         self._head_timer = None
-        waiting = self.cycle is None or self.cycle is self._answered and self.cycle.response_complete
-        if waiting and not self.transport.is_closing():
+        if not self._answering() and not self.transport.is_closing():  # still waiting for a head
             self.transport.close()
 
 
