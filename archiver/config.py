@@ -248,7 +248,8 @@ def track_template_problem(template: str) -> str | None:
 TOP_KEYS: dict[str, _Key] = {
     "library": _Key("library", str, "ARCHIVER_LIBRARY", lambda v: Path(v).expanduser()),
     "db": _Key("db_url", str, "ARCHIVER_DB"),
-    "path_template": _Key("path_template", str, "ARCHIVER_PATH_TEMPLATE", explain=_path_template_problem),
+    "path_template": _Key("path_template", str, "ARCHIVER_PATH_TEMPLATE",
+                          explain=_path_template_problem),
     "jobs": _Key("jobs", int, "ARCHIVER_JOBS", check=_positive, hint="a positive integer"),
     "max_file_size": _Key("max_file_size", int, check=_positive, hint="bytes, a positive integer"),
     "id3_version": _Key("id3_version", int, check=lambda v: v in (3, 4), hint="3 or 4"),

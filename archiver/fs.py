@@ -97,7 +97,8 @@ def read_fd_beneath(root: str | os.PathLike[str], relative: str) -> int:
                 inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=folder)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafePath(f"refusing to read {relative!r}: {name!r} is not a folder of the library") from None
+                    raise UnsafePath(f"refusing to read {relative!r}: {name!r} is not a folder of the library"
+                                     ) from None
                 raise
             os.close(folder)
             folder = inner

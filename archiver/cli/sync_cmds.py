@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from ..errors import EXIT_USAGE, ArchiverError
-from .context import Context, fail, failure, handle_errors, loading_libraries, pass_ctx, read_ids, read_input, require_text
+from .context import (Context, fail, failure, handle_errors, loading_libraries, pass_ctx, read_ids, read_input,
+                      require_text)
 from .group import cli
 from .options import SourcesInHelp, json_option, query_argument, source_option, sources_option, wait_option
 
