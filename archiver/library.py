@@ -131,8 +131,9 @@ def owned_by_library(db: Reader, library: Path, db_path: Path | None, target: Pa
             return "the library's database"
     root = Path(os.path.realpath(library))
     if where.is_relative_to(root):
-        rel = where.relative_to(root).as_posix()
-        if len(where.relative_to(root).parts) == 1 and (database_file(rel) or rel in SKIP_NAMES):
+        inside = where.relative_to(root)
+        rel = inside.as_posix()
+        if len(inside.parts) == 1 and (database_file(rel) or rel in SKIP_NAMES):
             return "a file archiver keeps in the library"
         if rel.endswith(PART):
             return "a temporary file of the library"

@@ -47,18 +47,21 @@ def keep_aside(db_path: Path) -> Path:
     when = time.time()
     while True:  # a name no earlier rebuild took (one stopped a moment ago may have)
         target = db_path.with_name(f"{db_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}")
-        if not any(os.path.lexists(f"{target}{suffix}") for suffix in DB_SUFFIXES):
+        if not any(os.path.lexists(kept) for kept in _files_of(target)):
             break
         when += 1
-    for suffix in DB_SUFFIXES:
-        old = db_path.with_name(db_path.name + suffix)
+    for old, kept in zip(_files_of(db_path), _files_of(target)):
         if old.exists():
-            kept = Path(str(target) + suffix)
             try:
                 os.link(old, kept)
             except OSError:
                 shutil.copy2(old, kept)
     return target
+
+
+def _files_of(database: Path) -> list[Path]:
+    """The database file and its WAL, shared-memory and journal files, in DB_SUFFIXES order."""
+    return [database.with_name(database.name + suffix) for suffix in DB_SUFFIXES]
 
 
 def healthy(db_url: str) -> bool:
@@ -86,7 +89,8 @@ def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport
     hashed = {key: sha256_file(library / rel) for key, (rel, _url) in placed.items()}
     building = None if db_path is None else db_path.with_name(db_path.name + REBUILDING)
     if building is not None:
-        _remove_database(building)  # a rebuild stopped before
+        for path in _files_of(building):  # what a rebuild stopped before left
+            path.unlink(missing_ok=True)
     with Store(db_url if building is None else f"sqlite:///{building}") as store:
         result = store.apply(records)
         report.tasks = result.tasks_added
@@ -98,19 +102,14 @@ def rebuild(library: Path, db_url: str, *, force: bool = False) -> RebuildReport
         with closing(sqlite3.connect(building)) as conn:  # one file, no WAL beside it, to rename
             conn.execute("PRAGMA journal_mode = DELETE")
         sync_file(building)
-        if any(db_path.with_name(db_path.name + suffix).exists() for suffix in DB_SUFFIXES):
+        if any(path.exists() for path in _files_of(db_path)):
             report.moved_aside = keep_aside(db_path)
             fsync_path(db_path.parent)
-        for suffix in DB_SUFFIXES[1:]:  # the old WAL beside the new file would be replayed into it
-            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+        for path in _files_of(db_path)[1:]:  # the old WAL beside the new file would be replayed into it
+            path.unlink(missing_ok=True)
         os.replace(building, db_path)
         fsync_path(db_path.parent)
     return report
-
-
-def _remove_database(path: Path) -> None:
-    for suffix in DB_SUFFIXES:
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _scan(library: Path, files: list[str], report: RebuildReport

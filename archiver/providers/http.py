@@ -246,10 +246,8 @@ class ApiClient:
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
         if content is None and status < 400:
             raise ProviderError(name, f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB once decoded; refused")
-        try:
-            if content is None:  # an error whose body is too long to be a message
-                raise ValueError
-            payload = parse_json(content, secrets=[self.settings.token])
+        try:  # an error whose body is too long to be a message reads as one without a body
+            payload = None if content is None else parse_json(content, secrets=[self.settings.token])
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             if status >= 400:
                 raise source.error_for(status, None, ids) from None
